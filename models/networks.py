@@ -1,0 +1,513 @@
+"""Generators, discriminators, GAN losses, weight init and LR schedules.
+
+The module layout (``nn.Sequential`` nesting, indices and attribute names) follows the official
+pytorch-CycleGAN-and-pix2pix code exactly, so ``state_dict`` keys match in both directions and official
+checkpoints load with ``strict=True``. Additions of ours keep the official layout by default:
+
+* ``upsample='deconv'`` (default, official) or ``'nearest'`` / ``'bilinear'`` (resize-convolution: upsample then
+  a 3x3 convolution; the usual cure for checkerboard artifacts). The resize variant sits at the same index as the
+  transposed convolution it replaces, so only the keys of those layers change.
+* Generators accept any input size: the input is padded up to the multiple the architecture needs (4 for the
+  ResNets, 2**num_downs for the U-Nets) and the output is cropped back, so the output has the input's size.
+  Inputs that already have a valid size go through untouched (identical to the official forward pass).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn import init
+from torch.optim import lr_scheduler
+
+from util.logger import get_logger
+
+log = get_logger(__name__)
+
+
+###############################################################################
+# Helper functions
+###############################################################################
+
+
+class Identity(nn.Module):
+    """A layer that returns its input (used for ``--norm none``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` unchanged."""
+        return x
+
+
+def _no_norm(num_features: int) -> nn.Module:
+    """Factory for ``--norm none``: ignores the channel count and returns an Identity."""
+    return Identity()
+
+
+NORM_LAYERS: Dict[str, Callable[..., nn.Module]] = {
+    "batch": functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True),
+    "instance": functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False),
+    "syncbatch": functools.partial(nn.SyncBatchNorm, affine=True, track_running_stats=True),
+    "none": _no_norm,
+}
+
+
+def _unknown(kind: str, name: str, valid: Sequence[str], flag: str) -> ValueError:
+    """Build the error raised for an unknown registry name."""
+    return ValueError(f"unknown {kind} '{name}' ({flag}); valid: {', '.join(valid)}")
+
+
+def list_norms() -> List[str]:
+    """Names accepted by ``--norm``."""
+    return list(NORM_LAYERS)
+
+
+def get_norm_layer(norm_type: str = "instance") -> Callable[..., nn.Module]:
+    """Return the normalization layer factory for ``--norm``."""
+    try:
+        return NORM_LAYERS[norm_type]
+    except KeyError:
+        raise _unknown("normalization layer", norm_type, list_norms(), "--norm") from None
+
+
+def uses_bias(norm_layer: Callable[..., nn.Module]) -> bool:
+    """The official rule: convolutions followed by a norm layer have a bias only for instance norm."""
+    if isinstance(norm_layer, functools.partial):
+        return norm_layer.func == nn.InstanceNorm2d
+    return norm_layer == nn.InstanceNorm2d
+
+
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+
+
+def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> nn.Module:
+    """Initialize conv/linear weights (``--init_type``, ``--init_gain``) and BatchNorm2d scales as officially."""
+    if init_type not in INIT_TYPES:
+        raise _unknown("initialization method", init_type, INIT_TYPES, "--init_type")
+
+    def init_func(m: nn.Module) -> None:
+        classname = m.__class__.__name__
+        if hasattr(m, "weight") and m.weight is not None and ("Conv" in classname or "Linear" in classname):
+            if init_type == "normal":
+                init.normal_(m.weight.data, 0.0, init_gain)
+            elif init_type == "xavier":
+                init.xavier_normal_(m.weight.data, gain=init_gain)
+            elif init_type == "kaiming":
+                init.kaiming_normal_(m.weight.data, a=0, mode="fan_in")
+            else:
+                init.orthogonal_(m.weight.data, gain=init_gain)
+            if getattr(m, "bias", None) is not None:
+                init.constant_(m.bias.data, 0.0)
+        elif "BatchNorm2d" in classname and getattr(m, "weight", None) is not None:
+            init.normal_(m.weight.data, 1.0, init_gain)
+            init.constant_(m.bias.data, 0.0)
+
+    log.debug("initialize network with %s", init_type)
+    net.apply(init_func)
+    return net
+
+
+def init_net(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02,
+             gpu_ids: Sequence[int] = ()) -> nn.Module:
+    """Initialize the weights and move the network to the first GPU in ``gpu_ids`` (if any)."""
+    if gpu_ids:
+        net.to(torch.device(f"cuda:{gpu_ids[0]}"))
+    return init_weights(net, init_type, init_gain)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, int, int]:
+    """Pad an NCHW tensor at the bottom/right up to a multiple of ``multiple``; return it and the original H, W."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, h, w
+    # Reflection needs the pad to be smaller than the side; tiny inputs into deep U-Nets fall back to replicate.
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), h, w
+
+
+UPSAMPLE_MODES = ("deconv", "nearest", "bilinear")
+
+
+def _check_upsample(upsample: str) -> None:
+    """Raise a flag-naming error for an unknown ``--upsample`` mode."""
+    if upsample not in UPSAMPLE_MODES:
+        raise _unknown("upsampling mode", upsample, UPSAMPLE_MODES, "--upsample")
+
+
+def resize_conv(in_nc: int, out_nc: int, mode: str, bias: bool) -> nn.Sequential:
+    """Resize-convolution: x2 upsampling followed by ReflectionPad(1) + 3x3 conv (replaces a transposed conv)."""
+    align = False if mode == "bilinear" else None
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode=mode, align_corners=align),
+                         nn.ReflectionPad2d(1),
+                         nn.Conv2d(in_nc, out_nc, kernel_size=3, stride=1, padding=0, bias=bias))
+
+
+###############################################################################
+# Generators
+###############################################################################
+
+
+class ResnetBlock(nn.Module):
+    """A residual block: ``x + conv_block(x)`` (official layout, reflect padding)."""
+
+    def __init__(self, dim: int, padding_type: str, norm_layer: Callable[..., nn.Module], use_dropout: bool,
+                 use_bias: bool) -> None:
+        super().__init__()
+        self.conv_block = self.build_conv_block(dim, padding_type, norm_layer, use_dropout, use_bias)
+
+    @staticmethod
+    def _padding(padding_type: str) -> Tuple[List[nn.Module], int]:
+        """Return the explicit padding layers and the conv padding for ``padding_type``."""
+        if padding_type == "reflect":
+            return [nn.ReflectionPad2d(1)], 0
+        if padding_type == "replicate":
+            return [nn.ReplicationPad2d(1)], 0
+        if padding_type == "zero":
+            return [], 1
+        raise _unknown("padding", padding_type, ("reflect", "replicate", "zero"), "padding_type")
+
+    def build_conv_block(self, dim: int, padding_type: str, norm_layer: Callable[..., nn.Module],
+                         use_dropout: bool, use_bias: bool) -> nn.Sequential:
+        """Pad, conv, norm, ReLU, [Dropout(0.5)], pad, conv, norm — the official index order."""
+        layers: List[nn.Module] = []
+        pad, p = self._padding(padding_type)
+        layers += pad + [nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=use_bias), norm_layer(dim), nn.ReLU(True)]
+        if use_dropout:
+            layers += [nn.Dropout(0.5)]
+        pad, p = self._padding(padding_type)
+        layers += pad + [nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=use_bias), norm_layer(dim)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual connection (no activation after the sum)."""
+        return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """ResNet generator: c7s1-ngf, two stride-2 downsamplings, n_blocks residual blocks, two upsamplings, c7s1."""
+
+    size_multiple = 4
+
+    def __init__(self, input_nc: int, output_nc: int, ngf: int = 64,
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, use_dropout: bool = False,
+                 n_blocks: int = 6, padding_type: str = "reflect", upsample: str = "deconv") -> None:
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        _check_upsample(upsample)
+        super().__init__()
+        use_bias = uses_bias(norm_layer)
+        model: List[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0,
+                                                                   bias=use_bias),
+                                  norm_layer(ngf), nn.ReLU(True)]
+        n_downsampling = 2
+        for i in range(n_downsampling):
+            mult = 2 ** i
+            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                      norm_layer(ngf * mult * 2), nn.ReLU(True)]
+        mult = 2 ** n_downsampling
+        for _ in range(n_blocks):
+            model += [ResnetBlock(ngf * mult, padding_type=padding_type, norm_layer=norm_layer,
+                                  use_dropout=use_dropout, use_bias=use_bias)]
+        for i in range(n_downsampling):
+            mult = 2 ** (n_downsampling - i)
+            in_nc, out_nc = ngf * mult, int(ngf * mult / 2)
+            if upsample == "deconv":
+                up: nn.Module = nn.ConvTranspose2d(in_nc, out_nc, kernel_size=3, stride=2, padding=1,
+                                                   output_padding=1, bias=use_bias)
+            else:
+                up = resize_conv(in_nc, out_nc, upsample, use_bias)
+            model += [up, norm_layer(out_nc), nn.ReLU(True)]
+        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+        self.model = nn.Sequential(*model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``x``; any H, W works and the output has the input's size."""
+        x, h, w = pad_to_multiple(x, self.size_multiple)
+        y = self.model(x)
+        return y[..., :h, :w] if y.shape[-2:] != (h, w) else y
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One U-Net level: down-conv, the inner submodule, up-conv, with a skip connection (except outermost)."""
+
+    def __init__(self, outer_nc: int, inner_nc: int, input_nc: Optional[int] = None,
+                 submodule: Optional[nn.Module] = None, outermost: bool = False, innermost: bool = False,
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, use_dropout: bool = False,
+                 upsample: str = "deconv") -> None:
+        super().__init__()
+        _check_upsample(upsample)
+        self.outermost = outermost
+        use_bias = uses_bias(norm_layer)
+        if input_nc is None:
+            input_nc = outer_nc
+        downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+        downrelu = nn.LeakyReLU(0.2, True)
+        downnorm = norm_layer(inner_nc)
+        uprelu = nn.ReLU(True)
+        upnorm = norm_layer(outer_nc)
+
+        def upconv(in_nc: int, bias: bool) -> nn.Module:
+            if upsample == "deconv":
+                return nn.ConvTranspose2d(in_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            return resize_conv(in_nc, outer_nc, upsample, bias)
+
+        if outermost:
+            model = [downconv, submodule, uprelu, upconv(inner_nc * 2, True), nn.Tanh()]
+        elif innermost:
+            model = [downrelu, downconv, uprelu, upconv(inner_nc, use_bias), upnorm]
+        else:
+            model = [downrelu, downconv, downnorm, submodule, uprelu, upconv(inner_nc * 2, use_bias), upnorm]
+            if use_dropout:
+                model += [nn.Dropout(0.5)]
+        self.model = nn.Sequential(*model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outermost: the translated image; other levels: ``cat([x, model(x)], 1)``."""
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net generator built recursively from the innermost block out (official nesting and key names)."""
+
+    def __init__(self, input_nc: int, output_nc: int, num_downs: int, ngf: int = 64,
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, use_dropout: bool = False,
+                 upsample: str = "deconv") -> None:
+        if num_downs < 5:
+            raise ValueError(f"a U-Net needs num_downs >= 5, got {num_downs}")
+        super().__init__()
+        self.size_multiple = 2 ** num_downs
+        kw = dict(norm_layer=norm_layer, upsample=upsample)
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=None, innermost=True, **kw)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=use_dropout, **kw)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, **kw)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, **kw)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, **kw)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True,
+                                             **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``x``; any H, W works (padded to a multiple of 2**num_downs, cropped back)."""
+        x, h, w = pad_to_multiple(x, self.size_multiple)
+        y = self.model(x)
+        return y[..., :h, :w] if y.shape[-2:] != (h, w) else y
+
+
+GeneratorBuilder = Callable[[int, int, int, Callable[..., nn.Module], bool, str], nn.Module]
+
+GENERATORS: Dict[str, GeneratorBuilder] = {
+    "resnet_9blocks": lambda i, o, ngf, norm, drop, up: ResnetGenerator(i, o, ngf, norm, drop, 9, upsample=up),
+    "resnet_6blocks": lambda i, o, ngf, norm, drop, up: ResnetGenerator(i, o, ngf, norm, drop, 6, upsample=up),
+    "unet_128": lambda i, o, ngf, norm, drop, up: UnetGenerator(i, o, 7, ngf, norm, drop, upsample=up),
+    "unet_256": lambda i, o, ngf, norm, drop, up: UnetGenerator(i, o, 8, ngf, norm, drop, upsample=up),
+}
+
+
+def list_generators() -> List[str]:
+    """Names accepted by ``--netG``."""
+    return list(GENERATORS)
+
+
+def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "batch", use_dropout: bool = False,
+             init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = (),
+             upsample: str = "deconv") -> nn.Module:
+    """Create and initialize a generator by name (official signature; ``gpu_ids``/``upsample`` are extras)."""
+    if netG not in GENERATORS:
+        raise _unknown("generator", netG, list_generators(), "--netG")
+    net = GENERATORS[netG](input_nc, output_nc, ngf, get_norm_layer(norm), use_dropout, upsample)
+    return init_net(net, init_type, init_gain, gpu_ids)
+
+
+###############################################################################
+# Discriminators
+###############################################################################
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN discriminator with ``n_layers`` stride-2 convolutions (``basic`` = 3 layers, 70x70 patches)."""
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3,
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d) -> None:
+        if n_layers < 1:
+            raise ValueError(f"--n_layers_D must be >= 1, got {n_layers}")
+        super().__init__()
+        use_bias = uses_bias(norm_layer)
+        kw, padw = 4, 1
+        sequence: List[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw),
+                                     nn.LeakyReLU(0.2, True)]
+        nf_mult = 1
+        for n in range(1, n_layers):
+            nf_mult_prev, nf_mult = nf_mult, min(2 ** n, 8)
+            sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw,
+                                   bias=use_bias),
+                         norm_layer(ndf * nf_mult), nn.LeakyReLU(0.2, True)]
+        nf_mult_prev, nf_mult = nf_mult, min(2 ** n_layers, 8)
+        sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw,
+                               bias=use_bias),
+                     norm_layer(ndf * nf_mult), nn.LeakyReLU(0.2, True)]
+        sequence += [nn.Conv2d(ndf * nf_mult, 1, kernel_size=kw, stride=1, padding=padw)]
+        self.model = nn.Sequential(*sequence)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the patch logits map (no sigmoid)."""
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN: judges each pixel independently (attribute ``net`` as in the official code)."""
+
+    def __init__(self, input_nc: int, ndf: int = 64, norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d) -> None:
+        super().__init__()
+        use_bias = uses_bias(norm_layer)
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, kernel_size=1, stride=1, padding=0),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, kernel_size=1, stride=1, padding=0, bias=use_bias),
+            norm_layer(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, kernel_size=1, stride=1, padding=0, bias=use_bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the per-pixel logits map."""
+        return self.net(x)
+
+
+DISCRIMINATORS: Dict[str, Callable[[int, int, int, Callable[..., nn.Module]], nn.Module]] = {
+    "basic": lambda i, ndf, n, norm: NLayerDiscriminator(i, ndf, n_layers=3, norm_layer=norm),
+    "n_layers": lambda i, ndf, n, norm: NLayerDiscriminator(i, ndf, n_layers=n, norm_layer=norm),
+    "pixel": lambda i, ndf, n, norm: PixelDiscriminator(i, ndf, norm_layer=norm),
+}
+
+
+def list_discriminators() -> List[str]:
+    """Names accepted by ``--netD``."""
+    return list(DISCRIMINATORS)
+
+
+def define_D(input_nc: int, ndf: int, netD: str, n_layers_D: int = 3, norm: str = "batch",
+             init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = ()) -> nn.Module:
+    """Create and initialize a discriminator by name (official signature; ``gpu_ids`` is an extra)."""
+    if netD not in DISCRIMINATORS:
+        raise _unknown("discriminator", netD, list_discriminators(), "--netD")
+    net = DISCRIMINATORS[netD](input_nc, ndf, n_layers_D, get_norm_layer(norm))
+    return init_net(net, init_type, init_gain, gpu_ids)
+
+
+def discriminator_geometry(net: nn.Module, input_size: int = 256) -> Dict[str, int]:
+    """Receptive field (pixels) and output-map side of a feed-forward conv discriminator for a square input."""
+    rf, jump, size = 1, 1, input_size
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s, p = m.kernel_size[0], m.stride[0], m.padding[0]
+            rf += (k - 1) * jump
+            jump *= s
+            size = (size + 2 * p - k) // s + 1
+    return {"receptive_field": rf, "output_size": size}
+
+
+###############################################################################
+# Losses
+###############################################################################
+
+
+GAN_MODES = ("lsgan", "vanilla", "wgangp")
+
+
+class GANLoss(nn.Module):
+    """The GAN objective: ``lsgan`` (MSE), ``vanilla`` (BCE with logits) or ``wgangp`` (-/+ mean)."""
+
+    def __init__(self, gan_mode: str, target_real_label: float = 1.0, target_fake_label: float = 0.0) -> None:
+        super().__init__()
+        if gan_mode not in GAN_MODES:
+            raise _unknown("GAN mode", gan_mode, GAN_MODES, "--gan_mode")
+        self.register_buffer("real_label", torch.tensor(target_real_label))
+        self.register_buffer("fake_label", torch.tensor(target_fake_label))
+        self.gan_mode = gan_mode
+        if gan_mode == "lsgan":
+            self.loss: Optional[nn.Module] = nn.MSELoss()
+        elif gan_mode == "vanilla":
+            self.loss = nn.BCEWithLogitsLoss()
+        else:
+            self.loss = None
+
+    def get_target_tensor(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        """The label broadcast to the prediction's shape (and dtype)."""
+        target = self.real_label if target_is_real else self.fake_label
+        return target.to(prediction.dtype).expand_as(prediction)
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        """Loss of the discriminator output ``prediction`` against real/fake."""
+        if self.gan_mode == "wgangp":
+            return -prediction.mean() if target_is_real else prediction.mean()
+        return self.loss(prediction, self.get_target_tensor(prediction, target_is_real))
+
+
+def cal_gradient_penalty(netD: nn.Module, real_data: torch.Tensor, fake_data: torch.Tensor,
+                         device: torch.device | str, type: str = "mixed", constant: float = 1.0,
+                         lambda_gp: float = 10.0) -> Tuple[torch.Tensor | float, Optional[torch.Tensor]]:
+    """WGAN-GP penalty ``lambda_gp * mean((||grad D(x)||_2 - constant)^2)`` at real, fake or mixed points."""
+    if lambda_gp <= 0.0:
+        return 0.0, None
+    if type == "real":
+        interpolates = real_data
+    elif type == "fake":
+        interpolates = fake_data
+    elif type == "mixed":
+        alpha = torch.rand(real_data.shape[0], 1, device=device)
+        alpha = alpha.expand(real_data.shape[0], real_data.nelement() // real_data.shape[0])
+        alpha = alpha.contiguous().view(*real_data.shape)
+        interpolates = alpha * real_data + (1 - alpha) * fake_data
+    else:
+        raise _unknown("gradient penalty type", type, ("real", "fake", "mixed"), "type")
+    interpolates = interpolates.detach().requires_grad_(True)
+    disc_interpolates = netD(interpolates)
+    gradients = torch.autograd.grad(outputs=disc_interpolates, inputs=interpolates,
+                                    grad_outputs=torch.ones_like(disc_interpolates),
+                                    create_graph=True, retain_graph=True, only_inputs=True)[0]
+    gradients = gradients.view(real_data.size(0), -1)
+    penalty = (((gradients + 1e-16).norm(2, dim=1) - constant) ** 2).mean() * lambda_gp
+    return penalty, gradients
+
+
+###############################################################################
+# Learning-rate schedules
+###############################################################################
+
+
+LR_POLICIES = ("linear", "step", "plateau", "cosine")
+
+
+def linear_lr_factor(epoch_index: int, epoch_count: int, n_epochs: int, n_epochs_decay: int) -> float:
+    """The official linear rule: constant for ``n_epochs``, then linear decay over ``n_epochs_decay`` (+1)."""
+    return 1.0 - max(0, epoch_index + epoch_count - n_epochs) / float(n_epochs_decay + 1)
+
+
+def get_scheduler(optimizer: torch.optim.Optimizer, opt) -> lr_scheduler.LRScheduler | lr_scheduler.ReduceLROnPlateau:
+    """Return the LR scheduler for ``--lr_policy`` (stepped once at the end of every epoch)."""
+    policy = opt.lr_policy
+    if policy == "linear":
+        rule = functools.partial(linear_lr_factor, epoch_count=opt.epoch_count, n_epochs=opt.n_epochs,
+                                 n_epochs_decay=opt.n_epochs_decay)
+        return lr_scheduler.LambdaLR(optimizer, lr_lambda=rule)
+    if policy == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=opt.lr_decay_iters, gamma=0.1)
+    if policy == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
+    if policy == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=opt.n_epochs, eta_min=0)
+    # Official bug fixed: the official code *returns* the NotImplementedError instead of raising it.
+    raise _unknown("learning rate policy", policy, LR_POLICIES, "--lr_policy")
+
+
+###############################################################################
+# Reporting
+###############################################################################
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Total number of parameters of a network."""
+    return sum(p.numel() for p in net.parameters())

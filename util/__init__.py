@@ -1,0 +1,1 @@
+"""Utilities: image conversion, HTML pages, visualizer, image pool, logging."""
