@@ -1,0 +1,111 @@
+"""Dataset discovery and the data loader wrapper (behaviour.md §5.1).
+
+``--dataset_mode dummy`` imports ``data/dummy_dataset.py`` and uses its class ``DummyDataset`` (a subclass of
+``BaseDataset``); see ``data/template_dataset.py`` for a documented example. ``create_dataset(opt)`` returns the
+loader wrapper that train.py and test.py iterate over.
+"""
+from __future__ import annotations
+
+import importlib
+from argparse import Namespace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+import torch.utils.data
+
+from data.base_dataset import BaseDataset
+from util.logger import get_logger
+
+log = get_logger(__name__)
+
+_DATA_DIR = Path(__file__).resolve().parent
+_SUFFIX = "_dataset.py"
+
+
+def list_dataset_modes() -> list[str]:
+    """Return the sorted names of the dataset modes found as ``data/<name>_dataset.py``."""
+    names = [p.name[: -len(_SUFFIX)] for p in _DATA_DIR.glob("*" + _SUFFIX)]
+    return sorted(n for n in names if n and n != "base")
+
+
+def find_dataset_using_name(dataset_name: str) -> type[BaseDataset]:
+    """Import ``data.<name>_dataset`` and return its BaseDataset subclass named ``<Name>Dataset``."""
+    valid = ", ".join(list_dataset_modes())
+    module_name = f"data.{dataset_name}_dataset"
+    if dataset_name == "base" or dataset_name not in list_dataset_modes():
+        raise ValueError(f"--dataset_mode {dataset_name!r} is unknown; valid dataset modes: {valid}")
+    module = importlib.import_module(module_name)
+    target = dataset_name.replace("_", "") + "dataset"
+    for name, cls in vars(module).items():
+        if (name.lower() == target.lower() and isinstance(cls, type) and issubclass(cls, BaseDataset)
+                and cls is not BaseDataset):
+            return cls
+    raise ValueError(
+        f"In {module_name}.py, there should be a subclass of BaseDataset with class name that matches "
+        f"{target} in lowercase; valid dataset modes: {valid}"
+    )
+
+
+def get_option_setter(dataset_name: str) -> Callable:
+    """Return the static ``modify_commandline_options`` of the dataset class."""
+    return find_dataset_using_name(dataset_name).modify_commandline_options
+
+
+def create_dataset(opt: Namespace) -> "CustomDatasetDataLoader":
+    """Create the dataset named by ``opt.dataset_mode`` wrapped in a ``CustomDatasetDataLoader``."""
+    return CustomDatasetDataLoader(opt).load_data()
+
+
+def _distributed_world_size() -> int:
+    """World size of the default process group, or 1 when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+class CustomDatasetDataLoader:
+    """Dataset + DataLoader wrapper with the official ``max_dataset_size`` cap and a DDP-aware sampler."""
+
+    def __init__(self, opt: Namespace) -> None:
+        """Instantiate the dataset class and build the DataLoader."""
+        self.opt = opt
+        dataset_class = find_dataset_using_name(opt.dataset_mode)
+        self.dataset = dataset_class(opt)
+        log.info(f"dataset [{type(self.dataset).__name__}] was created")
+        shuffle = not opt.serial_batches
+        self.sampler: Optional[torch.utils.data.distributed.DistributedSampler] = None
+        if _distributed_world_size() > 1:
+            self.sampler = torch.utils.data.distributed.DistributedSampler(self.dataset, shuffle=shuffle)
+            shuffle = False
+        num_workers = int(opt.num_threads)
+        self.dataloader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=opt.batch_size,
+            shuffle=shuffle,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def load_data(self) -> "CustomDatasetDataLoader":
+        """Return the wrapper itself (official API)."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the DistributedSampler (so each epoch shuffles differently); no-op otherwise."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Number of samples: min(len(dataset), --max_dataset_size) (the full size under DDP too)."""
+        return int(min(len(self.dataset), self.opt.max_dataset_size))
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield batches, stopping once ``i * batch_size >= max_dataset_size``."""
+        for i, data in enumerate(self.dataloader):
+            if i * self.opt.batch_size >= self.opt.max_dataset_size:
+                break
+            yield data

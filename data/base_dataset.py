@@ -1,0 +1,222 @@
+"""Base class of every dataset and the shared image transforms (behaviour.md §5.3).
+
+The transform order and semantics follow the official ``get_transform``; two deliberate differences:
+
+* every step is a small picklable callable class (no lambdas or closures), so DataLoader workers also start
+  under the ``spawn`` method (Windows, macOS) — official issues #203 and #947;
+* ``--preprocess none`` returns the image at its exact size: the official code rounds each side to a
+  multiple of 4, which breaks the U-Nets (decisions.md); our generators handle any size themselves.
+"""
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from argparse import ArgumentParser, Namespace
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch.utils.data as data
+import torchvision.transforms as transforms
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms import InterpolationMode
+
+from data.image_folder import find_images
+
+PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+BICUBIC = InterpolationMode.BICUBIC
+
+_PIL_RESAMPLE = {
+    InterpolationMode.NEAREST: Image.Resampling.NEAREST,
+    InterpolationMode.NEAREST_EXACT: Image.Resampling.NEAREST,
+    InterpolationMode.BILINEAR: Image.Resampling.BILINEAR,
+    InterpolationMode.BICUBIC: Image.Resampling.BICUBIC,
+    InterpolationMode.BOX: Image.Resampling.BOX,
+    InterpolationMode.HAMMING: Image.Resampling.HAMMING,
+    InterpolationMode.LANCZOS: Image.Resampling.LANCZOS,
+}
+
+Method = Union[InterpolationMode, int]
+
+
+class ImageReadError(OSError):
+    """An image file could not be opened or decoded."""
+
+
+def load_image(path: str) -> Image.Image:
+    """Open ``path`` with PIL and return it as an RGB image; raise ``ImageReadError`` naming the file on failure."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise ImageReadError(f"cannot read image file {path}: {err}") from err
+
+
+def check_preprocess(preprocess: str) -> None:
+    """Raise ValueError naming ``--preprocess`` when ``preprocess`` is not one of ``PREPROCESS_MODES``."""
+    if preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"--preprocess {preprocess!r} is not a valid mode; choose one of {', '.join(PREPROCESS_MODES)}")
+
+
+def check_load_crop(opt: Namespace) -> None:
+    """Raise ValueError when a resize-then-crop mode would crop more than it resized to (official assert)."""
+    if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
+        raise ValueError(
+            f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size} with --preprocess "
+            f"{opt.preprocess}; use a crop_size <= load_size"
+        )
+
+
+def direction_nc(opt: Namespace) -> tuple[int, int]:
+    """Return the (A, B) channel counts after applying ``--direction`` (BtoA swaps input_nc and output_nc)."""
+    if opt.direction == "BtoA":
+        return opt.output_nc, opt.input_nc
+    return opt.input_nc, opt.output_nc
+
+
+def pil_resample(method: Method) -> int:
+    """Map a torchvision ``InterpolationMode`` (or a PIL resampling constant) to a PIL resampling constant."""
+    if isinstance(method, InterpolationMode):
+        return _PIL_RESAMPLE[method]
+    return int(method)
+
+
+def interpolation_mode(method: Method) -> InterpolationMode:
+    """Map a PIL resampling constant (or an ``InterpolationMode``) to a torchvision ``InterpolationMode``."""
+    if isinstance(method, InterpolationMode):
+        return method
+    for mode, resample in _PIL_RESAMPLE.items():
+        if resample == method and mode is not InterpolationMode.NEAREST_EXACT:
+            return mode
+    raise ValueError(f"unknown interpolation method {method!r}")
+
+
+class BaseDataset(data.Dataset, ABC):
+    """Abstract base of the datasets: stores ``opt`` and ``root``; subclasses implement __len__ / __getitem__."""
+
+    def __init__(self, opt: Namespace) -> None:
+        """Store the options and the dataset root (``opt.dataroot``)."""
+        self.opt = opt
+        self.root = opt.dataroot
+
+    @staticmethod
+    def modify_commandline_options(parser: ArgumentParser, is_train: bool) -> ArgumentParser:
+        """Add dataset-specific options or change defaults; the base class changes nothing."""
+        return parser
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Return the number of samples."""
+
+    @abstractmethod
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Return one sample as a dict of tensors and path strings."""
+
+
+def list_images(folder: str, opt: Namespace, layout: str) -> list[str]:
+    """Sorted image paths of ``folder`` capped at ``--max_dataset_size``; clear errors if missing or empty."""
+    return find_images(folder, opt.max_dataset_size, layout)
+
+
+def get_params(opt: Namespace, size: tuple[int, int]) -> dict[str, Any]:
+    """Draw the random crop position and flip for an image of ``size`` = (w, h), shared by paired images."""
+    check_preprocess(opt.preprocess)
+    w, h = size
+    new_w, new_h = w, h
+    if opt.preprocess == "resize_and_crop":
+        new_w = new_h = opt.load_size
+    elif opt.preprocess == "scale_width_and_crop":
+        new_w = opt.load_size
+        new_h = opt.load_size * h // w
+    x = random.randint(0, int(np.maximum(0, new_w - opt.crop_size)))
+    y = random.randint(0, int(np.maximum(0, new_h - opt.crop_size)))
+    flip = random.random() > 0.5
+    return {"crop_pos": (x, y), "flip": flip}
+
+
+class ScaleWidth:
+    """Resize to width ``target_size`` keeping the aspect ratio, height at least ``crop_size``."""
+
+    def __init__(self, target_size: int, crop_size: int, method: Method = BICUBIC) -> None:
+        """Remember the target width, the minimal height and the resampling method."""
+        self.target_size = target_size
+        self.crop_size = crop_size
+        self.resample = pil_resample(method)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the resized image (unchanged when it already has the target width and enough height)."""
+        ow, oh = img.size
+        if ow == self.target_size and oh >= self.crop_size:
+            return img
+        w = self.target_size
+        h = int(max(self.target_size * oh / ow, self.crop_size))
+        return img.resize((w, h), self.resample)
+
+    def __repr__(self) -> str:
+        """Readable description for printed transforms."""
+        return f"ScaleWidth(target_size={self.target_size}, crop_size={self.crop_size})"
+
+
+class CropAt:
+    """Crop a ``size`` square at a fixed position, only when the image is larger than it in some dimension."""
+
+    def __init__(self, pos: tuple[int, int], size: int) -> None:
+        """Remember the top-left corner and the square size."""
+        self.pos = pos
+        self.size = size
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the cropped image (the official semantics, including no-op for small images)."""
+        ow, oh = img.size
+        x1, y1 = self.pos
+        if ow > self.size or oh > self.size:
+            return img.crop((x1, y1, x1 + self.size, y1 + self.size))
+        return img
+
+    def __repr__(self) -> str:
+        """Readable description for printed transforms."""
+        return f"CropAt(pos={self.pos}, size={self.size})"
+
+
+class HorizontalFlip:
+    """Flip an image left-right (deterministic; the flip decision comes from ``get_params``)."""
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the mirrored image."""
+        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    def __repr__(self) -> str:
+        """Readable description for printed transforms."""
+        return "HorizontalFlip()"
+
+
+def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grayscale: bool = False,
+                  method: Method = BICUBIC, convert: bool = True) -> transforms.Compose:
+    """Build the official transform chain: grayscale, resize/scale, crop, flip, then tensor in [-1, 1]."""
+    check_preprocess(opt.preprocess)
+    steps: list[Any] = []
+    if grayscale:
+        steps.append(transforms.Grayscale(1))
+    if "resize" in opt.preprocess:
+        steps.append(transforms.Resize([opt.load_size, opt.load_size], interpolation=interpolation_mode(method)))
+    elif "scale_width" in opt.preprocess:
+        steps.append(ScaleWidth(opt.load_size, opt.crop_size, method))
+    if "crop" in opt.preprocess:
+        if params is None:
+            steps.append(transforms.RandomCrop(opt.crop_size))
+        else:
+            steps.append(CropAt(tuple(params["crop_pos"]), opt.crop_size))
+    # preprocess 'none': no rounding to a multiple of 4 (deliberate fix, see the module docstring).
+    if not opt.no_flip:
+        if params is None:
+            steps.append(transforms.RandomHorizontalFlip())
+        elif params["flip"]:
+            steps.append(HorizontalFlip())
+    if convert:
+        steps.append(transforms.ToTensor())
+        if grayscale:
+            steps.append(transforms.Normalize((0.5,), (0.5,)))
+        else:
+            steps.append(transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+    return transforms.Compose(steps)
