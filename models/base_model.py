@@ -1,0 +1,224 @@
+"""BaseModel: what every model shares — networks, optimizers, schedules, saving/loading, visuals and losses."""
+from __future__ import annotations
+
+import argparse
+import os
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from util.logger import get_logger
+
+from . import arch_config, legacy, networks
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one call of ``optimize_parameters`` does under ``--d_steps`` and ``--accum_steps``."""
+
+    zero_grad: bool  # first micro-batch of an accumulation group: clear gradients
+    step: bool  # last micro-batch of the group: apply the optimizer
+    update_G: bool  # this group updates the generator(s) too (every d_steps-th group)
+    scale: float  # loss multiplier for backward (1 / accum_steps)
+
+
+def unwrap(net: nn.Module) -> nn.Module:
+    """The bare module inside DataParallel/DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        if isinstance(net, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            net = net.module
+        elif hasattr(net, "_orig_mod"):
+            net = net._orig_mod
+        else:
+            return net
+
+
+class BaseModel(ABC):
+    """Abstract base of all models; subclasses declare loss_names, model_names and visual_names."""
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        self.opt = opt
+        self.isTrain = opt.isTrain
+        self.gpu_ids = list(getattr(opt, "gpu_ids", []) or [])
+        self.device = getattr(opt, "device", None) or torch.device("cpu")
+        self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
+        if opt.preprocess != "scale_width":
+            torch.backends.cudnn.benchmark = True
+        self.loss_names: List[str] = []
+        self.model_names: List[str] = []
+        self.visual_names: List[str] = []
+        self.optimizers: List[torch.optim.Optimizer] = []
+        self.schedulers: List[Any] = []
+        self.image_paths: List[str] = []
+        self.metric = 0.0  # used by the plateau LR policy
+        self.net_specs: Dict[str, Dict[str, Any]] = {}
+        self.micro_step = 0  # optimize_parameters calls so far (drives --d_steps / --accum_steps)
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        """Add model-specific flags or change defaults; the base model changes nothing."""
+        return parser
+
+    @abstractmethod
+    def set_input(self, input: Dict[str, Any]) -> None:
+        """Unpack a batch from the data loader."""
+
+    @abstractmethod
+    def forward(self) -> None:
+        """Run the forward pass (called by optimize_parameters and test)."""
+
+    @abstractmethod
+    def optimize_parameters(self) -> None:
+        """Compute losses and gradients and update the weights for one batch."""
+
+    # ------------------------------------------------------------------ building
+    def build_generator(self, name: str, input_nc: int, output_nc: int, use_dropout: bool) -> nn.Module:
+        """``define_G`` with the options, recorded for the checkpoint config, on the model's device."""
+        o = self.opt
+        spec = {"kind": "G", "netG": o.netG, "input_nc": input_nc, "output_nc": output_nc, "ngf": o.ngf,
+                "norm": o.norm, "use_dropout": bool(use_dropout), "upsample": getattr(o, "upsample", "deconv")}
+        net = networks.define_G(input_nc, output_nc, o.ngf, o.netG, o.norm, use_dropout, o.init_type, o.init_gain,
+                                upsample=spec["upsample"])
+        self.net_specs[name] = spec
+        return net.to(self.device)
+
+    def build_discriminator(self, name: str, input_nc: int) -> nn.Module:
+        """``define_D`` with the options, recorded for the checkpoint config, on the model's device."""
+        o = self.opt
+        spec = {"kind": "D", "netD": o.netD, "input_nc": input_nc, "ndf": o.ndf, "n_layers_D": o.n_layers_D,
+                "norm": o.norm}
+        net = networks.define_D(input_nc, o.ndf, o.netD, o.n_layers_D, o.norm, o.init_type, o.init_gain)
+        self.net_specs[name] = spec
+        return net.to(self.device)
+
+    def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """Adam(lr, betas=(beta1, 0.999)) as in the official code (multi-tensor ``foreach`` implementation)."""
+        return torch.optim.Adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), foreach=True)
+
+    def networks(self) -> "OrderedDict[str, nn.Module]":
+        """The model's networks by name (``model_names`` order), possibly wrapped."""
+        return OrderedDict((n, getattr(self, "net" + n)) for n in self.model_names)
+
+    # ------------------------------------------------------------------ lifecycle
+    def setup(self, opt: argparse.Namespace) -> None:
+        """Create schedulers, load networks for testing/resuming, and print the networks."""
+        if self.isTrain:
+            self.schedulers = [networks.get_scheduler(optimizer, opt) for optimizer in self.optimizers]
+        if not self.isTrain or opt.continue_train:
+            load_suffix = "iter_%d" % opt.load_iter if opt.load_iter > 0 else opt.epoch
+            self.load_networks(load_suffix)
+        self.print_networks(opt.verbose)
+
+    def eval(self) -> None:
+        """Put every network in eval mode (BatchNorm running stats, no dropout)."""
+        for net in self.networks().values():
+            net.eval()
+
+    def test(self) -> None:
+        """Forward pass without gradients, then the visuals hook."""
+        with torch.no_grad():
+            self.forward()
+            self.compute_visuals()
+
+    def compute_visuals(self) -> None:
+        """Hook for extra visual outputs (colorization turns Lab back into RGB)."""
+
+    def get_image_paths(self) -> List[str]:
+        """Paths of the images of the current batch."""
+        return self.image_paths
+
+    def update_learning_rate(self) -> None:
+        """Step every scheduler once (end of epoch) and log the change of the first optimizer's LR."""
+        old_lr = self.optimizers[0].param_groups[0]["lr"]
+        for scheduler in self.schedulers:
+            if self.opt.lr_policy == "plateau":
+                scheduler.step(self.metric)
+            else:
+                scheduler.step()
+        lr = self.optimizers[0].param_groups[0]["lr"]
+        log.info("learning rate %.7f -> %.7f", old_lr, lr)
+
+    def get_current_visuals(self) -> "OrderedDict[str, Any]":
+        """Visual tensors by name, in ``visual_names`` order."""
+        return OrderedDict((name, getattr(self, name)) for name in self.visual_names if isinstance(name, str))
+
+    def get_current_losses(self) -> "OrderedDict[str, float]":
+        """Loss values by name (``loss_<name>`` attributes), in ``loss_names`` order."""
+        out: "OrderedDict[str, float]" = OrderedDict()
+        for name in self.loss_names:
+            value = getattr(self, "loss_" + name)
+            out[name] = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        return out
+
+    # ------------------------------------------------------------------ steps
+    def next_step_plan(self) -> StepPlan:
+        """Advance the micro-step counter and say what this batch does (official: every batch updates all)."""
+        accum = max(1, int(getattr(self.opt, "accum_steps", 1)))
+        d_steps = max(1, int(getattr(self.opt, "d_steps", 1)))
+        i = self.micro_step
+        self.micro_step += 1
+        pos, group = i % accum, i // accum
+        return StepPlan(zero_grad=pos == 0, step=pos == accum - 1, update_G=group % d_steps == d_steps - 1,
+                        scale=1.0 / accum)
+
+    def set_requires_grad(self, nets: nn.Module | Sequence[Optional[nn.Module]], requires_grad: bool = False) -> None:
+        """Switch gradient tracking for the parameters of one network or a list (None entries are skipped)."""
+        if not isinstance(nets, (list, tuple)):
+            nets = [nets]
+        for net in nets:
+            if net is not None:
+                for param in net.parameters():
+                    param.requires_grad = requires_grad
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_networks(self, epoch: int | str) -> None:
+        """Save ``<epoch>_net_<name>.pth`` per network (plain CPU state_dicts) and the architecture config."""
+        if getattr(self.opt, "rank", 0) != 0:
+            return
+        os.makedirs(self.save_dir, exist_ok=True)
+        for name, net in self.networks().items():
+            path = os.path.join(self.save_dir, "%s_net_%s.pth" % (epoch, name))
+            legacy.save_weights(legacy.plain_state_dict(unwrap(net)), path)
+        arch_config.write_config(self.save_dir, arch_config.build_config(self.opt, self.net_specs))
+
+    def load_networks(self, epoch: int | str) -> None:
+        """Load ``<epoch>_net_<name>.pth`` into every network (official, old and wrapped checkpoints accepted)."""
+        for name, net in self.networks().items():
+            path = os.path.join(self.save_dir, "%s_net_%s.pth" % (epoch, name))
+            log.info("loading the model from %s", path)
+            if not os.path.isfile(path):
+                raise legacy.CheckpointError(self._missing_checkpoint_message(path, name))
+            legacy.load_network(unwrap(net), path, name=name, map_location=self.device)
+
+    def _missing_checkpoint_message(self, path: str, name: str) -> str:
+        """Explain a missing network file and list the checkpoints that do exist for that network."""
+        found = []
+        if os.path.isdir(self.save_dir):
+            tail = "_net_%s.pth" % name
+            found = sorted(f[: -len(tail)] for f in os.listdir(self.save_dir) if f.endswith(tail))
+        where = ("available for %s: %s (choose with --epoch / --load_iter)" % (name, ", ".join(found)) if found
+                 else "no checkpoint of network %s in %s (check --name and --checkpoints_dir)" % (name, self.save_dir))
+        return "checkpoint file not found: %s; %s" % (path, where)
+
+    def print_networks(self, verbose: bool) -> None:
+        """Parameter count per network (and the discriminators' receptive field); the modules if verbose."""
+        log.info("---------- Networks initialized -------------")
+        size = getattr(self.opt, "crop_size", 256)
+        for name, net in self.networks().items():
+            bare = unwrap(net)
+            if verbose:
+                log.info("%s", bare)
+            log.info("[Network %s] Total number of parameters : %.3f M", name,
+                     networks.count_parameters(bare) / 1e6)
+            if name.startswith("D"):
+                geo = networks.discriminator_geometry(bare, size)
+                log.info("[Network %s] receptive field : %dx%d, output map : %dx%d for a %dx%d input", name,
+                         geo["receptive_field"], geo["receptive_field"], geo["output_size"], geo["output_size"],
+                         size, size)
+        log.info("-----------------------------------------------")

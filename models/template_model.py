@@ -1,0 +1,64 @@
+"""Template for a new model: a regression baseline (G trained with an L1 loss only).
+
+Copy this file to ``models/<name>_model.py``, rename the class to ``<Name>Model`` and fill in the five parts:
+``modify_commandline_options``, ``__init__`` (loss_names, visual_names, model_names, networks, optimizers),
+``set_input``, ``forward`` and ``optimize_parameters``. ``--model <name>`` then finds it.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict
+
+import torch
+
+from .base_model import BaseModel
+
+
+class TemplateModel(BaseModel):
+    """Learns data_B = G(data_A) with an L1 regression loss."""
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool = True) -> argparse.ArgumentParser:
+        """Aligned data by default; training adds the regression loss weight."""
+        parser.set_defaults(dataset_mode="aligned")
+        if is_train:
+            parser.add_argument("--lambda_regression", type=float, default=1.0, help="weight for the regression loss")
+        return parser
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        # Official bug fixed: the official template names its loss 'loss_G', so printing looks up 'loss_loss_G'.
+        self.loss_names = ["G"]
+        self.visual_names = ["data_A", "data_B", "output"]
+        self.model_names = ["G"]
+        self.netG = self.build_generator("G", opt.input_nc, opt.output_nc, False)
+        if self.isTrain:
+            self.criterionLoss = torch.nn.L1Loss()
+            self.optimizer = self.make_optimizer(self.netG.parameters())
+            self.optimizers = [self.optimizer]
+
+    def set_input(self, input: Dict[str, Any]) -> None:
+        """Take A and B (swapped for BtoA) and the paths."""
+        AtoB = self.opt.direction == "AtoB"
+        self.data_A = input["A" if AtoB else "B"].to(self.device)
+        self.data_B = input["B" if AtoB else "A"].to(self.device)
+        self.image_paths = input["A_paths" if AtoB else "B_paths"]
+
+    def forward(self) -> None:
+        """output = G(data_A)."""
+        self.output = self.netG(self.data_A)
+
+    def backward(self, scale: float = 1.0) -> None:
+        """L1(output, data_B) * lambda_regression."""
+        self.loss_G = self.criterionLoss(self.output, self.data_B) * self.opt.lambda_regression
+        (self.loss_G * scale).backward()
+
+    def optimize_parameters(self) -> None:
+        """Forward, backward, step (with gradient accumulation when asked)."""
+        plan = self.next_step_plan()
+        self.forward()
+        if plan.zero_grad:
+            self.optimizer.zero_grad(set_to_none=True)
+        self.backward(plan.scale)
+        if plan.step:
+            self.optimizer.step()

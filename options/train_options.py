@@ -1,0 +1,94 @@
+"""Training flags: the official ones (both versions) plus ours, marked [ours] in their help."""
+from __future__ import annotations
+
+import argparse
+
+from .base_options import BaseOptions
+
+
+class TrainOptions(BaseOptions):
+    """Options for train.py."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.isTrain = True
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Add the training flags to the shared ones."""
+        parser = BaseOptions.initialize(self, parser)
+        # visdom and HTML visualization parameters
+        parser.add_argument("--display_freq", type=int, default=400,
+                            help="frequency of showing training results on screen")
+        parser.add_argument("--display_ncols", type=int, default=4,
+                            help="if positive, display all images in a single visdom web panel with certain number "
+                                 "of images per row.")
+        parser.add_argument("--display_id", type=int, default=1, help="window id of the web display (<= 0: off)")
+        parser.add_argument("--display_server", type=str, default="http://localhost",
+                            help="visdom server of the web display")
+        parser.add_argument("--display_env", type=str, default="main",
+                            help='visdom display environment name (default is "main")')
+        parser.add_argument("--display_port", type=int, default=8097, help="visdom port of the web display")
+        parser.add_argument("--update_html_freq", type=int, default=1000,
+                            help="frequency of saving training results to html")
+        parser.add_argument("--print_freq", type=int, default=100,
+                            help="frequency of showing training results on console")
+        parser.add_argument("--no_html", action="store_true",
+                            help="do not save intermediate training results to [opt.checkpoints_dir]/[opt.name]/web/")
+        # network saving and loading parameters
+        parser.add_argument("--save_latest_freq", type=int, default=5000, help="frequency of saving the latest results")
+        parser.add_argument("--save_epoch_freq", type=int, default=5,
+                            help="frequency of saving checkpoints at the end of epochs")
+        parser.add_argument("--save_by_iter", action="store_true", help="whether saves model by iteration")
+        parser.add_argument("--continue_train", action="store_true", help="continue training: load the latest model")
+        parser.add_argument("--epoch_count", type=int, default=1,
+                            help="the starting epoch count, we save the model by <epoch_count>, "
+                                 "<epoch_count>+<save_latest_freq>, ...")
+        parser.add_argument("--phase", type=str, default="train", help="train, val, test, etc")
+        # training parameters
+        parser.add_argument("--n_epochs", type=int, default=100, help="number of epochs with the initial learning rate")
+        parser.add_argument("--n_epochs_decay", type=int, default=100,
+                            help="number of epochs to linearly decay learning rate to zero")
+        parser.add_argument("--beta1", type=float, default=0.5, help="momentum term of adam")
+        parser.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for adam")
+        parser.add_argument("--gan_mode", type=str, default="lsgan",
+                            help="the type of GAN objective. [vanilla| lsgan | wgangp]. vanilla GAN loss is the "
+                                 "cross-entropy objective used in the original GAN paper.")
+        parser.add_argument("--pool_size", type=int, default=50,
+                            help="the size of image buffer that stores previously generated images")
+        parser.add_argument("--lr_policy", type=str, default="linear",
+                            help="learning rate policy. [linear | step | plateau | cosine]")
+        parser.add_argument("--lr_decay_iters", type=int, default=50,
+                            help="multiply by a gamma every lr_decay_iters epochs (step policy)")
+        # ours
+        parser.add_argument("--lambda_gp", type=float, default=10.0,
+                            help="[ours] weight of the WGAN-GP gradient penalty (used with --gan_mode wgangp)")
+        parser.add_argument("--d_steps", type=int, default=1,
+                            help="[ours] discriminator updates per generator update (1 = official)")
+        parser.add_argument("--accum_steps", type=int, default=1,
+                            help="[ours] accumulate gradients over this many batches before each optimizer step")
+        return parser
+
+    def validate(self, opt: argparse.Namespace) -> None:
+        """Training-specific checks on top of the shared ones."""
+        super().validate(opt)
+        from models import networks
+
+        if opt.gan_mode not in networks.GAN_MODES:
+            raise ValueError(f"--gan_mode '{opt.gan_mode}' is not valid; choose one of: "
+                             f"{', '.join(networks.GAN_MODES)}")
+        if opt.lr_policy not in networks.LR_POLICIES:
+            raise ValueError(f"--lr_policy '{opt.lr_policy}' is not valid; choose one of: "
+                             f"{', '.join(networks.LR_POLICIES)}")
+        for flag in ("d_steps", "accum_steps", "print_freq", "display_freq", "save_latest_freq",
+                     "save_epoch_freq", "update_html_freq"):
+            if getattr(opt, flag) < 1:
+                raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
+        if opt.pool_size < 0:
+            raise ValueError(f"--pool_size must be >= 0, got {opt.pool_size}")
+        if "resize" in opt.preprocess or "scale_width" in opt.preprocess:
+            if opt.crop_size > opt.load_size and "crop" in opt.preprocess:
+                raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
+                                 f"with --preprocess {opt.preprocess} the crop must fit the resized image")
+        if opt.world_size > 1 and opt.norm == "batch":
+            raise ValueError("--norm batch with several processes gives each process its own statistics; "
+                             "use --norm syncbatch (or instance)")

@@ -1,0 +1,77 @@
+"""Translate test images with a trained model and write a results page.
+
+Example:
+    python test.py --dataroot ./datasets/maps --name maps_cyclegan --model cycle_gan
+    python test.py --dataroot datasets/horse2zebra/testA --name horse2zebra_pretrained --model test --no_dropout
+Results: ``<results_dir>/<name>/<phase>_<epoch>/index.html``. See docs/testing.md.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Optional, Sequence
+
+import torch
+
+from data import create_dataset
+from models import create_model
+from options.test_options import TestOptions
+from util import html
+from util.logger import get_logger, setup_logging
+from util.visualizer import save_images
+
+log = get_logger("test")
+
+
+def split_visuals(visuals: "OrderedDict[str, Any]", index: int) -> "OrderedDict[str, Any]":
+    """The visuals of one item of a batch (tensors are sliced; numpy visuals belong to the first item)."""
+    return OrderedDict((k, v[index:index + 1] if isinstance(v, torch.Tensor) else v) for k, v in visuals.items())
+
+
+def results_dir(opt) -> str:
+    """``<results_dir>/<name>/<phase>_<epoch>[_iter<load_iter>]``."""
+    web_dir = os.path.join(opt.results_dir, opt.name, "{}_{}".format(opt.phase, opt.epoch))
+    if opt.load_iter > 0:
+        web_dir = "{:s}_iter{:d}".format(web_dir, opt.load_iter)
+    return web_dir
+
+
+def run_test(opt) -> str:
+    """Translate up to ``--num_test`` images and save them with the results page; return the page's folder."""
+    dataset = create_dataset(opt)
+    model = create_model(opt)
+    model.setup(opt)
+    web_dir = results_dir(opt)
+    log.info("creating web directory %s", web_dir)
+    webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s" % (opt.name, opt.phase, opt.epoch))
+    if opt.eval:
+        model.eval()
+    done = 0
+    for data in dataset:
+        if done >= opt.num_test:
+            break
+        model.set_input(data)
+        model.test()
+        visuals = model.get_current_visuals()
+        paths = model.get_image_paths()
+        for b in range(len(paths)):
+            if done >= opt.num_test:
+                break
+            if done % 5 == 0:
+                log.info("processing (%04d)-th image... %s", done, [paths[b]])
+            save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
+                        width=opt.display_winsize, use_wandb=opt.use_wandb)
+            done += 1
+    webpage.save()
+    return web_dir
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    """Parse the command line (or ``argv``) and run the test."""
+    setup_logging()
+    opt = TestOptions().parse(argv)
+    return run_test(opt)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny generated dataset and helpers to run train.py / test.py in-process."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
+sys.path.insert(0, str(ROOT / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """The embedded demo dataset at 32 px: ``demo`` (unaligned), ``demo_pix2pix`` (aligned), ``color``."""
+    from make_demo_dataset import make_demo_dataset
+
+    base = tmp_path_factory.mktemp("data")
+    make_demo_dataset(base / "demo", size=32, n_train=8, n_test=4, seed=0)
+    color = base / "color"
+    for split, src in (("train", "trainA"), ("test", "testA")):
+        shutil.copytree(base / "demo" / src, color / split)
+    return base
+
+
+def tiny_flags(name: str, checkpoints: Path, size: int = 32) -> List[str]:
+    """Flags that keep a run CPU-sized: small nets, small images, no visdom, no workers."""
+    return ["--name", name, "--checkpoints_dir", str(checkpoints), "--ngf", "8", "--ndf", "8",
+            "--load_size", str(size), "--crop_size", str(size), "--num_threads", "0", "--gpu_ids", "-1"]
+
+
+def load_script(name: str):
+    """Import a top-level script (train.py, test.py) by path; ``test`` would otherwise be the stdlib package."""
+    import importlib.util
+
+    key = f"img2img_script_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, ROOT / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def run_train(argv: Sequence[str]) -> None:
+    """Run train.py's main in this process (visdom off)."""
+    load_script("train").main(list(argv) + ["--display_id", "0"])
+
+
+def run_test(argv: Sequence[str]) -> str:
+    """Run test.py's main in this process; return the results folder."""
+    return load_script("test").main(list(argv))
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a real dataset in ../shared/datasets, or skip the test with the reason."""
+    path = SHARED_DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is not available (only CI and project machines have ../shared/datasets)")
+    return path
