@@ -114,6 +114,32 @@ class BaseModel(ABC):
             load_suffix = "iter_%d" % opt.load_iter if opt.load_iter > 0 else opt.epoch
             self.load_networks(load_suffix)
         self.print_networks(opt.verbose)
+        self.wrap_networks()
+
+    # ------------------------------------------------------------------ wrappers (opt-in, fixed order)
+    def wrap_networks(self) -> None:
+        """Apply the opt-in wrappers to every network in a fixed order: memory format, DDP, torch.compile.
+
+        Saving and loading always go through ``unwrap``, so files stay plain official state_dicts.
+        """
+        for name in self.model_names:
+            net = getattr(self, "net" + name)
+            net = self.apply_memory_format(net)
+            net = self.apply_ddp(net)
+            net = self.apply_compile(net)
+            setattr(self, "net" + name, net)
+
+    def apply_memory_format(self, net: nn.Module) -> nn.Module:
+        """Hook for ``--channels_last`` (performance); identity by default."""
+        return net
+
+    def apply_ddp(self, net: nn.Module) -> nn.Module:
+        """Hook for DistributedDataParallel (scale-out); identity by default."""
+        return net
+
+    def apply_compile(self, net: nn.Module) -> nn.Module:
+        """Hook for ``--compile`` (performance); identity by default."""
+        return net
 
     def eval(self) -> None:
         """Put every network in eval mode (BatchNorm running stats, no dropout)."""
