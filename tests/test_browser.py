@@ -1,0 +1,117 @@
+"""Open the training page and a results page in headless Chromium: every image loads, headers are right."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import browser
+from test_visualizer import LOSSES, make_opt
+
+from util.html import HTML
+from util.visualizer import Visualizer, save_images
+
+DATASET = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "apple2orange" / "testA"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser_available():
+    """Install or skip (with the reason) before any test of this module."""
+    browser.require_browser()
+
+
+def photo_tensors(count: int, size: int = 64):
+    """``count`` [-1, 1] image batches: real photos when shared/datasets is there, else synthetic gradients."""
+    files = sorted(DATASET.glob("*.jpg"))[:count] if DATASET.is_dir() else []
+    tensors = []
+    for i in range(count):
+        if i < len(files):
+            with Image.open(files[i]) as im:
+                arr = np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
+            name = files[i].name
+        else:
+            yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+            arr = np.stack([xx, yy, np.full_like(xx, (i % 5) / 4)], -1).astype(np.float32) * 255
+            name = f"synthetic_{i:03d}.png"
+        tensors.append((name, torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1))
+    return tensors
+
+
+def assert_all_images_loaded(driver, expected: int) -> None:
+    """Every <img> of the current page is complete with naturalWidth > 0."""
+    states = browser.wait_for_images(driver)
+    broken = [src for src, done, width in states if not (done and width > 0)]
+    assert not broken, f"images that did not load: {broken[:10]}"
+    assert len(states) == expected
+
+
+def test_training_page_renders(tmp_path) -> None:
+    """web/index.html: title header, loss plot on top, 3 epochs x 4 images, all loaded; screenshot saved."""
+    opt = make_opt(tmp_path, display_winsize=128)
+    v = Visualizer(opt)
+    photos = photo_tensors(3)
+    for epoch, (_, real) in enumerate(photos, start=1):
+        v.reset()
+        visuals = {"real_A": real, "fake_B": -real.flip(-1), "rec_A": real.mean(1, keepdim=True), "idt_B": real * 0.5}
+        v.display_current_results(visuals, epoch, epoch * 100, False)
+        for step in range(4):
+            v.plot_current_losses(epoch, step / 4, {k: val / (epoch + step / 4) for k, val in LOSSES.items()},
+                                  epoch * 100 + step)
+    v.close()
+    page = tmp_path / "checkpoints" / "exp" / "web" / "index.html"
+    assert 'loading="lazy"' in page.read_text()
+    with browser.headless_chromium() as driver:
+        browser.open_file(driver, page)
+        assert_all_images_loaded(driver, expected=1 + 3 * 4)
+        assert driver.title == "Experiment name = exp"
+        assert driver.find_element("tag name", "h1").text == "Experiment name = exp"
+        headers = [h.text for h in driver.find_elements("tag name", "h3")]
+        assert headers == ["epoch [3]", "epoch [2]", "epoch [1]"]
+        plot = driver.find_element("css selector", 'img[src="loss_plot.png"]')
+        assert plot.get_property("naturalWidth") == 900
+        browser.full_page_screenshot(driver, tmp_path / "training_page.png")
+    with Image.open(tmp_path / "training_page.png") as shot:
+        assert shot.format == "PNG" and shot.size[1] > 600
+        assert len(shot.convert("RGB").getcolors(1 << 24) or []) > 100  # real content, not a blank page
+
+
+def test_results_page_renders_with_pagination(tmp_path) -> None:
+    """results/<name>/test_latest/index.html from save_images: images load on every page, next link works."""
+    web_dir = tmp_path / "results" / "exp" / "test_latest"
+    webpage = HTML(web_dir, "Experiment = exp, Phase = test, Epoch = latest", page_size=5)
+    photos = photo_tensors(12)
+    for name, real in photos:
+        save_images(webpage, {"real": real, "fake": -real}, [f"/data/testA/{name}"], width=128)
+    webpage.save()
+    assert webpage.num_pages() == 3
+    with browser.headless_chromium() as driver:
+        browser.open_file(driver, web_dir / "index.html")
+        assert_all_images_loaded(driver, expected=5 * 2)
+        assert driver.find_element("tag name", "h1").text == "Experiment = exp, Phase = test, Epoch = latest"
+        assert "page 1 of 3" in driver.find_element("css selector", "div.nav").text
+        first_headers = [h.text for h in driver.find_elements("tag name", "h3")]
+        assert first_headers == [Path(name).stem for name, _ in photos[:5]]
+        browser.full_page_screenshot(driver, tmp_path / "results_page.png")
+        driver.find_element("css selector", "div.nav a.next").click()
+        assert driver.current_url.endswith("/index_2.html")
+        assert_all_images_loaded(driver, expected=5 * 2)
+        browser.open_file(driver, web_dir / "index_3.html")
+        assert_all_images_loaded(driver, expected=2 * 2)
+        assert [h.text for h in driver.find_elements("tag name", "h3")] == [Path(n).stem for n, _ in photos[10:]]
+    with Image.open(tmp_path / "results_page.png") as shot:
+        assert shot.format == "PNG" and shot.size[1] > 600
+
+
+def test_broken_image_is_detected(tmp_path) -> None:
+    """The image check really fails for a page whose image file is missing (guards the tests above)."""
+    webpage = HTML(tmp_path, "broken")
+    save_images(webpage, {"real": photo_tensors(1)[0][1]}, ["/x/ok.png"], width=64)
+    webpage.add_images(["missing.png"], ["missing"], ["missing.png"], width=64)
+    webpage.save()
+    with browser.headless_chromium() as driver:
+        browser.open_file(driver, tmp_path / "index.html")
+        states = browser.wait_for_images(driver, timeout=3)
+    assert [(src, width > 0) for src, _, width in states] == [("images/ok_real.png", True), ("images/missing.png", False)]

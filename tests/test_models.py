@@ -1,0 +1,154 @@
+"""Every registered model: construction, one training step, names, visuals, save/load; step-plan options."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+import models
+from data import create_dataset
+from models import create_model
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+
+from conftest import tiny_flags
+
+DATAROOT = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix", "colorization": "color", "template": "demo_pix2pix",
+            "test": "demo/testA"}
+SMALL_G = {"pix2pix": ["--netG", "unet_128"], "colorization": ["--netG", "unet_128"]}
+
+
+def train_opt(demo_root: Path, tmp_path: Path, model: str, *extra: str):
+    return TrainOptions().parse(["--dataroot", str(demo_root / DATAROOT[model]), "--model", model,
+                                 *tiny_flags(model, tmp_path), *SMALL_G.get(model, []), "--display_id", "0",
+                                 *extra], save=False)
+
+
+def first_batch(opt):
+    return next(iter(create_dataset(opt)))
+
+
+TRAINABLE = [m for m in models.list_models() if m != "test"]
+
+
+@pytest.mark.parametrize("model_name", models.list_models())
+def test_model_declares_names_and_steps(model_name: str, demo_root: Path, tmp_path: Path) -> None:
+    if model_name == "test":
+        opt = TestOptions().parse(["--dataroot", str(demo_root / "demo" / "testA"), "--model", "test",
+                                   "--checkpoints_dir", str(tmp_path), "--name", "t", "--ngf", "8",
+                                   "--gpu_ids", "-1"], save=False)
+        model = models.find_model_using_name("test")(opt)
+        model.set_input(first_batch(opt))
+        model.test()
+        assert model.loss_names == [] and model.model_names == ["G"]
+        assert model.get_current_visuals()["fake"].shape == model.real.shape
+        return
+    opt = train_opt(demo_root, tmp_path, model_name)
+    model = create_model(opt)
+    model.setup(opt)
+    assert model.loss_names and model.visual_names and model.model_names
+    for name in model.model_names:
+        assert isinstance(getattr(model, "net" + name), torch.nn.Module)
+    before = {n: copy.deepcopy(net.state_dict()) for n, net in model.networks().items()}
+    model.set_input(first_batch(opt))
+    model.optimize_parameters()
+    losses = model.get_current_losses()
+    assert list(losses) == model.loss_names
+    assert all(isinstance(v, float) and torch.isfinite(torch.tensor(v)) for v in losses.values())
+    model.compute_visuals()
+    visuals = model.get_current_visuals()
+    assert list(visuals) == model.visual_names
+    for name, net in model.networks().items():
+        changed = any(not torch.equal(before[name][k], v) for k, v in net.state_dict().items())
+        assert changed, f"{name} was not updated by optimize_parameters"
+    # save + load round trip
+    model.save_networks("latest")
+    for name in model.model_names:
+        assert (Path(model.save_dir) / f"latest_net_{name}.pth").is_file()
+    other = create_model(opt)
+    other.load_networks("latest")
+    for name, net in model.networks().items():
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, getattr(other, "net" + name).state_dict()[k])
+
+
+def test_cycle_gan_visual_and_loss_order(demo_root: Path, tmp_path: Path) -> None:
+    model = create_model(train_opt(demo_root, tmp_path, "cycle_gan"))
+    assert model.loss_names == ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
+    assert model.visual_names == ["real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A"]
+    no_idt = create_model(train_opt(demo_root, tmp_path, "cycle_gan", "--lambda_identity", "0"))
+    assert no_idt.visual_names == ["real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"]
+
+
+def test_identity_loss_needs_equal_channels(demo_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lambda_identity"):
+        create_model(train_opt(demo_root, tmp_path, "cycle_gan", "--input_nc", "1"))
+
+
+def test_accum_steps_equals_larger_batch(demo_root: Path, tmp_path: Path) -> None:
+    """Two batches of 1 with --accum_steps 2 give the same update as one batch of 2 (per-sample norm)."""
+    # norm none: per-sample, and no bias in front of a norm (those get pure-noise gradients that Adam amplifies)
+    flags = ["--netG", "resnet_6blocks", "--norm", "none", "--no_flip", "--serial_batches",
+             "--preprocess", "none"]
+    torch.manual_seed(0)
+    big = create_model(train_opt(demo_root, tmp_path, "template", *flags, "--batch_size", "2"))
+    small = create_model(train_opt(demo_root, tmp_path, "template", *flags, "--accum_steps", "2"))
+    small.netG.load_state_dict(big.netG.state_dict())
+    batch = first_batch(train_opt(demo_root, tmp_path, "template", *flags, "--batch_size", "2"))
+    big.set_input(batch)
+    big.optimize_parameters()
+    for i in range(2):
+        part = {k: (v[i:i + 1] if isinstance(v, torch.Tensor) else v[i:i + 1]) for k, v in batch.items()}
+        small.set_input(part)
+        w_before = copy.deepcopy(small.netG.state_dict())
+        small.optimize_parameters()
+        if i == 0:  # nothing is applied before the group is complete
+            assert all(torch.equal(w_before[k], v) for k, v in small.netG.state_dict().items())
+    for k, v in big.netG.state_dict().items():
+        assert torch.allclose(v, small.netG.state_dict()[k], atol=1e-6), k
+
+
+def test_d_steps_updates_generators_every_kth_batch(demo_root: Path, tmp_path: Path) -> None:
+    opt = train_opt(demo_root, tmp_path, "cycle_gan", "--netG", "resnet_6blocks", "--d_steps", "2")
+    model = create_model(opt)
+    loader = iter(create_dataset(opt))
+    for step in range(4):
+        g = copy.deepcopy(model.netG_A.state_dict())
+        d = copy.deepcopy(model.netD_A.state_dict())
+        model.set_input(next(loader))
+        model.optimize_parameters()
+        g_changed = any(not torch.equal(g[k], v) for k, v in model.netG_A.state_dict().items())
+        d_changed = any(not torch.equal(d[k], v) for k, v in model.netD_A.state_dict().items())
+        assert d_changed
+        assert g_changed == (step % 2 == 1)
+
+
+@pytest.mark.parametrize("gan_mode", ["lsgan", "vanilla", "wgangp"])
+@pytest.mark.parametrize("model_name", ["cycle_gan", "pix2pix"])
+def test_gan_modes_train(model_name: str, gan_mode: str, demo_root: Path, tmp_path: Path) -> None:
+    opt = train_opt(demo_root, tmp_path, model_name, "--gan_mode", gan_mode, "--netG", "resnet_6blocks")
+    model = create_model(opt)
+    model.set_input(first_batch(opt))
+    model.optimize_parameters()
+    assert all(torch.isfinite(torch.tensor(v)) for v in model.get_current_losses().values())
+
+
+def test_wgangp_adds_the_gradient_penalty(demo_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """The official code never calls the penalty; ours adds it to the discriminator loss."""
+    from models import networks
+
+    calls = []
+    original = networks.cal_gradient_penalty
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("lambda_gp"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(networks, "cal_gradient_penalty", spy)
+    opt = train_opt(demo_root, tmp_path, "pix2pix", "--gan_mode", "wgangp", "--lambda_gp", "3")
+    model = create_model(opt)
+    model.set_input(first_batch(opt))
+    model.optimize_parameters()
+    assert calls == [3.0]

@@ -1,0 +1,151 @@
+"""HTML pages of image tables (training page and results page), built with dominate.
+
+The structure follows the official pages (h3 headers; table > tr > td > p > a > img, br, p caption; relative
+``images/<file>`` paths). Additions: a visible title, ``loading="lazy"`` on images, an optional figure block
+(e.g. the loss plot) and pagination (``index.html``, ``index_2.html`` ...) for pages with many rows.
+"""
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List, Sequence, Tuple
+from urllib.parse import quote
+
+import dominate
+from dominate.tags import a, br, div, h1, h3, img, meta, p, span, table, td, tr
+
+from util.util import atomic_write_text, mkdirs
+
+DEFAULT_PAGE_SIZE = 200
+_EXTRA_PAGE = re.compile(r"^index_(\d+)\.html$")
+
+Entry = Tuple[str, Dict]
+
+
+def _url(relative_path: str) -> str:
+    """Quote a relative file path for use in src/href (spaces, '#', '?' in file names)."""
+    return quote(relative_path.replace(os.sep, "/"), safe="/")
+
+
+def page_file_name(page_number: int) -> str:
+    """Return the file name of page ``page_number`` (1-based): index.html, index_2.html, ..."""
+    return "index.html" if page_number == 1 else f"index_{page_number}.html"
+
+
+class HTML:
+    """Collect headers and image rows, then ``save()`` them as one or more HTML pages in ``web_dir``."""
+
+    def __init__(self, web_dir: str, title: str, refresh: int = 0, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+        """Create ``web_dir`` and ``web_dir/images``; ``refresh`` > 0 adds a meta refresh of that many seconds."""
+        if page_size < 1:
+            raise ValueError(f"HTML page_size must be >= 1, got {page_size}")
+        self.title = title
+        self.web_dir = os.fspath(web_dir)
+        self.img_dir = os.path.join(self.web_dir, "images")
+        self.refresh = int(refresh)
+        self.page_size = int(page_size)
+        self._entries: List[Entry] = []
+        mkdirs([self.web_dir, self.img_dir])
+
+    def get_image_dir(self) -> str:
+        """Return the folder where the page's images are stored."""
+        return self.img_dir
+
+    def add_header(self, text: str) -> None:
+        """Add an h3 header (it stays on the same page as the image row that follows it)."""
+        self._entries.append(("header", {"text": str(text)}))
+
+    def add_images(self, ims: Sequence[str], txts: Sequence[str], links: Sequence[str], width: int = 400) -> None:
+        """Add one table row: per image a link to ``images/<link>``, the image ``images/<im>`` and a caption."""
+        if not (len(ims) == len(txts) == len(links)):
+            raise ValueError(f"add_images needs as many captions and links as images ({len(ims)}, {len(txts)}, {len(links)})")
+        self._entries.append(("images", {"ims": list(ims), "txts": list(txts), "links": list(links), "width": int(width)}))
+
+    def add_figure(self, src: str, caption: str = "", width: int = 800) -> None:
+        """Add a standalone image given relative to ``web_dir`` (e.g. ``loss_plot.png``), with an optional caption."""
+        self._entries.append(("figure", {"src": src, "caption": caption, "width": int(width)}))
+
+    def num_pages(self) -> int:
+        """Return how many page files ``save()`` writes."""
+        return len(self._paginate())
+
+    def _paginate(self) -> List[List[Entry]]:
+        """Split the entries into pages of at most ``page_size`` image rows; headers move with their row."""
+        pages: List[List[Entry]] = [[]]
+        rows = 0
+        pending: List[Entry] = []
+        for entry in self._entries:
+            if entry[0] != "images":
+                pending.append(entry)
+                continue
+            if rows == self.page_size:
+                pages.append([])
+                rows = 0
+            pages[-1].extend(pending)
+            pending = []
+            pages[-1].append(entry)
+            rows += 1
+        pages[-1].extend(pending)
+        return pages
+
+    def _nav(self, page_number: int, total: int) -> div:
+        """Build the prev / page x of n / next navigation bar."""
+        bar = div(cls="nav", style="margin: 8px 0;")
+        with bar:
+            if page_number > 1:
+                a("\u2190 prev", href=page_file_name(page_number - 1), cls="prev")
+            span(f" page {page_number} of {total} ", style="margin: 0 12px;")
+            if page_number < total:
+                a("next \u2192", href=page_file_name(page_number + 1), cls="next")
+        return bar
+
+    def _render_page(self, entries: List[Entry], page_number: int, total: int) -> str:
+        """Render one page to an HTML string."""
+        title = self.title if total == 1 else f"{self.title} (page {page_number} of {total})"
+        doc = dominate.document(title=title)
+        if self.refresh > 0:
+            with doc.head:
+                meta(http_equiv="refresh", content=str(self.refresh))
+        with doc:
+            h1(self.title, style="font-size: 1.4em;")
+            if total > 1:
+                self._nav(page_number, total)
+            for kind, data in entries:
+                if kind == "header":
+                    h3(data["text"])
+                elif kind == "figure":
+                    with div(cls="figure"):
+                        img(src=_url(data["src"]), alt=data["caption"] or data["src"],
+                            style="max-width:%dpx; width:100%%" % data["width"])
+                        if data["caption"]:
+                            p(data["caption"])
+                else:
+                    self._render_row(data)
+            if total > 1:
+                self._nav(page_number, total)
+        return doc.render()
+
+    @staticmethod
+    def _render_row(data: Dict) -> None:
+        """Render one official-style image table row into the current dominate context."""
+        t = table(border=1, style="table-layout: fixed;")
+        with t:
+            with tr():
+                for im, txt, link in zip(data["ims"], data["txts"], data["links"]):
+                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
+                        with p():
+                            with a(href=_url("images/" + link)):
+                                img(style="width:%dpx" % data["width"], src=_url("images/" + im), loading="lazy", alt=txt)
+                            br()
+                            p(txt)
+
+    def save(self) -> None:
+        """Write ``index.html`` (and ``index_N.html`` for further pages) atomically; drop stale extra pages."""
+        pages = self._paginate()
+        total = len(pages)
+        for number, entries in enumerate(pages, start=1):
+            atomic_write_text(os.path.join(self.web_dir, page_file_name(number)), self._render_page(entries, number, total))
+        for name in os.listdir(self.web_dir):
+            match = _EXTRA_PAGE.match(name)
+            if match and int(match.group(1)) > total:
+                os.remove(os.path.join(self.web_dir, name))

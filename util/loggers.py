@@ -1,0 +1,119 @@
+"""Optional experiment loggers (W&B, TensorBoard). Their packages are imported only when a logger is created."""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Mapping
+
+import numpy as np
+
+from util.logger import get_logger
+from util.util import mkdirs
+
+log = get_logger(__name__)
+
+DEFAULT_WANDB_PROJECT = "CycleGAN-and-pix2pix"
+
+
+def experiment_dir(opt: Any) -> str:
+    """Return ``checkpoints_dir/name`` for an options object."""
+    return os.path.join(opt.checkpoints_dir, opt.name)
+
+
+def _plain_config(opt: Any) -> Dict[str, Any]:
+    """Turn the options into JSON-friendly values (non-finite floats and objects become strings)."""
+    config: Dict[str, Any] = {}
+    for key, value in vars(opt).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            config[key] = str(value)
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            config[key] = value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, str)) for v in value):
+            config[key] = list(value)
+        else:
+            config[key] = str(value)
+    return config
+
+
+class WandbLogger:
+    """Weights & Biases logging as the official code does it (project, run name, config = the options)."""
+
+    def __init__(self, opt: Any) -> None:
+        """Start (or reuse) a W&B run writing under ``checkpoints/<name>/``; WANDB_MODE=offline is respected."""
+        try:
+            import wandb  # noqa: PLC0415 - imported only when --use_wandb is given
+        except ImportError as error:
+            raise RuntimeError("--use_wandb needs the 'wandb' package: pip install wandb (or drop --use_wandb)") from error
+        self._wandb = wandb
+        run_dir = experiment_dir(opt)
+        mkdirs(run_dir)
+        self._owns_run = wandb.run is None
+        if self._owns_run:
+            try:
+                self.run = wandb.init(
+                    project=getattr(opt, "wandb_project_name", DEFAULT_WANDB_PROJECT) or DEFAULT_WANDB_PROJECT,
+                    name=opt.name,
+                    config=_plain_config(opt),
+                    dir=run_dir,
+                )
+            except Exception as error:  # noqa: BLE001 - add the two usual fixes to wandb's message
+                raise RuntimeError(
+                    f"--use_wandb: wandb.init failed ({error}); run `wandb login`, or set WANDB_MODE=offline "
+                    "to log to disk only"
+                ) from error
+        else:
+            self.run = wandb.run
+        try:
+            self.run._label(repo="CycleGAN-and-pix2pix")  # official telemetry label; private API, best effort
+        except Exception:  # noqa: BLE001 - absent in some wandb versions
+            pass
+
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Log scalar values at ``step`` (total_iters)."""
+        self.run.log({k: float(v) for k, v in values.items()}, step=int(step))
+
+    def log_images(self, images: Mapping[str, np.ndarray], step: int) -> None:
+        """Log HWC uint8 images as ``results/<label>`` with caption ``<label> - Step <step>``."""
+        payload = {f"results/{label}": self._wandb.Image(image, caption=f"{label} - Step {step}")
+                   for label, image in images.items()}
+        self.run.log(payload, step=int(step))
+
+    def close(self) -> None:
+        """Finish the run if this logger started it."""
+        if self._owns_run and self.run is not None:
+            self.run.finish()
+        self.run = None
+
+
+class TensorBoardLogger:
+    """TensorBoard event files in ``checkpoints/<name>/tensorboard/``."""
+
+    def __init__(self, opt: Any) -> None:
+        """Open a SummaryWriter (needs the ``tensorboard`` package)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - only with --use_tensorboard
+        except ImportError as error:
+            raise RuntimeError(
+                "--use_tensorboard needs the 'tensorboard' package: pip install tensorboard (or drop --use_tensorboard)"
+            ) from error
+        self.log_dir = os.path.join(experiment_dir(opt), "tensorboard")
+        mkdirs(self.log_dir)
+        self.writer = SummaryWriter(log_dir=self.log_dir)
+
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Add one scalar per key at ``step`` and flush."""
+        for key, value in values.items():
+            self.writer.add_scalar(key, float(value), int(step))
+        self.writer.flush()
+
+    def log_images(self, images: Mapping[str, np.ndarray], step: int) -> None:
+        """Add HWC uint8 images as ``results/<label>`` at ``step`` and flush."""
+        for label, image in images.items():
+            self.writer.add_image(f"results/{label}", np.asarray(image), int(step), dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        if self.writer is not None:
+            self.writer.close()
+        self.writer = None
