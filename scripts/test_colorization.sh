@@ -1,0 +1,2 @@
+set -ex
+python test.py --dataroot ./datasets/colorization --name color_pix2pix --model colorization

@@ -1,0 +1,112 @@
+"""Official-style checkpoints through the real scripts and test.py; --preprocess none at any size."""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from models import networks
+
+from conftest import ROOT, run_test
+
+
+def legacy_resnet_checkpoint(path: Path, ngf: int = 8) -> None:
+    """A pretrained-CycleGAN-style file: resnet_9blocks, instance norm, no dropout, pre-0.4 InstanceNorm keys."""
+    torch.manual_seed(3)
+    net = networks.define_G(3, 3, ngf, "resnet_9blocks", "instance", use_dropout=False)
+    sd = OrderedDict()
+    for name, m in net.named_modules():
+        if isinstance(m, nn.InstanceNorm2d):
+            sd[f"{name}.running_mean"] = torch.zeros(m.num_features)
+            sd[f"{name}.running_var"] = torch.ones(m.num_features)
+    sd.update(net.state_dict())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(sd, path)
+
+
+@pytest.fixture()
+def model_server(tmp_path: Path):
+    """A local HTTP server standing in for the model host (tests never reach the network)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def run_script(script: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(ROOT / "scripts" / script), *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+
+
+@pytest.mark.parametrize("script", ["download_cyclegan_model.sh", "download_pix2pix_model.sh"])
+def test_download_script_rejects_unknown_names(script: str) -> None:
+    res = run_script(script, "horse2cat", env={})
+    assert res.returncode == 1 and "Available models are" in res.stderr and "horse2cat" in res.stderr
+
+
+def test_pretrained_cyclegan_download_then_test(tmp_path: Path, model_server, demo_root: Path) -> None:
+    served, url = model_server
+    legacy_resnet_checkpoint(served / "horse2zebra.pth")
+    ckpt = tmp_path / "checkpoints"
+    res = run_script("download_cyclegan_model.sh", "horse2zebra",
+                     env={"MODEL_BASE_URL": url, "CHECKPOINTS_DIR": str(ckpt)})
+    assert res.returncode == 0, res.stderr
+    assert (ckpt / "horse2zebra_pretrained" / "latest_net_G.pth").is_file()
+    assert not (ckpt / "horse2zebra_pretrained" / "config.json").exists()
+    # the official command for pretrained CycleGAN models (the test model's netG/norm defaults match)
+    web = Path(run_test(["--dataroot", str(demo_root / "demo" / "testA"), "--name", "horse2zebra_pretrained",
+                         "--model", "test", "--no_dropout", "--checkpoints_dir", str(ckpt), "--ngf", "8",
+                         "--results_dir", str(tmp_path / "res"), "--num_test", "2", "--gpu_ids", "-1"]))
+    assert len(list((web / "images").glob("*_fake.png"))) == 2
+
+
+def test_download_failure_leaves_nothing(tmp_path: Path, model_server) -> None:
+    _, url = model_server
+    ckpt = tmp_path / "checkpoints"
+    res = run_script("download_pix2pix_model.sh", "edges2shoes",
+                     env={"MODEL_BASE_URL": url, "CHECKPOINTS_DIR": str(ckpt)})
+    assert res.returncode == 1 and "cannot download" in res.stderr
+    assert not list((ckpt / "edges2shoes_pretrained").glob("*"))
+
+
+def test_official_checkpoint_without_dropout_flag_names_it(tmp_path: Path, demo_root: Path) -> None:
+    """The top official support question (#296, #461): forgetting --no_dropout gets a flag-naming error."""
+    legacy_resnet_checkpoint(tmp_path / "ck" / "pre" / "latest_net_G.pth")
+    with pytest.raises(Exception, match="--no_dropout"):
+        run_test(["--dataroot", str(demo_root / "demo" / "testA"), "--name", "pre", "--model", "test",
+                  "--checkpoints_dir", str(tmp_path / "ck"), "--ngf", "8", "--results_dir", str(tmp_path / "r"),
+                  "--gpu_ids", "-1"])
+
+
+@pytest.mark.parametrize("netG", networks.list_generators())
+def test_preprocess_none_keeps_odd_sizes(netG: str, tmp_path: Path) -> None:
+    """--preprocess none at test time: any input size, every generator, output of the input's size."""
+    src = tmp_path / "odd"
+    src.mkdir()
+    sizes = {"a.png": (37, 53), "b.png": (70, 29)}
+    for name, (w, h) in sizes.items():
+        Image.new("RGB", (w, h), (200, 40, 90)).save(src / name)
+    ckpt = tmp_path / "ck"
+    torch.save(networks.define_G(3, 3, 4, netG, "batch", use_dropout=True).state_dict(),
+               (ckpt / "n").mkdir(parents=True) or ckpt / "n" / "latest_net_G.pth")
+    web = Path(run_test(["--dataroot", str(src), "--name", "n", "--model", "test", "--netG", netG, "--norm", "batch",
+                         "--ngf", "4", "--preprocess", "none", "--checkpoints_dir", str(ckpt),
+                         "--results_dir", str(tmp_path / "r"), "--gpu_ids", "-1"]))
+    for name, size in sizes.items():
+        stem = name[:-4]
+        assert Image.open(web / "images" / f"{stem}_fake.png").size == size
+        assert Image.open(web / "images" / f"{stem}_real.png").size == size
