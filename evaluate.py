@@ -1,0 +1,139 @@
+"""Evaluate translated images against a target-domain folder: FID, KID, SWD, domain-classifier score, PSNR/SSIM/L1.
+
+Examples:
+  python evaluate.py --fake_dir results/horse2zebra/test_latest/images --fake_suffix _fake_B \\
+      --real_dir datasets/horse2zebra/testB --metrics fid,kid,swd \\
+      --inception_weights weights-inception-2015-12-05-6726825d.pth
+  python evaluate.py --fake_dir results/facades/test_latest/images --fake_suffix _fake_B \\
+      --real_dir results/facades/test_latest/images --real_suffix _real_B --paired --metrics psnr,ssim,l1
+  python evaluate.py --fake_dir ... --real_dir datasets/apple2orange/testB --metrics classifier \\
+      --train_A datasets/apple2orange/trainA --train_B datasets/apple2orange/trainB --target B
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from util.logger import get_logger, setup_logging
+from util.metrics import PAIRED_METRICS, compute_metrics, list_metrics, parse_metric_names
+from util.metrics.images import list_images, load_images, strip_suffix
+
+log = get_logger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line flags of evaluate.py."""
+    p = argparse.ArgumentParser(description="Evaluate translated images against real target-domain images.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--fake_dir", required=True, help="folder of translated images (searched recursively)")
+    p.add_argument("--real_dir", help="folder of real target-domain images (ground truth with --paired)")
+    p.add_argument("--metrics", default="fid,kid,swd", help=f"comma-separated, from: {','.join(list_metrics())}")
+    p.add_argument("--fake_suffix", default=None,
+                   help="keep only fake files whose stem ends with this (e.g. _fake_B) and strip it for --paired")
+    p.add_argument("--real_suffix", default=None, help="the same for --real_dir (e.g. _real_B)")
+    p.add_argument("--paired", action="store_true",
+                   help="pair fake and real images by file stem (needed by psnr, ssim, l1)")
+    p.add_argument("--size", type=int, default=None,
+                   help="resize every image to size x size (PIL bicubic); default: keep the native size")
+    p.add_argument("--max_images", type=int, default=None, help="use at most this many images of each folder")
+    p.add_argument("--inception_weights", default=None,
+                   help="TF-Inception weights file for fid/kid (else $IMG2IMG_INCEPTION_WEIGHTS)")
+    p.add_argument("--kid_subsets", type=int, default=100, help="number of KID subsets")
+    p.add_argument("--kid_subset_size", type=int, default=1000, help="KID subset size (clipped to the set sizes)")
+    p.add_argument("--train_A", default=None, help="real training images of domain A (classifier metric)")
+    p.add_argument("--train_B", default=None, help="real training images of domain B (classifier metric)")
+    p.add_argument("--target", choices=["A", "B"], default="B", help="domain the fakes should belong to")
+    p.add_argument("--source_dir", default=None,
+                   help="real test images of the source domain (adds them to the classifier's real accuracy)")
+    p.add_argument("--cache_dir", default=None,
+                   help="cache folder for the trained classifier (else $IMG2IMG_CACHE_DIR or ~/.cache/img2img)")
+    p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and SWD sampling")
+    p.add_argument("--device", default="cpu", help="torch device for Inception and the classifier")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    return p
+
+
+def _paired_lists(opt: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """Fake and real files matched by stem (suffixes stripped); every fake must have its ground truth."""
+    fakes = {strip_suffix(p, opt.fake_suffix): p for p in list_images(opt.fake_dir, opt.fake_suffix)}
+    reals = {strip_suffix(p, opt.real_suffix): p for p in list_images(opt.real_dir, opt.real_suffix)}
+    missing = sorted(set(fakes) - set(reals))
+    if missing:
+        raise ValueError(f"{len(missing)} fake image(s) have no ground truth in {opt.real_dir} "
+                         f"(e.g. {', '.join(missing[:5])}); check --fake_suffix/--real_suffix")
+    stems = sorted(fakes)
+    if opt.max_images is not None:
+        stems = stems[:opt.max_images]
+    if len(reals) > len(fakes):
+        log.warning(f"{len(reals) - len(fakes)} real image(s) in {opt.real_dir} have no fake and are ignored")
+    return [fakes[s] for s in stems], [reals[s] for s in stems]
+
+
+def _format(value: float) -> str:
+    """A metric value for the table."""
+    return f"{value:.4f}" if math.isfinite(value) else str(value)
+
+
+def _json_safe(results: dict[str, float]) -> dict[str, float | str]:
+    """Non-finite values (PSNR of identical images) as the strings 'inf' / 'nan' so the file is strict JSON."""
+    return {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()}
+
+
+def evaluate(opt: argparse.Namespace) -> dict[str, float]:
+    """Load the folders given by ``opt``, compute the metrics, print a table and optionally write JSON."""
+    names = parse_metric_names(opt.metrics)
+    paired_wanted = PAIRED_METRICS.intersection(names)
+    if paired_wanted and not opt.paired:
+        raise ValueError(f"{', '.join(sorted(paired_wanted))} compare with ground truth: add --paired")
+    if opt.real_dir is None and (opt.paired or set(names) - {"classifier"}):
+        raise ValueError("--real_dir is required for " + ", ".join(n for n in names if n != "classifier"))
+    if opt.paired:
+        fake_files, real_files = _paired_lists(opt)
+        fake = load_images(fake_files, opt.size)
+        real = load_images(real_files, opt.size)
+    else:
+        fake = load_images(opt.fake_dir, opt.size, opt.fake_suffix, opt.max_images)
+        real = load_images(opt.real_dir, opt.size, opt.real_suffix, opt.max_images) if opt.real_dir else None
+    kw: dict = {"device": opt.device, "seed": opt.seed}
+    if set(names) & {"fid", "kid"}:
+        kw.update(inception_weights=opt.inception_weights, kid_subsets=opt.kid_subsets,
+                  kid_subset_size=opt.kid_subset_size)
+    if "classifier" in names:
+        if not (opt.train_A and opt.train_B):
+            raise ValueError("the classifier metric needs --train_A and --train_B (real training images)")
+        kw.update(target=opt.target, train_A=opt.train_A, train_B=opt.train_B, cache_dir=opt.cache_dir)
+        if opt.source_dir:
+            kw["real_source"] = load_images(opt.source_dir, opt.size, None, opt.max_images)
+    n_real = 0 if real is None else real.shape[0]
+    log.info(f"evaluating {fake.shape[0]} fake images ({opt.fake_dir}) against {n_real} real images "
+             f"({opt.real_dir}), image size {tuple(fake.shape[-2:])}")
+    results = compute_metrics(names, fake, real, **kw)
+    width = max(len(k) for k in results)
+    log.info(f"{'metric'.ljust(width)}  value")
+    for key, value in results.items():
+        log.info(f"{key.ljust(width)}  {_format(value)}")
+    if opt.json:
+        payload = {"results": _json_safe(results), "fake_dir": str(opt.fake_dir), "real_dir": opt.real_dir,
+                   "num_fake": int(fake.shape[0]), "num_real": n_real, "size": list(fake.shape[-2:]),
+                   "metrics": names, "paired": bool(opt.paired)}
+        Path(opt.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(opt.json).write_text(json.dumps(payload, indent=2) + "\n")
+        log.info(f"results written to {opt.json}")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Entry point: parse flags, set up console logging, evaluate; user errors end with a one-line message."""
+    opt = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return evaluate(opt)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise SystemExit(f"evaluate.py: error: {exc}") from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Image loading and conversion shared by every metric: all metrics take uint8 NCHW RGB tensors.
+
+Protocol: files are listed recursively and sorted, keeping the dataset extension list
+(``data.image_folder.IMG_EXTENSIONS``); each file is opened with PIL and converted to RGB; when a ``size`` is
+given the image is resized to ``size x size`` (square, aspect ratio not kept, as the datasets' ``resize``)
+with PIL bicubic. Without a size every image of a set must have the same size.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from data.image_folder import IMG_EXTENSIONS
+
+PathLike = str | os.PathLike
+
+
+def is_image_file(name: str) -> bool:
+    """True when ``name`` ends with one of the dataset image extensions (case-sensitive, as the datasets)."""
+    return any(name.endswith(ext) for ext in IMG_EXTENSIONS)
+
+
+def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:
+    """Sorted image files under ``folder`` (recursive); with ``suffix`` only files whose stem ends with it."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    found: list[Path] = []
+    for dirpath, _dirs, files in sorted(os.walk(root)):
+        for name in sorted(files):
+            if is_image_file(name) and (not suffix or Path(name).stem.endswith(suffix)):
+                found.append(Path(dirpath) / name)
+    found.sort()
+    if not found:
+        what = f" whose name ends with '{suffix}'" if suffix else ""
+        raise ValueError(f"no images{what} found in {root} (extensions: {' '.join(IMG_EXTENSIONS)})")
+    return found
+
+
+def strip_suffix(path: PathLike, suffix: str | None) -> str:
+    """File stem of ``path`` without ``suffix`` (e.g. ``img1_fake_B.png`` with ``_fake_B`` -> ``img1``)."""
+    stem = Path(path).stem
+    if suffix and stem.endswith(suffix):
+        return stem[: -len(suffix)]
+    return stem
+
+
+def load_image(path: PathLike, size: int | None = None) -> torch.Tensor:
+    """One image file as a uint8 3xHxW tensor (RGB; PIL bicubic resize to ``size`` x ``size`` when given)."""
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            if size is not None and img.size != (size, size):
+                img = img.resize((size, size), Image.BICUBIC)
+            arr = np.asarray(img, dtype=np.uint8).copy()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def load_images(source: PathLike | Sequence[PathLike], size: int | None = None,
+                suffix: str | None = None, max_images: int | None = None) -> torch.Tensor:
+    """Load a folder (or a list of files) into a uint8 Nx3xHxW tensor; see the module docstring for the protocol."""
+    if isinstance(source, (str, os.PathLike)):
+        paths: list[Path] = list_images(source, suffix)
+    else:
+        paths = [Path(p) for p in source]
+        if not paths:
+            raise ValueError("empty list of image files")
+    if max_images is not None:
+        paths = paths[:max_images]
+    tensors = [load_image(p, size) for p in paths]
+    first = tuple(tensors[0].shape)
+    for p, t in zip(paths, tensors):
+        if tuple(t.shape) != first:
+            raise ValueError(f"image {p} has size {tuple(t.shape[1:])} but {paths[0]} has {first[1:]}; "
+                             "pass a size (--size) to resize all images")
+    return torch.stack(tensors)
+
+
+def from_model_range(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] (NCHW float) -> uint8 as the saved PNGs: clamp, (x+1)/2*255, truncate."""
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    x = images.detach().float().clamp(-1.0, 1.0)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    return ((x + 1.0) / 2.0 * 255.0).to(torch.uint8)
+
+
+def check_uint8(images: torch.Tensor, name: str = "images") -> torch.Tensor:
+    """Validate an Nx3xHxW uint8 tensor (a single 3xHxW image is given a batch axis) and return it."""
+    if not torch.is_tensor(images):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if images.dim() == 3:
+        images = images.unsqueeze(0)
+    if images.dtype != torch.uint8:
+        raise TypeError(f"{name} must be uint8 in [0, 255] (use util.metrics.images.from_model_range for "
+                        f"[-1, 1] generator outputs), got {images.dtype}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name} must be Nx3xHxW, got shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    return images
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a uint8 NCHW tensor to ``size`` x ``size`` (torch bicubic with antialias, close to PIL bicubic)."""
+    if images.shape[-2:] == (size, size):
+        return images
+    out = F.interpolate(images.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def batches(images: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
+    """Yield consecutive slices of ``images`` of at most ``batch_size`` items."""
+    for start in range(0, images.shape[0], batch_size):
+        yield images[start:start + batch_size]
