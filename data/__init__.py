@@ -9,14 +9,16 @@ from __future__ import annotations
 import importlib
 from argparse import Namespace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 import torch.utils.data
 
 from data.base_dataset import BaseDataset
+from data.validation import check_layout, preflight
 from util.logger import get_logger
+from util.seed import ResumableSampler, make_sampler, quiet_worker
 
 log = get_logger(__name__)
 
@@ -72,22 +74,26 @@ class CustomDatasetDataLoader:
         """Instantiate the dataset class and build the DataLoader."""
         self.opt = opt
         dataset_class = find_dataset_using_name(opt.dataset_mode)
+        check_layout(opt)  # missing folders: say what the mode expects and what to do (data/validation.py)
         self.dataset = dataset_class(opt)
         log.info(f"dataset [{type(self.dataset).__name__}] was created")
-        shuffle = not opt.serial_batches
-        self.sampler: Optional[torch.utils.data.distributed.DistributedSampler] = None
-        if _distributed_world_size() > 1:
-            self.sampler = torch.utils.data.distributed.DistributedSampler(self.dataset, shuffle=shuffle)
-            shuffle = False
+        preflight(self.dataset, opt)  # unreadable/too-small images: error or skip (--bad_data)
+        # Seeded per-epoch order (DistributedSampler rules, one process included) that a resumed run can
+        # start part-way; it never draws from the global RNGs (util/seed.py).
+        world = _distributed_world_size()
+        self.sampler: ResumableSampler = make_sampler(self.dataset, opt, rank=dist.get_rank() if world > 1 else 0,
+                                                      world_size=world)
         num_workers = int(opt.num_threads)
         self.dataloader = torch.utils.data.DataLoader(
             self.dataset,
             batch_size=opt.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             sampler=self.sampler,
             num_workers=num_workers,
             persistent_workers=num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            generator=self.sampler.loader_generator,
+            worker_init_fn=quiet_worker if num_workers > 0 else None,
         )
 
     def load_data(self) -> "CustomDatasetDataLoader":
@@ -95,9 +101,8 @@ class CustomDatasetDataLoader:
         return self
 
     def set_epoch(self, epoch: int) -> None:
-        """Forward the epoch to the DistributedSampler (so each epoch shuffles differently); no-op otherwise."""
-        if self.sampler is not None:
-            self.sampler.set_epoch(epoch)
+        """Forward the epoch to the sampler, so each epoch has its own (seeded, reproducible) order."""
+        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         """Number of samples: min(len(dataset), --max_dataset_size) (the full size under DDP too)."""
@@ -105,7 +110,8 @@ class CustomDatasetDataLoader:
 
     def __iter__(self) -> Iterator[Any]:
         """Yield batches, stopping once ``i * batch_size >= max_dataset_size``."""
-        for i, data in enumerate(self.dataloader):
+        skipped = self.sampler.start // self.opt.batch_size  # batches a resumed epoch already trained on
+        for i, data in enumerate(self.dataloader, start=skipped):
             if i * self.opt.batch_size >= self.opt.max_dataset_size:
                 break
             yield data

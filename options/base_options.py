@@ -16,7 +16,7 @@ log = get_logger(__name__)
 
 
 # Attributes we add to opt after parsing; not options, so not in the printed table.
-INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size")
+INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank")
 
 
 def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[str]:
@@ -128,6 +128,24 @@ class BaseOptions:
                             help="specify wandb project name")
         parser.add_argument("--use_tensorboard", action="store_true",
                             help="[ours] log losses and images to TensorBoard (checkpoints/<name>/tensorboard)")
+        # speed (docs/performance.md)
+        parser.add_argument("--amp", type=str, default="none",
+                            help="[ours] mixed precision: none (official fp32) | bf16 (CPU or GPU) | fp16 (CUDA only, "
+                                 "with a GradScaler)")
+        parser.add_argument("--channels_last", action="store_true",
+                            help="[ours] keep the networks in channels-last memory format (faster convolutions on "
+                                 "recent GPUs)")
+        parser.add_argument("--compile", action="store_true",
+                            help="[ours] wrap every network in torch.compile (slow first iterations, faster after)")
+        # reproducibility and bad data (docs/resume.md)
+        parser.add_argument("--seed", type=int, default=-1,
+                            help="[ours] seed python/numpy/torch with seed + rank (-1: not seeded, official)")
+        parser.add_argument("--deterministic", action="store_true",
+                            help="[ours] deterministic kernels where PyTorch has them (slower; CPU runs with --seed "
+                                 "are bit-reproducible anyway)")
+        parser.add_argument("--bad_data", type=str, default="error",
+                            help="[ours] unusable image files found by the pre-flight scan: error (stop before "
+                                 "training, listing them) | skip (leave them out with a summary)")
         self.initialized = True
         return parser
 
@@ -179,6 +197,7 @@ class BaseOptions:
         """One-line errors for values and combinations that cannot work (raised before anything runs)."""
         from data.base_dataset import PREPROCESS_MODES
         from models import networks
+        from util.amp import AMP_MODES
 
         checks = [("--netG", opt.netG, networks.list_generators()),
                   ("--netD", opt.netD, networks.list_discriminators()),
@@ -186,13 +205,25 @@ class BaseOptions:
                   ("--init_type", opt.init_type, networks.INIT_TYPES),
                   ("--upsample", opt.upsample, networks.UPSAMPLE_MODES),
                   ("--direction", opt.direction, ("AtoB", "BtoA")),
-                  ("--preprocess", opt.preprocess, PREPROCESS_MODES)]
+                  ("--preprocess", opt.preprocess, PREPROCESS_MODES),
+                  ("--amp", opt.amp, AMP_MODES)]
         for flag, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{flag} '{value}' is not valid; choose one of: {', '.join(valid)}")
-        for flag in ("batch_size", "input_nc", "output_nc", "ngf", "ndf", "crop_size", "load_size"):
+        for flag in ("batch_size", "input_nc", "output_nc", "ngf", "ndf", "crop_size", "load_size",
+                     "max_dataset_size"):
             if getattr(opt, flag) < 1:
                 raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
+        if opt.bad_data not in ("error", "skip"):
+            raise ValueError(f"--bad_data '{opt.bad_data}' is not valid; choose one of: error, skip")
+        if opt.seed < -1:
+            raise ValueError(f"--seed must be >= 0 (or -1: not seeded), got {opt.seed}")
+        if opt.num_threads < 0:
+            raise ValueError(f"--num_threads must be >= 0 (0 loads data in the main process), got {opt.num_threads}")
+        if ("resize" in opt.preprocess or "scale_width" in opt.preprocess) and "crop" in opt.preprocess \
+                and opt.crop_size > opt.load_size:
+            raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
+                             f"with --preprocess {opt.preprocess} the crop must fit the resized image")
 
     def resolve_device(self, opt: argparse.Namespace) -> None:
         """Turn ``--gpu_ids`` into a list and ``opt.device``; fall back to the CPU when CUDA is absent."""
@@ -226,6 +257,14 @@ class BaseOptions:
         self.resolve_device(opt)
         self.opt = opt
         return opt
+
+    def parse_or_exit(self, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+        """``parse`` for the scripts: a bad flag gives argparse's one ``error:`` line (naming it) and exit status 2."""
+        try:
+            return self.parse(argv)
+        except ValueError as err:
+            (self.parser or self.make_parser()).error(str(err))
+            raise  # not reached: error() exits
 
     def finalize(self, opt: argparse.Namespace) -> None:
         """Hook for subclasses: adjust parsed options before validation (e.g. test-time overrides)."""

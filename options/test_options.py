@@ -9,6 +9,8 @@ from .base_options import BaseOptions
 class TestOptions(BaseOptions):
     """Options for test.py."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Add the test flags to the shared ones."""
         parser = BaseOptions.initialize(self, parser)

@@ -1,0 +1,345 @@
+"""Pre-flight checks of a dataset before anything trains: folder layout and every image file.
+
+``check_layout(opt)`` runs before the dataset class is built and turns a missing folder into an error that says
+what the dataset mode expects and what to do (e.g. ``testB`` missing for ``--model cycle_gan`` at test time).
+
+``preflight(dataset, opt)`` opens every file of the dataset's ``*_paths`` lists once:
+
+* rule: with at most ``FULL_DECODE_LIMIT`` files each image is decoded completely through the real loading
+  path (``load_image``), so truncated and corrupt files are found; above it only headers are checked
+  (``PIL verify``, plus the end marker of PNG/JPEG files, decoding the file when it is missing): empty,
+  non-image, corrupt-PNG, cut-off PNG/JPEG and wrong-size files are found; corrupt JPEG data inside a complete
+  file and cut-off BMP/TIFF files only when loaded (the error then names the file). Run
+  ``python -m data.validation <folder> --full`` to decode a large set once.
+* a bad file (empty, not an image, truncated/corrupt, too large for PIL, smaller than ``--crop_size`` with
+  ``--preprocess crop``, too narrow for an A|B pair) is reported with its name and what to do;
+  ``--bad_data error`` (default) stops before training, ``--bad_data skip`` leaves those files out with a
+  summary line.
+* conversions done at load time (16-bit, grayscale, palette, alpha, CMYK, EXIF rotation, odd A|B width) are
+  summarised in one line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from PIL import Image, UnidentifiedImageError
+
+from data.base_dataset import ImageReadError, exif_orientation, has_alpha, load_image
+from util.logger import get_logger
+
+log = get_logger(__name__)
+
+BAD_DATA_POLICIES = ("error", "skip")
+FULL_DECODE_LIMIT = 5000
+SIDE_BY_SIDE_MODES = ("aligned", "template")  # modes whose files hold A and B side by side
+MAX_LISTED = 20  # bad files named in the error message (all of them are logged)
+CONVERSIONS = {
+    "16-bit": "16-bit (scaled to 8 bit)",
+    "float": "floating point (scaled to 8 bit)",
+    "grayscale": "grayscale (copied to R, G and B)",
+    "palette": "palette (expanded to RGB)",
+    "alpha": "with transparency (composited over white)",
+    "CMYK": "CMYK (converted to RGB)",
+    "exif": "EXIF-rotated (turned upright)",
+    "odd-width": "odd-width A|B (last column dropped)",
+}
+
+
+class BadDataError(RuntimeError):
+    """Image files that cannot be used were found before training (names each file and what to do)."""
+
+
+@dataclass
+class ImageCheck:
+    """Outcome of checking one file: its usable size, the conversions it needs, or what is wrong with it."""
+
+    path: str
+    size: Optional[Tuple[int, int]] = None  # (w, h) of the A (or only) image after the EXIF rotation
+    kinds: List[str] = field(default_factory=list)
+    problem: Optional[str] = None
+    advice: str = ""
+
+
+@dataclass
+class ScanReport:
+    """What ``preflight`` found."""
+
+    checks: List[ImageCheck]
+    full_decode: bool
+    conversions: Dict[str, int]
+    seconds: float
+
+    @property
+    def checked(self) -> int:
+        """Number of distinct files checked."""
+        return len(self.checks)
+
+    @property
+    def bad(self) -> List[ImageCheck]:
+        """The files that cannot be used."""
+        return [c for c in self.checks if c.problem]
+
+
+# ---------------------------------------------------------------------------------------------------- layout
+def check_layout(opt: argparse.Namespace) -> None:
+    """Raise ``FileNotFoundError`` naming the flag and the expected folders when the layout cannot work."""
+    root = opt.dataroot
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--dataroot {root} does not exist (or is not a folder)")
+    if opt.dataset_mode != "unaligned":
+        return
+    phase = getattr(opt, "phase", "train")
+    dir_A, dir_B = os.path.join(root, phase + "A"), os.path.join(root, phase + "B")
+    if os.path.isdir(dir_A) and os.path.isdir(dir_B):
+        return
+    if os.path.isdir(dir_A) and not getattr(opt, "isTrain", False):
+        model = getattr(opt, "model", "cycle_gan")
+        raise FileNotFoundError(
+            f"{dir_B} does not exist: --model {model} (--dataset_mode unaligned) tests both directions and needs "
+            f"{phase}A and {phase}B; to translate only the {phase}A images use --model test --dataroot {dir_A} "
+            f"--model_suffix _A (loads the <epoch>_net_G_A.pth generator)")
+    missing = " and ".join(d for d in (dir_A, dir_B) if not os.path.isdir(d))
+    hint = ""
+    if any(name.lower().endswith((".png", ".jpg", ".jpeg")) for name in os.listdir(root)):
+        hint = (f"; {root} holds images itself: for a single folder use --dataset_mode single "
+                f"(--model test at test time)")
+    raise FileNotFoundError(f"{missing} not found: --dataset_mode unaligned reads {dir_A} and {dir_B} "
+                            f"(--dataroot with --phase {phase}){hint}")
+
+
+# ---------------------------------------------------------------------------------------------------- one file
+def header_orientation(img: Image.Image) -> int:
+    """The EXIF orientation without decoding the pixels (PIL loads a PNG to look for an eXIf chunk after them)."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    return exif_orientation(img)
+
+
+def _header_kinds(img: Image.Image, orientation: int) -> List[str]:
+    """The load-time conversions an opened (not decoded) image will need."""
+    kinds = []
+    rawmode = ""
+    if img.tile:
+        args = img.tile[0][3] if len(img.tile[0]) > 3 else None
+        rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args and
+                                                      isinstance(args[0], str) else "")
+    if img.mode.startswith("I;16") or img.mode == "I" or ";16" in rawmode:
+        kinds.append("16-bit")
+    elif img.mode == "F":
+        kinds.append("float")
+    if img.mode in ("L", "LA", "1", "I", "F") or img.mode.startswith("I;16"):
+        kinds.append("grayscale")
+    if img.mode in ("P", "PA"):
+        kinds.append("palette")
+    if has_alpha(img):
+        kinds.append("alpha")
+    if img.mode == "CMYK":
+        kinds.append("CMYK")
+    if orientation != 1:
+        kinds.append("exif")
+    return kinds
+
+
+def check_image(path: str, opt: argparse.Namespace, full: bool, side_by_side: bool = False) -> ImageCheck:
+    """Open ``path`` (decode it when ``full``) and check it against the preprocessing flags."""
+    result = ImageCheck(path)
+    try:
+        nbytes = os.path.getsize(path)
+    except OSError as err:
+        return _bad(result, f"cannot be opened ({err.strerror})", "check that it exists and is readable")
+    if nbytes == 0:
+        return _bad(result, "empty file (0 bytes)", "delete it or copy it again")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            fmt = img.format
+            orientation = header_orientation(img)
+            result.kinds = _header_kinds(img, orientation)
+        if not full:
+            with Image.open(path) as img:
+                img.verify()  # must come right after open
+        if full or not ends_cleanly(path, fmt, nbytes):
+            load_image(path)  # decode: the only sure test (and a header-only scan's confirmation)
+    except UnidentifiedImageError:
+        ext = os.path.splitext(path)[1]
+        return _bad(result, f"not an image PIL can read (named {ext} but holds something else)",
+                    "delete it or convert it to PNG/JPEG")
+    except Image.DecompressionBombError as err:
+        return _bad(result, f"too large for PIL's safety limit ({err})", "downscale it")
+    except (ImageReadError, OSError, ValueError, SyntaxError) as err:
+        reason = str(err.__cause__ or err) if isinstance(err, ImageReadError) else str(err)
+        return _bad(result, f"truncated or corrupt ({reason})", "re-export it or delete it")
+    except Exception as err:  # noqa: BLE001 - a broken file must be reported, whatever PIL raises for it
+        return _bad(result, f"cannot be read ({type(err).__name__}: {err})", "re-export it or delete it")
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    if side_by_side:
+        if w < 2:
+            return _bad(result, f"{w}x{h} is too narrow to hold A and B side by side",
+                        "combine A and B with datasets/combine_A_and_B.py or remove it")
+        if w % 2:
+            result.kinds.append("odd-width")
+        w //= 2
+    result.size = (w, h)
+    if opt.preprocess == "crop" and min(w, h) < opt.crop_size:
+        what = "each half " if side_by_side else ""
+        return _bad(result, f"{what}{w}x{h} is smaller than --crop_size {opt.crop_size} and --preprocess crop does "
+                            f"not resize", "use --preprocess resize_and_crop, a smaller --crop_size, or remove it")
+    return result
+
+
+def ends_cleanly(path: str, fmt: Optional[str], nbytes: int) -> bool:
+    """Cheap truncation test: a PNG ends with its IEND chunk, a JPEG with the EOI marker (other formats: True)."""
+    tail = {"PNG": 12, "JPEG": 2, "MPO": 2}.get(fmt or "")
+    if tail is None or nbytes < tail:
+        return tail is None
+    with open(path, "rb") as handle:
+        handle.seek(nbytes - tail)
+        end = handle.read(tail)
+    return end[4:8] == b"IEND" if fmt == "PNG" else end == b"\xff\xd9"
+
+
+def _bad(result: ImageCheck, problem: str, advice: str) -> ImageCheck:
+    """Mark ``result`` as unusable."""
+    result.problem, result.advice = problem, advice
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- a dataset
+def path_lists(dataset: Any) -> Dict[str, List[str]]:
+    """The file lists of a dataset: every attribute named ``*_paths`` that is a list of strings."""
+    out = {}
+    for name, value in vars(dataset).items():
+        if name.endswith("_paths") and isinstance(value, list) and all(isinstance(p, str) for p in value):
+            out[name] = value
+    return out
+
+
+def is_side_by_side(dataset: Any, opt: argparse.Namespace) -> bool:
+    """Whether the dataset's files hold A|B pairs (class attribute ``side_by_side`` or a known mode)."""
+    flag = getattr(dataset, "side_by_side", None)
+    return bool(flag) if flag is not None else opt.dataset_mode in SIDE_BY_SIDE_MODES
+
+
+def exclude(dataset: Any, bad: Iterable[str]) -> None:
+    """Drop ``bad`` files from every file list (``dataset.exclude_images`` when the class defines it)."""
+    bad = set(bad)
+    if hasattr(dataset, "exclude_images"):
+        dataset.exclude_images(bad)
+        return
+    for name, paths in path_lists(dataset).items():
+        kept = [p for p in paths if p not in bad]
+        setattr(dataset, name, kept)
+        size_name = name[: -len("_paths")] + "_size"
+        if isinstance(getattr(dataset, size_name, None), int):
+            setattr(dataset, size_name, len(kept))
+        if paths and not kept:
+            folder = os.path.dirname(paths[0])
+            raise BadDataError(f"none of the {len(paths)} images in {folder} can be used (--bad_data skip left "
+                               f"nothing); see the warnings above")
+
+
+def scan(paths: Sequence[str], opt: argparse.Namespace, side_by_side: bool = False,
+         full: Optional[bool] = None) -> ScanReport:
+    """Check every file (threads; PIL releases the GIL while decoding)."""
+    start = time.time()
+    unique = sorted(set(paths))
+    full = len(unique) <= FULL_DECODE_LIMIT if full is None else full
+    workers = max(1, min(8, os.cpu_count() or 1, len(unique)))
+    if workers > 1 and len(unique) > 16:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            checks = list(pool.map(lambda p: check_image(p, opt, full, side_by_side), unique))
+    else:
+        checks = [check_image(p, opt, full, side_by_side) for p in unique]
+    conversions: Counter = Counter(k for c in checks if c.problem is None for k in c.kinds)
+    return ScanReport(checks=checks, full_decode=full, conversions=dict(conversions), seconds=time.time() - start)
+
+
+def check_one_size(dataset: Any, report: ScanReport, opt: argparse.Namespace) -> None:
+    """``--preprocess none`` with ``--batch_size`` > 1: the images of one list must share a size (to be batched)."""
+    if opt.preprocess != "none" or opt.batch_size <= 1:
+        return
+    checks_by_path = {c.path: c for c in report.checks if c.problem is None}
+    for name, paths in path_lists(dataset).items():
+        sizes = Counter(checks_by_path[p].size for p in paths if p in checks_by_path and checks_by_path[p].size)
+        if len(sizes) > 1:
+            listed = ", ".join(f"{w}x{h} ({n} files)" for (w, h), n in sizes.most_common(4))
+            raise BadDataError(f"--preprocess none with --batch_size {opt.batch_size} needs images of one size, but "
+                               f"{name} has {len(sizes)} sizes: {listed}; use --batch_size 1 or a resizing "
+                               f"--preprocess")
+
+
+def format_bad(bad: Sequence[ImageCheck], limit: Optional[int] = MAX_LISTED) -> str:
+    """One line per bad file: ``path: problem; advice``."""
+    shown = bad if limit is None else bad[:limit]
+    lines = [f"  {c.path}: {c.problem}; {c.advice}" for c in shown]
+    if limit is not None and len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more (all are listed in the warnings above)")
+    return "\n".join(lines)
+
+
+def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
+    """Scan the dataset's files before training; apply ``--bad_data``. Returns the report (None: no file list)."""
+    lists = path_lists(dataset)
+    if not lists:
+        return None
+    policy = getattr(opt, "bad_data", "error")
+    if policy not in BAD_DATA_POLICIES:
+        raise ValueError(f"--bad_data '{policy}' is not valid; choose one of: {', '.join(BAD_DATA_POLICIES)}")
+    all_paths = [p for paths in lists.values() for p in paths]
+    side = is_side_by_side(dataset, opt)
+    report = scan(all_paths, opt, side_by_side=side)
+    how = "decoded each one" if report.full_decode else \
+        f"headers only: more than {FULL_DECODE_LIMIT} files (python -m data.validation DIR --full decodes all)"
+    log.info("checked %d image files in %.1f s (%s): %d cannot be used", report.checked, report.seconds, how,
+             len(report.bad))
+    if report.conversions:
+        log.info("converted when loaded: %s", ", ".join(f"{n} {CONVERSIONS[k]}" for k, n in
+                                                         sorted(report.conversions.items())))
+    if report.bad:
+        for c in report.bad:
+            log.warning("bad image %s: %s; %s", c.path, c.problem, c.advice)
+        if policy == "error":
+            raise BadDataError(f"{len(report.bad)} of {report.checked} image files cannot be used (--bad_data "
+                               f"error); fix or remove them, or pass --bad_data skip to leave them out:\n"
+                               + format_bad(report.bad))
+        exclude(dataset, (c.path for c in report.bad))
+        log.info("--bad_data skip: left out %d of %d image files (listed above); %d remain", len(report.bad),
+                 report.checked, report.checked - len(report.bad))
+    check_one_size(dataset, report, opt)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m data.validation FOLDER [--full] [--crop_size N --preprocess crop]``: list unusable images."""
+    from data.image_folder import make_dataset
+    from util.logger import setup_logging
+
+    setup_logging()
+    parser = argparse.ArgumentParser(description="check every image file under a folder (recursively)")
+    parser.add_argument("folder")
+    parser.add_argument("--full", action="store_true", help="decode every image (default: only up to "
+                                                            f"{FULL_DECODE_LIMIT} files)")
+    parser.add_argument("--preprocess", default="resize_and_crop")
+    parser.add_argument("--crop_size", type=int, default=256)
+    parser.add_argument("--side_by_side", action="store_true", help="files hold A|B pairs (aligned datasets)")
+    args = parser.parse_args(argv)
+    paths = make_dataset(args.folder)
+    report = scan(paths, args, side_by_side=args.side_by_side, full=True if args.full else None)
+    for c in report.bad:
+        log.info("%s: %s; %s", c.path, c.problem, c.advice)
+    log.info("%d files checked (%s), %d cannot be used", report.checked,
+             "decoded" if report.full_decode else "headers only", len(report.bad))
+    return 1 if report.bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Exact resume: the training-state file, bit-identical N vs N/2 + resume + N/2, safe loading, RNG and data order."""
+from __future__ import annotations
+
+import pickle
+import random
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_train, tiny_flags
+from models.legacy import CheckpointError
+from util import training_state
+from util.seed import ResumableSampler, capture_rng_state, restore_rng_state
+
+# Per model: flags that keep it tiny but keep every random element (pool, dropout, batch norm, random crop/flip).
+MODELS: Dict[str, List[str]] = {
+    "cycle_gan": ["--model", "cycle_gan", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2",
+                  "--pool_size", "3"],
+    "pix2pix": ["--model", "pix2pix", "--netG", "unet_128", "--netD", "n_layers", "--n_layers_D", "2"],
+}
+ROOTS = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix"}
+N_TRAIN = 4  # images per epoch (--max_dataset_size)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny networks run several times faster on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def train_flags(model: str, name: str, ckpt: Path, root: Path, *extra: str) -> List[str]:
+    """Two epochs (the second with LR decay) of a tiny model, seeded, random crops and flips on."""
+    return MODELS[model] + tiny_flags(name, ckpt) + [
+        "--dataroot", str(root / ROOTS[model]), "--max_dataset_size", str(N_TRAIN), "--load_size", "36",
+        "--crop_size", "32", "--n_epochs", "1",
+        "--n_epochs_decay", "1", "--print_freq", "1000", "--display_freq", "1000", "--no_html", "--seed", "0",
+        "--save_epoch_freq", "1", *extra]
+
+
+def load_dir(folder: Path, prefix: str = "latest") -> Dict[str, Dict]:
+    """Every ``<prefix>_net_*.pth`` of a folder, plus the training state under the key ``state``."""
+    out = {p.name[len(prefix) + 5:-4]: torch.load(p, weights_only=True) for p in folder.glob(f"{prefix}_net_*.pth")}
+    out["state"] = training_state.read_state(str(folder / f"{prefix}_train_state.pth"))
+    return out
+
+
+def assert_same(a, b, where: str = "") -> None:
+    """Recursive exact equality of nested dicts/lists of tensors and plain values."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), f"tensors differ at {where}"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"keys differ at {where}: {set(a) ^ set(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def copy_checkpoint(src: Path, dst: Path, prefix: str) -> None:
+    """Copy one checkpoint (networks, state, config) to a fresh experiment folder."""
+    dst.mkdir(parents=True)
+    for p in src.glob(f"{prefix}_*"):
+        shutil.copy2(p, dst / p.name)
+    shutil.copy2(src / "config.json", dst / "config.json")
+
+
+# ---------------------------------------------------------------------------------------------------- bit-exact
+RESUME_CASES = {  # id: (model, resume after this many images, batch size, checkpoint prefix)
+    "cycle_gan-mid-epoch2": ("cycle_gan", 6, 1, "iter"),  # second epoch (LR decaying), pools full
+    "cycle_gan-batch2": ("cycle_gan", 2, 2, "iter"),
+    "pix2pix-mid-epoch1": ("pix2pix", 1, 1, "iter"),
+    "pix2pix-last-batch": ("pix2pix", 4, 1, "iter"),  # saved after the last batch, before the epoch's LR step
+    "pix2pix-epoch-end": ("pix2pix", 4, 1, "epoch"),  # the end-of-epoch checkpoint 1_*, after the LR step
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path) -> None:
+    """N iterations straight == N/2, stop, resume from the files, N/2: same weights, optimizers, pools, RNG."""
+    model, resume_at, batch, kind = RESUME_CASES[case]
+    ckpt = tmp_path / "ck"
+    run_train(train_flags(model, "straight", ckpt, demo_root, "--save_by_iter", "--save_latest_freq", str(resume_at),
+                          "--batch_size", str(batch)))
+    straight = ckpt / "straight"
+    prefix, load = (f"iter_{resume_at}", ["--load_iter", str(resume_at)]) if kind == "iter" else ("1", ["--epoch", "1"])
+    state = training_state.read_state(str(straight / f"{prefix}_train_state.pth"))
+    assert state["total_iters"] == resume_at and state["epoch"] == (resume_at - 1) // N_TRAIN + 1
+    assert state["epoch_complete"] == (kind == "epoch")
+    copy_checkpoint(straight, ckpt / "resumed", prefix)
+    run_train(train_flags(model, "resumed", ckpt, demo_root, "--continue_train", *load, "--save_latest_freq", "1000",
+                          "--batch_size", str(batch)))
+    a, b = load_dir(straight), load_dir(ckpt / "resumed")
+    for key in ("optimizers", "schedulers", "image_pools", "rng", "total_iters", "epoch", "micro_step"):
+        assert_same(a["state"][key], b["state"][key], key)
+    nets = [k for k in a if k != "state"]
+    assert len(nets) >= 2
+    for net in nets:
+        assert_same(a[net], b[net], net)
+    assert a["state"]["total_iters"] == 2 * N_TRAIN
+    assert a["state"]["optimizers"][0]["state"], "the optimizer state must be non-trivial"
+
+
+def test_resume_restores_optimizer_and_schedule(demo_root: Path, tmp_path: Path) -> None:
+    """After --continue_train the model holds the saved Adam moments, LR, pools and counters."""
+    from models import create_model
+    from options.train_options import TrainOptions
+    from data import create_dataset
+
+    ckpt = tmp_path / "ck"
+    run_train(train_flags("cycle_gan", "run", ckpt, demo_root, "--save_latest_freq", "1000"))
+    saved = training_state.read_state(str(ckpt / "run" / "latest_train_state.pth"))
+    assert saved["epoch"] == 2 and saved["epoch_complete"] and saved["total_iters"] == 2 * N_TRAIN
+    opt = TrainOptions().parse(train_flags("cycle_gan", "run", ckpt, demo_root, "--continue_train", "--n_epochs_decay",
+                                           "4"), save=False)
+    state = training_state.load_for_resume(opt)
+    dataset = create_dataset(opt)
+    model = create_model(opt)
+    model.setup(opt)
+    point = training_state.restore(model, dataset, opt, state)
+    assert (point.epoch, point.epoch_iter, point.total_iters) == (3, 0, 2 * N_TRAIN)
+    assert_same(model.optimizers[0].state_dict(), saved["optimizers"][0], "optimizer_G")
+    assert model.optimizers[0].param_groups[0]["lr"] == pytest.approx(saved["schedulers"][0]["_last_lr"][0])
+    assert model.schedulers[0].last_epoch == 2
+    assert model.fake_A_pool.num_imgs == 3 and dataset.sampler.seed == saved["data"]["seed"]
+
+
+def test_official_checkpoint_resumes_weights_only(demo_root: Path, tmp_path: Path, caplog) -> None:
+    """Without a state file (an official checkpoint) --continue_train loads weights and starts at --epoch_count."""
+    ckpt = tmp_path / "ck"
+    run_train(train_flags("pix2pix", "off", ckpt, demo_root, "--n_epochs_decay", "0", "--save_latest_freq", "1000"))
+    (ckpt / "off" / "latest_train_state.pth").unlink()
+    caplog.set_level("INFO", logger="img2img")
+    run_train(train_flags("pix2pix", "off", ckpt, demo_root, "--continue_train", "--epoch_count", "2",
+                          "--n_epochs_decay", "0", "--n_epochs", "2", "--save_latest_freq", "1000"))
+    assert "resuming the official way" in caplog.text
+    state = training_state.read_state(str(ckpt / "off" / "latest_train_state.pth"))
+    assert state["epoch"] == 2 and state["total_iters"] == N_TRAIN  # official: total_iters restarts at 0
+
+
+def test_finished_run_has_nothing_left(demo_root: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "ck"
+    run_train(train_flags("pix2pix", "done", ckpt, demo_root, "--n_epochs_decay", "0", "--save_latest_freq", "1000"))
+    with pytest.raises(ValueError, match="nothing left to train.*--n_epochs"):
+        run_train(train_flags("pix2pix", "done", ckpt, demo_root, "--n_epochs_decay", "0", "--continue_train"))
+
+
+# ---------------------------------------------------------------------------------------------------- safety
+class _CreatesFile:
+    """Unpickling this object would create a file (what a malicious checkpoint does)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_malicious_state_file_is_refused(demo_root: Path, tmp_path: Path) -> None:
+    target = tmp_path / "pwned.txt"
+    evil = tmp_path / "ck" / "x" / "latest_train_state.pth"
+    evil.parent.mkdir(parents=True)
+    torch.save({"format": training_state.STATE_FORMAT, "payload": _CreatesFile(str(target))}, evil)
+    with pytest.raises(CheckpointError, match="refusing to load .*latest_train_state.pth"):
+        training_state.read_state(str(evil))
+    assert not target.exists()
+    # the same through the training entry point (the networks would be read first: give it a real run)
+    ckpt = tmp_path / "ck2"
+    run_train(train_flags("pix2pix", "evil", ckpt, demo_root, "--n_epochs_decay", "0", "--save_latest_freq", "1000"))
+    shutil.copy2(evil, ckpt / "evil" / "latest_train_state.pth")
+    with pytest.raises(CheckpointError, match="refusing"):
+        run_train(train_flags("pix2pix", "evil", ckpt, demo_root, "--continue_train", "--n_epochs_decay", "1"))
+    assert not target.exists()
+    # pickle protocol itself would have created it: check the test object really is dangerous
+    pickle.loads(pickle.dumps(_CreatesFile(str(target)))).close()
+    assert target.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, None], ids=["empty", "garbage", "not-a-state"])
+def test_unreadable_state_names_the_file(content, tmp_path: Path) -> None:
+    path = tmp_path / "latest_train_state.pth"
+    if content is None:
+        torch.save({"a": torch.zeros(1)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="latest_train_state.pth"):
+        training_state.read_state(str(path))
+
+
+def test_state_holds_only_plain_data(demo_root: Path, tmp_path: Path) -> None:
+    """The state file loads with weights_only=True and holds what resuming needs."""
+    ckpt = tmp_path / "ck"
+    run_train(train_flags("cycle_gan", "plain", ckpt, demo_root, "--n_epochs_decay", "0", "--save_latest_freq", "3"))
+    state = torch.load(ckpt / "plain" / "latest_train_state.pth", weights_only=True)
+    for key in ("optimizers", "schedulers", "grad_scaler", "image_pools", "rng", "data", "epoch", "epoch_iter",
+                "total_iters", "micro_step", "options", "networks"):
+        assert key in state, key
+    assert set(state["rng"]) >= {"python", "numpy", "torch", "cuda"}
+    assert set(state["image_pools"]) == {"fake_A_pool", "fake_B_pool"}
+    assert state["options"]["model"] == "cycle_gan" and state["options"]["seed"] == 0
+    assert set(state["networks"]) == {"G_A", "G_B", "D_A", "D_B"}
+    assert (ckpt / "plain" / "1_train_state.pth").is_file()
+
+
+def test_mixed_checkpoint_set_is_detected(demo_root: Path, tmp_path: Path) -> None:
+    """A network file that was not written together with the state (interrupted save) is refused by name."""
+    ckpt = tmp_path / "ck"
+    run_train(train_flags("pix2pix", "mix", ckpt, demo_root, "--save_latest_freq", "1000"))
+    exp = ckpt / "mix"
+    shutil.copy2(exp / "1_net_G.pth", exp / "latest_net_G.pth")  # epoch-1 weights beside the epoch-2 state
+    with pytest.raises(CheckpointError, match="latest_net_G.pth was not written together with"):
+        run_train(train_flags("pix2pix", "mix", ckpt, demo_root, "--continue_train", "--n_epochs_decay", "2"))
+
+
+def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
+    stale = tmp_path / ".latest_net_G.pth.0123456789abcdef0123456789abcdef.tmp"
+    stale.write_bytes(b"half")
+    staging = tmp_path / ".staging-abc123"
+    staging.mkdir()
+    (staging / "latest_net_G.pth").write_bytes(b"half")
+    keep = tmp_path / ".hidden.tmp"
+    keep.write_bytes(b"not ours")
+    assert training_state.remove_stale_temp_files(str(tmp_path)) == 2
+    assert not stale.exists() and not staging.exists() and keep.exists()
+
+
+# ---------------------------------------------------------------------------------------------------- RNG, order
+def test_rng_state_round_trip() -> None:
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    random.gauss(0, 1)  # leaves a cached gaussian in python's state
+    state = capture_rng_state()
+    expected = (random.random(), random.gauss(0, 1), np.random.rand(3), np.random.randn(), torch.rand(4))
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    restore_rng_state(state)
+    got = (random.random(), random.gauss(0, 1), np.random.rand(3), np.random.randn(), torch.rand(4))
+    assert got[0] == expected[0] and got[1] == expected[1] and got[3] == expected[3]
+    assert np.array_equal(got[2], expected[2]) and torch.equal(got[4], expected[4])
+    buffer = __import__("io").BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    assert_same(torch.load(buffer, weights_only=True), state)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_sampler_order_is_seeded_split_and_resumable(shuffle: bool, world: int) -> None:
+    data = list(range(10))
+    samplers = [ResumableSampler(data, shuffle=shuffle, seed=5, num_replicas=world, rank=r) for r in range(world)]
+    for s in samplers:
+        s.set_epoch(3)
+    shares = [list(s) for s in samplers]
+    assert sorted(set(i for share in shares for i in share)) == data  # every index, padded to equal shares
+    assert len({len(share) for share in shares}) == 1 and all(len(s) == len(shares[0]) for s in samplers)
+    again = ResumableSampler(data, shuffle=shuffle, seed=5, num_replicas=world, rank=0)
+    again.set_epoch(3)
+    assert list(again) == shares[0]
+    again.resume_at(2)
+    assert list(again) == shares[0][2:] and len(again) == len(shares[0]) - 2
+    again.set_epoch(4)  # a new epoch starts from its beginning
+    assert len(list(again)) == len(shares[0])
+    if shuffle:
+        other = ResumableSampler(data, shuffle=True, seed=5, num_replicas=world, rank=0)
+        other.set_epoch(4)
+        assert list(other) != shares[0] or world == 3  # another epoch, another order
+
+
+def test_sampler_follows_a_shrinking_dataset() -> None:
+    data = list(range(10))
+    sampler = ResumableSampler(data, seed=0)
+    del data[7:]
+    assert len(sampler) == 7 and sorted(sampler) == list(range(7))
+
+
+# ---------------------------------------------------------------------------------------------------- NaN / Inf
+def poison_input(monkeypatch: pytest.MonkeyPatch, model_class: type, at_call: int) -> None:
+    """Make the ``at_call``-th batch's real_A all NaN (what a broken image or an exploding network produces)."""
+    original = model_class.set_input
+    calls = {"n": 0}
+
+    def set_input(self, input):
+        original(self, input)
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            self.real_A = torch.full_like(self.real_A, float("nan"))
+
+    monkeypatch.setattr(model_class, "set_input", set_input)
+
+
+def test_nan_stops_and_keeps_the_good_checkpoint(demo_root: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.pix2pix_model import Pix2PixModel
+    from util.nonfinite import NonFiniteLossError
+
+    poison_input(monkeypatch, Pix2PixModel, at_call=3)
+    ckpt = tmp_path / "ck"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(.*nan.*\) at epoch 1, iters 3: stopping"):
+        run_train(train_flags("pix2pix", "nan", ckpt, demo_root, "--save_latest_freq", "2"))
+    exp = ckpt / "nan"
+    state = training_state.read_state(str(exp / "latest_train_state.pth"))
+    assert state["total_iters"] == 2
+    training_state.verify_networks(state, str(exp), "latest", "state")  # the files of iteration 2, untouched
+    for p in exp.glob("latest_net_*.pth"):
+        assert all(torch.isfinite(t).all() for t in torch.load(p, weights_only=True).values() if t.is_floating_point())
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_nan_skip_leaves_the_step_out_and_goes_on(model: str, demo_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    from models.cycle_gan_model import CycleGANModel
+    from models.pix2pix_model import Pix2PixModel
+
+    poison_input(monkeypatch, {"cycle_gan": CycleGANModel, "pix2pix": Pix2PixModel}[model], at_call=3)
+    caplog.set_level("INFO", logger="img2img")
+    ckpt = tmp_path / "ck"
+    run_train(train_flags(model, "skip", ckpt, demo_root, "--nan_policy", "skip", "--save_by_iter",
+                          "--save_latest_freq", "1"))
+    assert "at epoch 1, iters 3: optimizer step(s) skipped (--nan_policy skip)" in caplog.text
+    exp = ckpt / "skip"
+    before, after, later = (load_dir(exp, f"iter_{i}") for i in (2, 3, 4))
+    for net in (k for k in before if k != "state"):  # the poisoned step changed nothing (BatchNorm stats included)
+        assert_same(before[net], after[net], net)
+        assert not all(torch.equal(before[net][k], later[net][k]) for k in before[net])  # the next one did
+    assert_same(before["state"]["optimizers"], after["state"]["optimizers"], "optimizers")
+    final = load_dir(exp)
+    for pool in final["state"]["image_pools"].values():
+        assert all(torch.isfinite(img).all() for img in pool["images"])
+    assert final["state"]["total_iters"] == 2 * N_TRAIN

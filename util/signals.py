@@ -1,0 +1,100 @@
+"""Ctrl-C and SIGTERM during training: finish the current step, save a resumable checkpoint, stop.
+
+``GracefulStop`` is a context manager installed around the training loop (main thread only). The first SIGINT
+or SIGTERM only sets ``requested``; the loop checks it after each iteration, saves ``latest`` (networks and
+training state) and raises ``TrainingInterrupted``. A second Ctrl-C restores the default handler and raises
+``KeyboardInterrupt`` at once; checkpoint writes are atomic, so whatever was on disk stays loadable.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any, Dict, Optional, Type
+
+from util.logger import get_logger
+
+log = get_logger(__name__)
+
+HANDLED = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after saving a resumable checkpoint."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        """The shell convention for a process ended by a signal: 128 + the signal number."""
+        return 128 + self.signum
+
+
+def signal_name(signum: int) -> str:
+    """``SIGINT``, ``SIGTERM``, ... for a signal number."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class GracefulStop:
+    """Turn SIGINT/SIGTERM into a stop request checked by the training loop; a second Ctrl-C exits at once."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.signum: Optional[int] = None
+        self._previous: Dict[int, Any] = {}
+        self._installed = False
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop signal arrived."""
+        return self.signum is not None
+
+    def agreed(self) -> bool:
+        """``requested`` in this or any other process (one all-reduce under torch.distributed, else free).
+
+        All processes then stop after the same iteration, so none waits forever for the others.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return self.requested
+        import torch
+
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([float(self.signum or 0)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if self.signum is None and flag.item() > 0:
+            self.signum = int(flag.item())
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        """First signal: request a stop. Second SIGINT: default handling (KeyboardInterrupt) right now."""
+        if self.signum is not None and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            log.warning("second Ctrl-C: stopping at once without saving (the last checkpoint on disk is intact)")
+            raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = signum
+            hint = " (press Ctrl-C again to stop at once without saving)" if signum == signal.SIGINT else ""
+            log.warning("received %s: saving a resumable checkpoint after the current iteration, then stopping%s",
+                        signal_name(signum), hint)
+
+    def __enter__(self) -> "GracefulStop":
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            for signum in HANDLED:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        if self._installed:
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            self._installed = False
