@@ -1,0 +1,378 @@
+"""Export a trained generator to TorchScript and ONNX, and check the files against the eager model.
+
+Example:
+    python export.py --name maps_cyclegan --net G_A --format torchscript,onnx --out exported/
+    python export.py --name horse2zebra_pretrained --net G --no_dropout --out exported/   # official checkpoint
+The generator is built from ``config.json`` beside the checkpoint (written by our train.py); official checkpoints
+have none and are described with the flags (``--netG --norm --no_dropout --ngf --input_nc --output_nc``), which
+also override the config. Both formats take any batch size, height and width. See docs/export.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from models import arch_config, legacy, networks
+from util.logger import get_logger, setup_logging
+
+log = get_logger("export")
+
+FORMATS = ("torchscript", "onnx")
+ONNX_EXPORTERS = ("dynamo", "legacy")
+# Architecture flags and their defaults when neither the command line nor config.json gives them (official).
+ARCH_DEFAULTS: Dict[str, Any] = {"netG": "resnet_9blocks", "norm": "instance", "ngf": 64, "input_nc": 3,
+                                 "output_nc": 3, "no_dropout": False, "upsample": "deconv"}
+
+
+class ExportError(RuntimeError):
+    """The export or its check against the eager model failed."""
+
+
+# ---------------------------------------------------------------------------------------------------- the module
+def pad_indices(size: int, pad: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Row (or column) indices that pad ``size`` by ``pad`` at the end: reflected and replicated."""
+    i = torch.arange(size + pad, device=device)
+    reflect = torch.where(i < size, i, 2 * (size - 1) - i)
+    replicate = torch.clamp(i, max=size - 1)
+    return reflect, replicate
+
+
+class ExportableGenerator(nn.Module):
+    """The generator with its any-size padding written as shape-generic tensor operations.
+
+    Eager generators pad the input at the bottom/right to a multiple of ``size_multiple`` (reflect, or replicate
+    when the pad is not smaller than the side) with Python branches on the shape, which tracing would freeze.
+    Here the padding is a gather with indices computed from the runtime shape and the reflect/replicate choice
+    is a tensor ``where``, so one graph serves every size; ``torch.jit.script`` and the ONNX exporters keep H
+    and W symbolic. Numerically identical to the eager forward pass.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.body = net.model
+        self.multiple = int(net.size_multiple)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad to a multiple of ``multiple``, run the network, crop back to the input's height and width."""
+        h, w = x.shape[-2], x.shape[-1]
+        ph = (self.multiple - h % self.multiple) % self.multiple
+        pw = (self.multiple - w % self.multiple) % self.multiple
+        reflect_h, replicate_h = pad_indices(h, ph, x.device)
+        reflect_w, replicate_w = pad_indices(w, pw, x.device)
+        # Reflection is possible when the pad is smaller than the side, i.e. no reflected index is negative.
+        use_reflect = (reflect_h.min() >= 0) & (reflect_w.min() >= 0)
+        rows = torch.where(use_reflect, reflect_h, replicate_h)
+        cols = torch.where(use_reflect, reflect_w, replicate_w)
+        y = self.body(x.index_select(2, rows).index_select(3, cols))
+        return y[:, :, :h, :w]
+
+
+def exportable(net: nn.Module) -> nn.Module:
+    """``ExportableGenerator(net)`` for our generators (``model`` + ``size_multiple``); other modules as they are."""
+    if isinstance(getattr(net, "model", None), nn.Module) and hasattr(net, "size_multiple"):
+        return ExportableGenerator(net).eval()
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------------- building
+def checkpoint_prefix(epoch: str, load_iter: int) -> str:
+    """``iter_<N>`` when ``--load_iter`` > 0, else ``--epoch`` (as test.py)."""
+    return "iter_%d" % load_iter if load_iter > 0 else str(epoch)
+
+
+def choose_net(save_dir: str, prefix: str, config: Optional[Dict[str, Any]], net: Optional[str]) -> str:
+    """The network to export: ``--net``, else the config's/files' ``G`` (pix2pix) or ``G_A`` (CycleGAN)."""
+    if net:
+        return net
+    known = [n for n, spec in (config or {}).get("networks", {}).items() if spec.get("kind") == "G"]
+    for candidate in ("G", "G_A"):
+        if candidate in known or os.path.isfile(os.path.join(save_dir, f"{prefix}_net_{candidate}.pth")):
+            return candidate
+    if known:
+        return sorted(known)[0]
+    raise ExportError(f"no generator checkpoint {prefix}_net_G.pth or {prefix}_net_G_A.pth in {save_dir}; "
+                      "check --name, --checkpoints_dir and --epoch, or name the network with --net")
+
+
+def resolve_architecture(args: argparse.Namespace, config: Optional[Dict[str, Any]], net: str) -> Dict[str, Any]:
+    """Generator arguments: explicit flags, else the checkpoint's config.json entry, else the official defaults."""
+    stored: Dict[str, Any] = {}
+    entry = (config or {}).get("networks", {}).get(net)
+    if entry is not None:
+        stored = {"netG": entry["netG"], "norm": entry["norm"], "ngf": entry["ngf"], "input_nc": entry["input_nc"],
+                  "output_nc": entry["output_nc"], "no_dropout": not entry["use_dropout"],
+                  "upsample": entry.get("upsample", "deconv")}
+    elif config is not None:
+        log.warning("config.json has no network %s: using the flags and defaults for its architecture", net)
+    arch = {}
+    for key, default in ARCH_DEFAULTS.items():
+        given = getattr(args, key)
+        arch[key] = given if given is not None else stored.get(key, default)
+    from_config = sorted(k for k in stored if getattr(args, k) is None and stored[k] != ARCH_DEFAULTS[k])
+    if from_config:
+        log.info("using the architecture stored in config.json: %s",
+                 ", ".join(f"--{k} {arch[k]}" for k in from_config))
+    return arch
+
+
+def build_generator(arch: Dict[str, Any]) -> nn.Module:
+    """The generator on the CPU in eval mode; ``syncbatch`` is built as ``batch`` (same keys, same eval maths)."""
+    norm = "batch" if arch["norm"] == "syncbatch" else arch["norm"]
+    net = networks.define_G(arch["input_nc"], arch["output_nc"], arch["ngf"], arch["netG"], norm,
+                            not arch["no_dropout"], upsample=arch["upsample"])
+    return net.eval()
+
+
+def load_generator(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Build the generator named by the arguments and load its weights; return it and a description."""
+    save_dir = os.path.join(args.checkpoints_dir, args.name)
+    if not os.path.isdir(save_dir):
+        raise ExportError(f"checkpoint folder not found: {save_dir} (check --name and --checkpoints_dir)")
+    prefix = checkpoint_prefix(args.epoch, args.load_iter)
+    config = arch_config.read_config(save_dir)
+    net_name = choose_net(save_dir, prefix, config, args.net)
+    arch = resolve_architecture(args, config, net_name)
+    net = build_generator(arch)
+    path = os.path.join(save_dir, f"{prefix}_net_{net_name}.pth")
+    log.info("loading the model from %s", path)
+    legacy.load_network(net, path, name=net_name)
+    info = {"name": args.name, "net": net_name, "checkpoint": os.path.abspath(path), "prefix": prefix,
+            "architecture": arch, "config_json": config is not None}
+    return net.eval(), info
+
+
+# ---------------------------------------------------------------------------------------------------- exporting
+def export_torchscript(module: nn.Module, path: str) -> str:
+    """Compile ``module`` with ``torch.jit.script`` (keeps H/W dynamic) and save it; return the path."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # TorchScript is frozen, still loadable
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        scripted = torch.jit.script(module)
+        torch.jit.save(scripted, path)
+    return path
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: str, exporter: str = "dynamo",
+                opset: Optional[int] = None) -> str:
+    """Export ``module`` to ONNX with dynamic batch, height and width (input ``input``, output ``output``)."""
+    kwargs: Dict[str, Any] = {"input_names": ["input"], "output_names": ["output"]}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        if exporter == "dynamo":
+            dim = torch.export.Dim
+            shapes = {_forward_args(module)[0]: {0: dim.DYNAMIC, 2: dim.DYNAMIC, 3: dim.DYNAMIC}}
+            torch.onnx.export(module, (example,), path, dynamo=True, dynamic_shapes=shapes, external_data=False,
+                              verbose=False, **kwargs)
+        else:
+            axes = {0: "batch", 2: "height", 3: "width"}
+            torch.onnx.export(module, (example,), path, dynamo=False, dynamic_axes={"input": axes, "output": axes},
+                              **kwargs)
+    name_dynamic_dims(path)
+    return path
+
+
+def name_dynamic_dims(path: str) -> None:
+    """Call the dynamic axes of the ONNX input and output ``batch``, ``height``, ``width`` (the output has the
+    input's size); the exporter leaves generated symbols there."""
+    import onnx
+
+    model = onnx.load(path)
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            for index, label in ((0, "batch"), (2, "height"), (3, "width")):
+                dims[index].dim_param = label
+    onnx.save(model, path)
+
+
+def _forward_args(module: nn.Module) -> List[str]:
+    """Names of ``module.forward``'s parameters (the dynamo exporter keys dynamic shapes by them)."""
+    import inspect
+
+    return [p for p in inspect.signature(module.forward).parameters if p != "self"]
+
+
+# ---------------------------------------------------------------------------------------------------- checking
+def load_check_image(path: Optional[str], channels: int, size: int) -> torch.Tensor:
+    """The check input (1, C, H, W) in [-1, 1]: an image file (RGB or grayscale), or a fixed synthetic image."""
+    if path:
+        from PIL import Image
+
+        if not os.path.isfile(path):
+            raise ExportError(f"--check_image {path}: file not found")
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB")
+            array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+        if array.ndim == 2:
+            array = array[:, :, None]
+        array = np.repeat(array, channels, axis=2) if array.shape[2] != channels else array
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    base = torch.stack([torch.sin(3 * xx + c) * torch.cos(2 * yy - c) for c in range(channels)])
+    return (0.8 * base + 0.2 * torch.rand(channels, size, size, generator=g) - 0.1).clamp(-1, 1)[None]
+
+
+def check_sizes(image: torch.Tensor) -> List[torch.Tensor]:
+    """The check image as it is and a crop of about 3/4 of it with odd-ish sides (a second, padded shape)."""
+    h, w = image.shape[-2:]
+    h2, w2 = max(1, h - h // 4 + 1), max(1, w - w // 4 + 3)
+    second = image[:, :, :min(h2, h), :min(w2, w)]
+    return [image] if second.shape == image.shape else [image, second]
+
+
+def run_onnx(path: str, x: torch.Tensor) -> torch.Tensor:
+    """Run an ONNX file with onnxruntime on the CPU."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking the ONNX file needs onnxruntime (pip install onnxruntime), or pass --no_check") \
+            from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
+
+
+def check_file(fmt: str, path: str, eager: nn.Module, inputs: Sequence[torch.Tensor],
+               tolerance: float) -> List[Dict[str, Any]]:
+    """Max |exported - eager| for each input; ``ExportError`` when it exceeds ``tolerance``."""
+    if fmt == "onnx":
+        import onnx
+
+        onnx.checker.check_model(path)
+        run = lambda x: run_onnx(path, x)  # noqa: E731
+    else:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.load: deprecated, still works
+            run = torch.jit.load(path, map_location="cpu")
+    results = []
+    for x in inputs:
+        # TorchScript's optimising executor re-profiles for every new shape (seconds per call for deep U-Nets);
+        # its passes keep the numerics, so the check runs the graph as written.
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            ref = eager(x)
+            out = run(x)
+        if tuple(out.shape) != tuple(ref.shape):
+            raise ExportError(f"{path}: output shape {tuple(out.shape)} for input {tuple(x.shape)}, the eager "
+                              f"model gives {tuple(ref.shape)}")
+        diff = float((out - ref).abs().max())
+        results.append({"input_shape": list(x.shape), "max_abs_diff": diff})
+        log.info("check %-11s input %s: max |exported - eager| = %.3g (tolerance %.3g)", fmt,
+                 "x".join(str(s) for s in x.shape), diff, tolerance)
+        if not diff <= tolerance:
+            raise ExportError(f"{path} differs from the eager model by {diff:.3g} (> --tolerance {tolerance:g}) "
+                              f"for an input of shape {tuple(x.shape)}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- command
+def make_parser() -> argparse.ArgumentParser:
+    """The command-line flags of export.py."""
+    p = argparse.ArgumentParser(description="Export a trained generator to TorchScript and/or ONNX.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--name", required=True, help="experiment name (the folder under --checkpoints_dir)")
+    p.add_argument("--checkpoints_dir", default="./checkpoints", help="models are saved here")
+    p.add_argument("--epoch", default="latest", help="which checkpoint: latest, an epoch number, ...")
+    p.add_argument("--load_iter", type=int, default=0, help="if > 0, load iter_<load_iter> instead of --epoch")
+    p.add_argument("--net", default=None, help="network to export (G_A, G_B, G, ...; default G, else G_A)")
+    p.add_argument("--format", default="torchscript,onnx", help="comma-separated: torchscript, onnx")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--check_image", default=None, help="image to compare exported and eager outputs on "
+                                                        "(default: a fixed synthetic image of --check_size)")
+    p.add_argument("--check_size", type=int, default=256, help="side of the synthetic check image")
+    p.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted |exported - eager| (outputs "
+                                                                 "are in [-1, 1])")
+    p.add_argument("--no_check", action="store_true", help="skip the comparison with the eager model")
+    p.add_argument("--onnx_exporter", default="dynamo", help="dynamo (torch.export based) | legacy (TorchScript "
+                                                             "based, faster, deprecated by PyTorch)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    arch = p.add_argument_group("architecture (default: config.json beside the checkpoint, else these)")
+    arch.add_argument("--netG", default=None, help="generator [" + " | ".join(networks.list_generators()) + "]")
+    arch.add_argument("--norm", default=None, help="[" + " | ".join(networks.list_norms()) + "]")
+    arch.add_argument("--ngf", type=int, default=None, help="# of gen filters in the last conv layer")
+    arch.add_argument("--input_nc", type=int, default=None, help="# of input image channels")
+    arch.add_argument("--output_nc", type=int, default=None, help="# of output image channels")
+    arch.add_argument("--no_dropout", action="store_const", const=True, default=None,
+                      help="the generator has no dropout layers (official CycleGAN checkpoints)")
+    arch.add_argument("--upsample", default=None, help="[" + " | ".join(networks.UPSAMPLE_MODES) + "]")
+    return p
+
+
+def parse_formats(text: str) -> List[str]:
+    """``--format`` as a list; unknown names raise an error naming the flag."""
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ExportError(f"--format '{text}': choose one or more of {', '.join(FORMATS)} (comma-separated)")
+    return list(dict.fromkeys(formats))
+
+
+def validate(args: argparse.Namespace) -> None:
+    """One-line errors for flags that cannot work."""
+    checks = [("--netG", args.netG, networks.list_generators()), ("--norm", args.norm, networks.list_norms()),
+              ("--upsample", args.upsample, networks.UPSAMPLE_MODES),
+              ("--onnx_exporter", args.onnx_exporter, ONNX_EXPORTERS)]
+    for flag, value, valid in checks:
+        if value is not None and value not in valid:
+            raise ExportError(f"{flag} '{value}' is not valid; choose one of: {', '.join(valid)}")
+    for flag in ("ngf", "input_nc", "output_nc", "check_size"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ExportError(f"--{flag} must be >= 1, got {value}")
+    if args.tolerance < 0:
+        raise ExportError(f"--tolerance must be >= 0, got {args.tolerance}")
+
+
+def export(args: argparse.Namespace) -> Dict[str, Any]:
+    """Load the generator, write the requested formats and check them; return the report (also saved as JSON)."""
+    formats = parse_formats(args.format)
+    validate(args)
+    net, info = load_generator(args)
+    module = exportable(net)
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"{args.name}_{info['prefix']}_net_{info['net']}")
+    image = load_check_image(args.check_image, info["architecture"]["input_nc"], args.check_size)
+    report: Dict[str, Any] = dict(info, files={}, checks={},
+                                  io={"input": "input: float32 N x C x H x W in [-1, 1] (pixel / 127.5 - 1)",
+                                      "output": "output: float32 N x C x H x W in [-1, 1] (tanh)",
+                                      "dynamic": ["batch", "height", "width"]})
+    for fmt in formats:
+        start = time.time()
+        if fmt == "torchscript":
+            path = export_torchscript(module, stem + ".torchscript.pt")
+        else:
+            path = export_onnx(module, image, stem + ".onnx", exporter=args.onnx_exporter, opset=args.opset)
+        log.info("wrote %s (%.1f s)", path, time.time() - start)
+        report["files"][fmt] = os.path.abspath(path)
+        if not args.no_check:
+            report["checks"][fmt] = check_file(fmt, path, net, check_sizes(image), args.tolerance)
+    report_path = stem + ".json"
+    with open(report_path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
+    log.info("wrote %s", report_path)
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Parse the command line (or ``argv``) and export."""
+    setup_logging()
+    args = make_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return export(args)
+
+
+if __name__ == "__main__":
+    main()
