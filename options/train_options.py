@@ -66,6 +66,27 @@ class TrainOptions(BaseOptions):
                             help="[ours] discriminator updates per generator update (1 = official)")
         parser.add_argument("--accum_steps", type=int, default=1,
                             help="[ours] accumulate gradients over this many batches before each optimizer step")
+        parser.add_argument("--nan_policy", type=str, default="stop",
+                            help="[ours] a NaN/Inf loss: stop (raise, keep the checkpoints on disk) | skip (do not "
+                                 "apply that optimizer step, warn, go on)")
+        # training-time evaluation (docs/evaluation.md)
+        parser.add_argument("--eval_freq", type=int, default=0,
+                            help="[ours] evaluate on a fixed test subset every N training images and keep the best "
+                                 "checkpoint (best_net_*.pth, best.json); 0 = off")
+        parser.add_argument("--eval_metrics", type=str, default="",
+                            help="[ours] comma-separated metrics of --eval_freq: swd, classifier, fid, kid (unaligned "
+                                 "data) or psnr, ssim, l1, swd, fid, kid (paired); empty = swd,classifier for "
+                                 "cycle_gan, psnr,ssim,l1 for pix2pix/colorization/template")
+        parser.add_argument("--eval_num", type=int, default=50,
+                            help="[ours] size of the fixed test subset: the first N sorted files of "
+                                 "<dataroot>/testA|testB (or test; val when there is no test split)")
+        parser.add_argument("--eval_best", type=str, default="",
+                            help="[ours] metric that picks best_net_*.pth: swd, fid, kid, l1 (lower is better), "
+                                 "psnr, ssim, domain_score (higher); both directions averaged for cycle_gan; "
+                                 "empty = swd for cycle_gan, l1 for paired models")
+        parser.add_argument("--inception_weights", type=str, default="",
+                            help="[ours] local TF-Inception weights file for the fid/kid metrics (else "
+                                 "$IMG2IMG_INCEPTION_WEIGHTS); never downloaded")
         return parser
 
     def validate(self, opt: argparse.Namespace) -> None:
@@ -85,10 +106,29 @@ class TrainOptions(BaseOptions):
                 raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
         if opt.pool_size < 0:
             raise ValueError(f"--pool_size must be >= 0, got {opt.pool_size}")
-        if "resize" in opt.preprocess or "scale_width" in opt.preprocess:
-            if opt.crop_size > opt.load_size and "crop" in opt.preprocess:
-                raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
-                                 f"with --preprocess {opt.preprocess} the crop must fit the resized image")
+        if opt.nan_policy not in ("stop", "skip"):
+            raise ValueError(f"--nan_policy '{opt.nan_policy}' is not valid; choose one of: stop, skip")
+        if getattr(opt, "lambda_identity", 0.0) > 0.0 and opt.input_nc != opt.output_nc:
+            raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc (got "
+                             f"{opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
+        if not opt.lr > 0:
+            raise ValueError(f"--lr must be > 0, got {opt.lr}")
+        if not 0.0 <= opt.beta1 < 1.0:
+            raise ValueError(f"--beta1 must be in [0, 1), got {opt.beta1}")
+        for flag in ("n_epochs", "n_epochs_decay"):
+            if getattr(opt, flag) < 0:
+                raise ValueError(f"--{flag} must be >= 0, got {getattr(opt, flag)}")
+        if opt.epoch_count < 1:
+            raise ValueError(f"--epoch_count must be >= 1, got {opt.epoch_count}")
+        last = opt.n_epochs + opt.n_epochs_decay
+        if opt.epoch_count > last and not opt.continue_train:
+            raise ValueError(f"--epoch_count {opt.epoch_count} is past the last epoch (--n_epochs + --n_epochs_decay "
+                             f"= {last}): nothing would be trained")
+        if opt.lr_policy == "step" and opt.lr_decay_iters < 1:
+            raise ValueError(f"--lr_decay_iters must be >= 1 with --lr_policy step, got {opt.lr_decay_iters}")
         if opt.world_size > 1 and opt.norm == "batch":
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")
+        from util.evaluation import check_eval_options
+
+        check_eval_options(opt)  # --eval_freq, --eval_metrics, --eval_best, --inception_weights
