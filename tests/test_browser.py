@@ -115,3 +115,29 @@ def test_broken_image_is_detected(tmp_path) -> None:
         browser.open_file(driver, tmp_path / "index.html")
         states = browser.wait_for_images(driver, timeout=3)
     assert [(src, width > 0) for src, _, width in states] == [("images/ok_real.png", True), ("images/missing.png", False)]
+
+
+@pytest.mark.slow
+def test_pages_of_a_short_run_render(demo_root: Path, tmp_path: Path) -> None:
+    """train.py then test.py on the demo data; both pages open in Chromium with every image loaded."""
+    from conftest import run_test, run_train, tiny_flags
+
+    ck = tmp_path / "checkpoints"
+    run_train(["--dataroot", str(demo_root / "demo"), "--model", "cycle_gan", "--netG", "resnet_6blocks",
+               *tiny_flags("short", ck), "--n_epochs", "2", "--n_epochs_decay", "0", "--print_freq", "2",
+               "--display_freq", "4", "--update_html_freq", "4", "--save_epoch_freq", "1"])
+    web = Path(run_test(["--dataroot", str(demo_root / "demo"), "--model", "cycle_gan", "--name", "short",
+                         "--checkpoints_dir", str(ck), "--results_dir", str(tmp_path / "results"),
+                         "--num_test", "4", "--gpu_ids", "-1"]))
+    with browser.headless_chromium() as driver:
+        browser.open_file(driver, ck / "short" / "web" / "index.html")
+        text = driver.find_element("tag name", "body").text
+        assert "Experiment name = short" in text and "epoch [2]" in text and "epoch [1]" in text
+        # loss plot + 2 epochs x 8 training visuals
+        assert_all_images_loaded(driver, 1 + 2 * 8)
+        browser.full_page_screenshot(driver, tmp_path / "training_page.png")
+        browser.open_file(driver, web / "index.html")
+        assert "Experiment = short, Phase = test, Epoch = latest" in driver.find_element("tag name", "body").text
+        assert_all_images_loaded(driver, 4 * 6)
+        browser.full_page_screenshot(driver, tmp_path / "results_page.png")
+    print("screenshots:", tmp_path / "training_page.png", tmp_path / "results_page.png")
