@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -36,7 +36,38 @@ def results_dir(opt) -> str:
     return web_dir
 
 
-def run_test(opt) -> str:
+def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
+                  on_batch: Optional[Callable[[int], None]] = None) -> int:
+    """The inference loop: batches of ``--batch_size`` under inference mode (and ``--amp``), each image saved.
+
+    ``on_batch(n)`` is called after each batch with the number of images it saved (the benchmark's clock).
+    Returns the number of images translated.
+    """
+    done = 0
+    with torch.inference_mode():
+        for data in dataset:
+            if done >= opt.num_test:
+                break
+            model.set_input(data)
+            model.test()
+            visuals = model.get_current_visuals()
+            paths = model.get_image_paths()
+            saved = 0
+            for b in range(len(paths)):
+                if done >= opt.num_test:
+                    break
+                if done % 5 == 0:
+                    log.info("processing (%04d)-th image... %s", done, [paths[b]])
+                save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
+                            width=opt.display_winsize, use_wandb=opt.use_wandb)
+                done += 1
+                saved += 1
+            if on_batch is not None:
+                on_batch(saved)
+    return done
+
+
+def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None) -> str:
     """Translate up to ``--num_test`` images and save them with the results page; return the page's folder."""
     dataset = create_dataset(opt)
     model = create_model(opt)
@@ -46,22 +77,7 @@ def run_test(opt) -> str:
     webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s" % (opt.name, opt.phase, opt.epoch))
     if opt.eval:
         model.eval()
-    done = 0
-    for data in dataset:
-        if done >= opt.num_test:
-            break
-        model.set_input(data)
-        model.test()
-        visuals = model.get_current_visuals()
-        paths = model.get_image_paths()
-        for b in range(len(paths)):
-            if done >= opt.num_test:
-                break
-            if done % 5 == 0:
-                log.info("processing (%04d)-th image... %s", done, [paths[b]])
-            save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
-                        width=opt.display_winsize, use_wandb=opt.use_wandb)
-            done += 1
+    translate_all(opt, model, dataset, webpage, on_batch)
     webpage.save()
     return web_dir
 
@@ -69,7 +85,11 @@ def run_test(opt) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> str:
     """Parse the command line (or ``argv``) and run the test."""
     setup_logging()
-    opt = TestOptions().parse(argv)
+    opt = TestOptions().parse_or_exit(argv)  # a bad flag: one error line naming it, exit status 2
+    if opt.seed >= 0:  # --seed: reproducible dropout at test time (util/seed.py)
+        from util.seed import seed_everything
+
+        seed_everything(opt.seed, rank=opt.rank, deterministic=opt.deterministic)
     return run_test(opt)
 
 

@@ -11,9 +11,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from util import amp
 from util.logger import get_logger
 
-from . import arch_config, legacy, networks
+from . import arch_config, legacy, networks, step_utils
 
 log = get_logger(__name__)
 
@@ -59,6 +60,9 @@ class BaseModel(ABC):
         self.metric = 0.0  # used by the plateau LR policy
         self.net_specs: Dict[str, Dict[str, Any]] = {}
         self.micro_step = 0  # optimize_parameters calls so far (drives --d_steps / --accum_steps)
+        self.amp_mode = getattr(opt, "amp", "none")  # --amp (util/amp.py); fp16 keeps a GradScaler
+        amp.check_amp(self.amp_mode, self.device)
+        self.grad_scaler = amp.make_grad_scaler(self.amp_mode, self.device) if self.isTrain else None
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -98,8 +102,8 @@ class BaseModel(ABC):
         return net.to(self.device)
 
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """Adam(lr, betas=(beta1, 0.999)) as in the official code (multi-tensor ``foreach`` implementation)."""
-        return torch.optim.Adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), foreach=True)
+        """Adam(lr, betas=(beta1, 0.999)) as in the official code, in its fused kernel (docs/performance.md)."""
+        return step_utils.make_adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), device=self.device)
 
     def networks(self) -> "OrderedDict[str, nn.Module]":
         """The model's networks by name (``model_names`` order), possibly wrapped."""
@@ -115,6 +119,11 @@ class BaseModel(ABC):
             self.load_networks(load_suffix)
         self.print_networks(opt.verbose)
         self.wrap_networks()
+        # Losses a step has not computed yet (e.g. G losses during the first --d_steps discriminator-only
+        # steps) read as 0 until then instead of failing the first print.
+        for name in self.loss_names:
+            if not hasattr(self, "loss_" + name):
+                setattr(self, "loss_" + name, 0.0)
 
     # ------------------------------------------------------------------ wrappers (opt-in, fixed order)
     def wrap_networks(self) -> None:
@@ -130,16 +139,22 @@ class BaseModel(ABC):
             setattr(self, "net" + name, net)
 
     def apply_memory_format(self, net: nn.Module) -> nn.Module:
-        """Hook for ``--channels_last`` (performance); identity by default."""
-        return net
+        """Kernel and layout choices that keep the math (docs/performance.md): fast instance norm, pads that keep
+        the ``--amp`` dtype, and channels-last weights with ``--channels_last``. Modules and keys stay the same."""
+        net = step_utils.use_fast_kernels(net)
+        if self.amp_mode != "none":
+            net = amp.keep_dtype_in_padding(net)
+        return step_utils.to_channels_last(net) if getattr(self.opt, "channels_last", False) else net
 
     def apply_ddp(self, net: nn.Module) -> nn.Module:
-        """Hook for DistributedDataParallel (scale-out); identity by default."""
-        return net
+        """DistributedDataParallel under torchrun with several processes (util/distributed.py); identity otherwise."""
+        from util.distributed import wrap_ddp
+
+        return wrap_ddp(net, self.device)
 
     def apply_compile(self, net: nn.Module) -> nn.Module:
-        """Hook for ``--compile`` (performance); identity by default."""
-        return net
+        """``--compile``: wrap the network in torch.compile (saving/loading unwrap it); identity otherwise."""
+        return step_utils.compile_network(net) if getattr(self.opt, "compile", False) else net
 
     def eval(self) -> None:
         """Put every network in eval mode (BatchNorm running stats, no dropout)."""
@@ -147,10 +162,25 @@ class BaseModel(ABC):
             net.eval()
 
     def test(self) -> None:
-        """Forward pass without gradients, then the visuals hook."""
+        """Forward pass without gradients (under ``--amp`` autocast), then the visuals hook."""
         with torch.no_grad():
-            self.forward()
+            with self.autocast():
+                self.forward()
             self.compute_visuals()
+
+    # ------------------------------------------------------------------ mixed precision (util/amp.py)
+    def autocast(self) -> Any:
+        """The ``--amp`` autocast context for network calls (a no-op for the default fp32)."""
+        return amp.autocast(self.amp_mode, self.device)
+
+    def backward_loss(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, scaled by the fp16 GradScaler when there is one."""
+        amp.backward(loss, self.grad_scaler)
+
+    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Step ``optimizer`` (through the GradScaler under fp16), then free its gradients right away."""
+        amp.step(optimizer, self.grad_scaler)
+        optimizer.zero_grad(set_to_none=True)
 
     def compute_visuals(self) -> None:
         """Hook for extra visual outputs (colorization turns Lab back into RGB)."""
@@ -171,8 +201,9 @@ class BaseModel(ABC):
         log.info("learning rate %.7f -> %.7f", old_lr, lr)
 
     def get_current_visuals(self) -> "OrderedDict[str, Any]":
-        """Visual tensors by name, in ``visual_names`` order."""
-        return OrderedDict((name, getattr(self, name)) for name in self.visual_names if isinstance(name, str))
+        """Visual tensors by name, in ``visual_names`` order (``--amp`` half-precision outputs as float32)."""
+        return OrderedDict((name, amp.to_float(getattr(self, name))) for name in self.visual_names
+                           if isinstance(name, str))
 
     def get_current_losses(self) -> "OrderedDict[str, float]":
         """Loss values by name (``loss_<name>`` attributes), in ``loss_names`` order."""

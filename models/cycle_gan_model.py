@@ -8,9 +8,10 @@ from typing import Any, Dict
 import torch
 import torch.nn as nn
 
+from util import amp
 from util.image_pool import ImagePool
 
-from . import networks
+from . import networks, step_utils
 from .base_model import BaseModel
 
 
@@ -61,12 +62,18 @@ class CycleGANModel(BaseModel):
                                                                    self.netD_B.parameters()))
             self.optimizers = [self.optimizer_G, self.optimizer_D]
             self.loss_idt_A = self.loss_idt_B = 0.0
+        # Where the norm is per-sample (models/step_utils.py), each discriminator judges real and fake in one call,
+        # and on a GPU each generator runs its translation and identity passes in one call (fewer, larger
+        # kernels). On the CPU that gains nothing (measured within 5 %) and separate calls keep a third fewer
+        # activations alive (cycle_gan at 256²: 2.06 instead of 2.39 GB), so generators stay unbatched there.
+        self.batch_D = step_utils.per_sample_norm(opt.norm)
+        self.batch_G = self.batch_D and torch.device(self.device).type == "cuda"
 
     def set_input(self, input: Dict[str, Any]) -> None:
         """Take A and B (swapped for ``--direction BtoA``) and the A paths."""
         AtoB = self.opt.direction == "AtoB"
-        self.real_A = input["A" if AtoB else "B"].to(self.device)
-        self.real_B = input["B" if AtoB else "A"].to(self.device)
+        self.real_A = input["A" if AtoB else "B"].to(self.device, non_blocking=True)
+        self.real_B = input["B" if AtoB else "A"].to(self.device, non_blocking=True)
         self.image_paths = input["A_paths" if AtoB else "B_paths"]
 
     def forward(self) -> None:
@@ -76,11 +83,97 @@ class CycleGANModel(BaseModel):
         self.fake_A = self.netG_B(self.real_B)
         self.rec_B = self.netG_A(self.fake_A)
 
+    def compute_visuals(self) -> None:
+        """Fill in the visuals a discriminator-only step (``--d_steps``) skipped, only when they are displayed."""
+        missing = [n for n in ("rec_A", "rec_B", "idt_A", "idt_B") if n in self.visual_names
+                   and getattr(self, n, None) is None]
+        if not missing:
+            return
+        with torch.no_grad(), self.autocast():
+            made = {"rec_A": lambda: self.netG_B(self.fake_B), "rec_B": lambda: self.netG_A(self.fake_A),
+                    "idt_A": lambda: self.netG_A(self.real_B), "idt_B": lambda: self.netG_B(self.real_A)}
+            for name in missing:
+                setattr(self, name, amp.to_float(made[name]()))
+
+    # ------------------------------------------------------------------ generator step
+    def _direction_part(self, netG: nn.Module, netG_back: nn.Module, netD: nn.Module, real: torch.Tensor,
+                        other: torch.Tensor, lambda_cycle: float, lambda_idt: float) -> Dict[str, torch.Tensor]:
+        """One direction's terms: GAN(D(G(real))) + L1(G_back(G(real)), real) * lambda_cycle.
+
+        With ``lambda_idt > 0`` (batched path) G also translates ``other`` in the same call and the identity term
+        L1(G(other), other) * lambda_idt is added. Returns the detached images and the undetached ``loss``.
+        """
+        with self.autocast():
+            inputs = [real, other] if lambda_idt > 0 else [real]
+            outs = step_utils.run_batched(netG, inputs, True)
+            fake = outs[0]
+            rec = netG_back(fake)
+            pred = netD(fake)
+        gan = self.criterionGAN(amp.to_float(pred), True)
+        cycle = self.criterionCycle(amp.to_float(rec), real) * lambda_cycle
+        out = {"fake": amp.to_float(fake).detach(), "rec": amp.to_float(rec).detach(), "gan": gan, "cycle": cycle,
+               "loss": gan + cycle}
+        if lambda_idt > 0:
+            idt = amp.to_float(outs[1])
+            out["idt_loss"] = self.criterionIdt(idt, other) * lambda_idt
+            out["idt"] = idt.detach()
+            out["loss"] = out["loss"] + out["idt_loss"]
+        return out
+
+    def _identity_part(self, lambda_A: float, lambda_B: float, lambda_idt: float) -> torch.Tensor:
+        """Both identity terms with separate calls: idt_A = G_A(real_B), idt_B = G_B(real_A)."""
+        with self.autocast():
+            idt_A = amp.to_float(self.netG_A(self.real_B))
+            idt_B = amp.to_float(self.netG_B(self.real_A))
+        loss_idt_A = self.criterionIdt(idt_A, self.real_B) * lambda_B * lambda_idt
+        loss_idt_B = self.criterionIdt(idt_B, self.real_A) * lambda_A * lambda_idt
+        self.idt_A, self.idt_B = idt_A.detach(), idt_B.detach()
+        self.loss_idt_A, self.loss_idt_B = loss_idt_A.detach(), loss_idt_B.detach()
+        return loss_idt_A + loss_idt_B
+
+    def backward_G(self, scale: float = 1.0) -> None:
+        """Adversarial + cycle (+ identity) losses of both generators, and their gradients.
+
+        ``loss_G`` is the official sum of six terms, but its graph falls apart into independent pieces: direction A
+        (G_A(real_A) -> D_A, G_B) and direction B (G_B(real_B) -> D_B, G_A) share no activations, nor do the
+        identity passes. Each piece is back-propagated as soon as it is built, so only a third of the official
+        generator activations are alive at once (half on the batched path); the gradients are the same sum. On
+        the batched path (``batch_G``: per-sample norm on a GPU) each generator's identity pass shares one call
+        with its translation pass. Otherwise every call stays separate, in the official per-network call order,
+        so BatchNorm running statistics (and dropout masks) follow the same sequence.
+        """
+        lambda_idt, lambda_A, lambda_B = self.opt.lambda_identity, self.opt.lambda_A, self.opt.lambda_B
+        batched_idt = lambda_idt if (self.batch_G and lambda_idt > 0) else 0.0
+        part_A = self._direction_part(self.netG_A, self.netG_B, self.netD_A, self.real_A, self.real_B, lambda_A,
+                                      batched_idt * lambda_B)
+        self.backward_loss(part_A["loss"] * scale)
+        part_B = self._direction_part(self.netG_B, self.netG_A, self.netD_B, self.real_B, self.real_A, lambda_B,
+                                      batched_idt * lambda_A)
+        self.backward_loss(part_B["loss"] * scale)
+        total = part_A["loss"].detach() + part_B["loss"].detach()
+        self.fake_B, self.rec_A, self.fake_A, self.rec_B = part_A["fake"], part_A["rec"], part_B["fake"], part_B["rec"]
+        self.loss_G_A, self.loss_cycle_A = part_A["gan"].detach(), part_A["cycle"].detach()
+        self.loss_G_B, self.loss_cycle_B = part_B["gan"].detach(), part_B["cycle"].detach()
+        if batched_idt > 0:
+            self.idt_A, self.idt_B = part_A["idt"], part_B["idt"]
+            self.loss_idt_A, self.loss_idt_B = part_A["idt_loss"].detach(), part_B["idt_loss"].detach()
+        elif lambda_idt > 0:
+            loss_idt = self._identity_part(lambda_A, lambda_B, lambda_idt)
+            self.backward_loss(loss_idt * scale)
+            total = total + loss_idt.detach()
+        else:
+            self.loss_idt_A = 0
+            self.loss_idt_B = 0
+        self.loss_G = total
+
+    # ------------------------------------------------------------------ discriminator step
     def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """0.5 * (GAN(D(real), True) + GAN(D(fake.detach()), False)) [+ gradient penalty for wgangp]."""
-        loss_D_real = self.criterionGAN(netD(real), True)
         fake = fake.detach()
-        loss_D_fake = self.criterionGAN(netD(fake), False)
+        with self.autocast():
+            pred_real, pred_fake = step_utils.run_batched(netD, [real, fake], self.batch_D)
+        loss_D_real = self.criterionGAN(amp.to_float(pred_real), True)
+        loss_D_fake = self.criterionGAN(amp.to_float(pred_fake), False)
         loss_D = (loss_D_real + loss_D_fake) * 0.5
         if self.opt.gan_mode == "wgangp":
             penalty, _ = networks.cal_gradient_penalty(netD, real, fake, self.device, lambda_gp=self.opt.lambda_gp)
@@ -90,51 +183,41 @@ class CycleGANModel(BaseModel):
     def backward_D_A(self, scale: float = 1.0) -> None:
         """D_A on real B vs pooled fake B."""
         fake_B = self.fake_B_pool.query(self.fake_B)
-        self.loss_D_A = self.backward_D_basic(self.netD_A, self.real_B, fake_B)
-        (self.loss_D_A * scale).backward()
+        loss = self.backward_D_basic(self.netD_A, self.real_B, fake_B)
+        self.backward_loss(loss * scale)
+        self.loss_D_A = loss.detach()
 
     def backward_D_B(self, scale: float = 1.0) -> None:
         """D_B on real A vs pooled fake A."""
         fake_A = self.fake_A_pool.query(self.fake_A)
-        self.loss_D_B = self.backward_D_basic(self.netD_B, self.real_A, fake_A)
-        (self.loss_D_B * scale).backward()
+        loss = self.backward_D_basic(self.netD_B, self.real_A, fake_A)
+        self.backward_loss(loss * scale)
+        self.loss_D_B = loss.detach()
 
-    def backward_G(self, scale: float = 1.0) -> None:
-        """Adversarial + cycle (+ identity) losses of both generators."""
-        lambda_idt = self.opt.lambda_identity
-        lambda_A, lambda_B = self.opt.lambda_A, self.opt.lambda_B
-        if lambda_idt > 0:
-            self.idt_A = self.netG_A(self.real_B)
-            self.loss_idt_A = self.criterionIdt(self.idt_A, self.real_B) * lambda_B * lambda_idt
-            self.idt_B = self.netG_B(self.real_A)
-            self.loss_idt_B = self.criterionIdt(self.idt_B, self.real_A) * lambda_A * lambda_idt
-        else:
-            self.loss_idt_A = 0
-            self.loss_idt_B = 0
-        self.loss_G_A = self.criterionGAN(self.netD_A(self.fake_B), True)
-        self.loss_G_B = self.criterionGAN(self.netD_B(self.fake_A), True)
-        self.loss_cycle_A = self.criterionCycle(self.rec_A, self.real_A) * lambda_A
-        self.loss_cycle_B = self.criterionCycle(self.rec_B, self.real_B) * lambda_B
-        self.loss_G = (self.loss_G_A + self.loss_G_B + self.loss_cycle_A + self.loss_cycle_B
-                       + self.loss_idt_A + self.loss_idt_B)
-        (self.loss_G * scale).backward()
+    def forward_fakes(self) -> None:
+        """Discriminator-only step (``--d_steps``): just the two translations, without gradients."""
+        with torch.no_grad(), self.autocast():
+            self.fake_B = amp.to_float(self.netG_A(self.real_A))
+            self.fake_A = amp.to_float(self.netG_B(self.real_B))
+        self.rec_A = self.rec_B = self.idt_A = self.idt_B = None
 
     def optimize_parameters(self) -> None:
-        """Official order: forward, G step (D frozen), then D_A and D_B step."""
+        """Official order: generators (D frozen: no D parameter gradients), G step, then D_A and D_B, D step."""
         plan = self.next_step_plan()
-        with torch.set_grad_enabled(plan.update_G):
-            self.forward()
         if plan.update_G:
             self.set_requires_grad([self.netD_A, self.netD_B], False)
             if plan.zero_grad:
                 self.optimizer_G.zero_grad(set_to_none=True)
             self.backward_G(plan.scale)
             if plan.step:
-                self.optimizer_G.step()
+                self.step_optimizer(self.optimizer_G)
             self.set_requires_grad([self.netD_A, self.netD_B], True)
+        else:
+            self.forward_fakes()
         if plan.zero_grad:
             self.optimizer_D.zero_grad(set_to_none=True)
         self.backward_D_A(plan.scale)
         self.backward_D_B(plan.scale)
         if plan.step:
-            self.optimizer_D.step()
+            self.step_optimizer(self.optimizer_D)
+            amp.update(self.grad_scaler)

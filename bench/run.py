@@ -1,0 +1,144 @@
+"""Benchmark training and test configurations: s/iter, images/s and peak memory, with ratios.
+
+Each config runs in a fresh process (bench/worker.py) for ``--warmup`` untimed and ``--iters`` timed iterations
+on generated demo images (datasets/make_demo_dataset.py, cached under ``--data_dir``), with data loading
+included. ``--rounds`` repeats every config, alternating them (the order rotates every round) so that machine
+noise hits all alike; the statistics pool every timed iteration of every round. Results: a markdown table on
+stdout (ratios against each workload's first config and against the official figures) and JSON (``--json``).
+
+Examples:
+    python bench/run.py --preset cpu                          # the issue's CPU table (plain, fp32, --amp bf16)
+    python bench/run.py --config "pix2pix_256 --plain" --config pix2pix_256   # --plain: the official step
+    python bench/run.py --config "cycle_gan_128" --config "cycle_gan_128 --amp bf16" --iters 5 --rounds 3
+    python bench/run.py --preset gpu --device cuda --warmup 5  # one GPU; compile needs a longer warm-up
+See docs/performance.md for the workloads, the measured tables and the exact commands.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import report  # noqa: E402
+from bench.worker import RESULT_MARKER  # noqa: E402
+from bench.workloads import PRESETS, WORKLOADS, Config, parse_config  # noqa: E402
+from util.logger import get_logger, setup_logging  # noqa: E402
+
+log = get_logger("bench")
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a predefined list of configs")
+    p.add_argument("--config", action="append", default=[],
+                   help="a workload and extra flags, e.g. \"cycle_gan_256 --amp bf16\" (repeatable); workloads: "
+                        + ", ".join(WORKLOADS))
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--iters", type=int, default=0, help="timed iterations per round (0: the workload's default)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations per round")
+    p.add_argument("--rounds", type=int, default=2, help="repetitions of every config, alternating")
+    p.add_argument("--data_dir", type=str, default=str(ROOT / "bench" / "out" / "data"),
+                   help="where the generated images are cached")
+    p.add_argument("--json", type=str, default="", help="write the results here (default: print after the table)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for one config run")
+    args = p.parse_args(argv)
+    if not args.preset and not args.config:
+        p.error("give --preset or at least one --config")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: CUDA is not available on this machine")
+    return args
+
+
+def load_average() -> Optional[List[float]]:
+    """The 1/5/15-minute load averages (None where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_worker(config: Config, args: argparse.Namespace) -> Dict[str, Any]:
+    """Run one config in a fresh process and return its parsed result (raises with its output on failure)."""
+    request = {"workload": config.workload, "extra": list(config.extra), "device": args.device,
+               "iters": args.iters or config.spec.iters, "warmup": args.warmup, "data_dir": args.data_dir}
+    cmd = [sys.executable, str(ROOT / "bench" / "worker.py"), json.dumps(request)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=str(ROOT))
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    raise RuntimeError(f"benchmark config '{config.label}' failed (exit {proc.returncode}):\n"
+                       f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def environment() -> Dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    env: Dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
+                           "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            env["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
+    """Run every config ``--rounds`` times, alternating, and summarize."""
+    configs = [parse_config(c) for c in (PRESETS[args.preset] if args.preset else []) + args.config]
+    runs: Dict[str, List[Dict[str, Any]]] = {c.label: [] for c in configs}
+    load_before = load_average()
+    started = time.time()
+    for r in range(args.rounds):
+        order = configs[r % len(configs):] + configs[:r % len(configs)]  # rotate: nobody always goes first
+        for config in order:
+            log.info("round %d/%d: %s", r + 1, args.rounds, config.label)
+            result = run_worker(config, args)
+            runs[config.label].append(result)
+            times = sorted(result["s_per_iter"]) or [float("nan")]
+            log.info("  median %.3f s/iter, peak RSS %.0f MB", times[len(times) // 2], result["peak_rss_mb"])
+    rows = [report.summarize(c.label, runs[c.label]) for c in configs]
+    report.add_ratios(rows)
+    return {"device": args.device, "rounds": args.rounds, "warmup": args.warmup, "environment": environment(),
+            "load_average_before": load_before, "load_average_after": load_average(),
+            "wall_s": round(time.time() - started, 1), "results": rows, "runs": runs}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Benchmark, print the table, write or print the JSON."""
+    setup_logging()
+    args = parse_args(argv)
+    out = benchmark(args)
+    log.info("\n%s\n", report.table(out["results"], args.device))
+    log.info("load average before %s, after %s; %s s", out["load_average_before"], out["load_average_after"],
+             out["wall_s"])
+    text = json.dumps(out, indent=1)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text)
+        log.info("results written to %s", args.json)
+    else:
+        log.info("%s", text)
+    return out
+
+
+if __name__ == "__main__":
+    main()

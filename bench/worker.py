@@ -1,0 +1,195 @@
+"""Run one benchmark config in this process and print its measurements as one JSON line.
+
+Started by bench/run.py as ``python bench/worker.py '<json request>'`` (one fresh process per config and round,
+so the peak-memory figure belongs to that config alone). The request names the workload, the extra flags, the
+device, the data folder and the iteration counts; the reply line starts with ``RESULT_MARKER``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from bench.workloads import Config, Workload  # noqa: E402
+
+RESULT_MARKER = "BENCH_RESULT "
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (``VmHWM`` in /proc/self/status; getrusage elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def data_root(base: Path, workload: Workload, n_images: int) -> Path:
+    """Generate (once; cached by parameters) the demo images this workload needs; return its dataroot."""
+    sys.path.insert(0, str(ROOT / "datasets"))
+    from make_demo_dataset import make_demo_dataset
+
+    out = base / f"demo{workload.image_size}_{n_images}"
+    make_demo_dataset(out, size=workload.image_size, n_train=n_images, n_test=n_images, seed=0)
+    if workload.kind == "test":
+        return out / "testA"
+    return Path(str(out) + "_pix2pix") if workload.data == "aligned" else out
+
+
+def device_flags(device: str) -> List[str]:
+    """``--gpu_ids`` for the requested device."""
+    return ["--gpu_ids", "0" if device == "cuda" else "-1"]
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so the clock measures finished iterations."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def endless(dataset: Any) -> Iterator[Any]:
+    """Batches from the loader, epoch after epoch."""
+    epoch = 1
+    while True:
+        dataset.set_epoch(epoch)
+        yield from dataset
+        epoch += 1
+
+
+PLAIN_FLAG = "--plain"  # bench-only: the official step, written plainly (bench/plain_steps.py)
+
+
+def split_plain(extra: Tuple[str, ...]) -> Tuple[List[str], bool]:
+    """The extra flags without ``--plain``, and whether it was there."""
+    return [a for a in extra if a != PLAIN_FLAG], PLAIN_FLAG in extra
+
+
+def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int) -> Dict[str, Any]:
+    """Time ``warmup + iters`` training iterations (data loading included); return per-iteration figures."""
+    from data import create_dataset
+    from models import create_model
+    from options.train_options import TrainOptions
+
+    extra, plain = split_plain(config.extra)
+    argv = ["--dataroot", str(dataroot), "--name", "bench", "--checkpoints_dir", str(work / "checkpoints"),
+            "--display_id", "0", *device_flags(device), *config.spec.flags, *extra]
+    opt = TrainOptions().parse(argv, save=False)
+    dataset = create_dataset(opt)
+    model = create_model(opt)
+    model.setup(opt)
+    if plain:
+        from bench.plain_steps import make_plain
+
+        make_plain(model)
+    batches = endless(dataset)
+    step_s: List[float] = []
+    wait_s: List[float] = []
+    for _ in range(warmup + iters):
+        start = time.perf_counter()
+        data = next(batches)
+        loaded = time.perf_counter()
+        model.set_input(data)
+        model.optimize_parameters()
+        synchronize(device)
+        step_s.append(time.perf_counter() - start)
+        wait_s.append(loaded - start)
+    losses = model.get_current_losses()
+    return {"s_per_iter": step_s[warmup:], "data_wait_s": wait_s[warmup:], "warmup_s": step_s[:warmup],
+            "images_per_iter": opt.batch_size, "final_losses": dict(losses)}
+
+
+def load_test_script() -> Any:
+    """test.py as a module (the name ``test`` belongs to the standard library)."""
+    spec = importlib.util.spec_from_file_location("img2img_test_script", ROOT / "test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_test(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int) -> Dict[str, Any]:
+    """Time test.py's inference loop (image saving included) over ``warmup + iters`` batches; s per image."""
+    from models import create_model
+    from options.test_options import TestOptions
+
+    batch = int(config.flag_value("--batch_size", "1"))
+    extra, plain = split_plain(config.extra)
+    argv = ["--dataroot", str(dataroot), "--name", "bench", "--checkpoints_dir", str(work / "checkpoints"),
+            "--results_dir", str(work / "results"), "--num_test", str((warmup + iters) * batch),
+            *device_flags(device), *config.spec.flags, *extra]
+    opt = TestOptions().parse(argv, save=False)
+    create_model(opt).save_networks("latest")  # random weights: the speed does not depend on them
+    script = load_test_script()
+    marks: List[float] = []
+    counts: List[int] = []
+
+    def on_batch(n: int) -> None:
+        synchronize(device)
+        marks.append(time.perf_counter())
+        counts.append(n)
+
+    start = time.perf_counter()
+    original = script.translate_all
+
+    def timed(run_opt: Any, model: Any, *args: Any, **kwargs: Any) -> int:
+        if plain:
+            from bench.plain_steps import make_plain
+
+            make_plain(model)
+        marks.append(time.perf_counter())  # the loop starts: model built and loaded
+        counts.append(0)
+        return original(run_opt, model, *args, **kwargs)
+
+    script.translate_all = timed
+    script.run_test(opt, on_batch=on_batch)
+    per_image = [(marks[i + 1] - marks[i]) / counts[i + 1] for i in range(len(marks) - 1) if counts[i + 1]]
+    return {"s_per_iter": per_image[warmup:], "warmup_s": per_image[:warmup], "data_wait_s": [],
+            "images_per_iter": 1, "setup_s": marks[0] - start if marks else None}
+
+
+RUNNERS: Dict[str, Callable[..., Dict[str, Any]]] = {"train": run_train, "test": run_test}
+
+
+def run(request: Dict[str, Any]) -> Dict[str, Any]:
+    """Execute one request (see module docstring) and return the measurements."""
+    config = Config(request["workload"], tuple(request["extra"]))
+    device = request["device"]
+    iters, warmup = int(request["iters"]), int(request["warmup"])
+    batch = int(config.flag_value("--batch_size", "1"))
+    n_images = max(32, -(-(warmup + iters) * batch // 32) * 32)
+    dataroot = data_root(Path(request["data_dir"]), config.spec, n_images)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory(prefix="img2img_bench_") as work:
+        result = RUNNERS[config.spec.kind](config, dataroot, Path(work), device, warmup, iters)
+    result.update(label=config.label, device=device, peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads(),
+                  peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None)
+    return result
+
+
+def main() -> None:
+    """Parse the JSON request from argv[1], run it, print the result line."""
+    logging.getLogger("img2img").setLevel(logging.WARNING)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    result = run(json.loads(sys.argv[1]))
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The benchmark's workloads (training or test configurations), the official figures, and presets of configs.
+
+A *config* is a workload plus extra flags, written as one string: ``"cycle_gan_256 --amp bf16"``. The first
+config of a workload in a run is that workload's baseline for the ratios. The bench-only flag ``--plain`` runs
+the official step written plainly (bench/plain_steps.py) instead of ours.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmarked configuration: train.py or test.py flags, the generated data it needs, official figures."""
+
+    kind: str  # "train" or "test"
+    flags: Tuple[str, ...]
+    data: str  # "unaligned" (trainA/trainB/testA), "aligned" (pix2pix pairs)
+    image_size: int  # side of the generated images
+    iters: int  # default timed iterations per round (about 30 s per round on a 2-core CPU)
+    official_s: Optional[float] = None  # official s/iter (s/image for test) on the 2-core CPU, fp32, batch 1
+    official_rss_gb: Optional[float] = None  # official peak RSS (GB)
+    note: str = ""
+
+
+WORKLOADS: Dict[str, Workload] = {
+    "cycle_gan_256": Workload("train", ("--model", "cycle_gan"), "unaligned", 256, 3, 12.5, 4.2,
+                              "resnet_9blocks, load 286 -> crop 256"),
+    "cycle_gan_128": Workload("train", ("--model", "cycle_gan", "--load_size", "128", "--crop_size", "128"),
+                              "unaligned", 256, 8, 3.4, 2.0, "resnet_9blocks, load/crop 128"),
+    "pix2pix_256": Workload("train", ("--model", "pix2pix",), "aligned", 256, 20, 1.0, 1.9,
+                            "unet_256, batch norm, load 286 -> crop 256"),
+    "test_256": Workload("test", ("--model", "test", "--no_dropout"), "unaligned", 256, 20, 0.67, 0.85,
+                         "test.py --model test, resnet_9blocks, 256"),
+    # tiny workloads: the smoke test of the benchmark itself (tests/test_bench.py)
+    "tiny_cycle_gan": Workload("train", ("--model", "cycle_gan", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf",
+                                         "8", "--load_size", "32", "--crop_size", "32", "--num_threads", "0"),
+                               "unaligned", 32, 2, note="smoke test"),
+    "tiny_pix2pix": Workload("train", ("--model", "pix2pix", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8",
+                                       "--load_size", "32", "--crop_size", "32", "--num_threads", "0"),
+                             "aligned", 32, 2, note="smoke test"),
+    "tiny_test": Workload("test", ("--model", "test", "--no_dropout", "--netG", "resnet_6blocks", "--ngf", "8",
+                                   "--load_size", "32", "--crop_size", "32"), "unaligned", 32, 2,
+                          note="smoke test"),
+}
+
+_GPU_FAST = "--amp bf16 --channels_last --compile"
+
+PRESETS: Dict[str, List[str]] = {
+    # the issue's CPU table: every workload as the official step written plainly (--plain, the baseline measured
+    # in the same run), ours in fp32 (official numerics), and ours with --amp bf16
+    "cpu": [c for w in ("cycle_gan_256", "cycle_gan_128", "pix2pix_256", "test_256")
+            for c in (f"{w} --plain", w, f"{w} --amp bf16")],
+    # one GPU at 256^2: batch 1 and batch 8, default and all opt-in speed flags
+    "gpu": ["cycle_gan_256", f"cycle_gan_256 {_GPU_FAST}", "cycle_gan_256 --batch_size 8",
+            f"cycle_gan_256 --batch_size 8 {_GPU_FAST}", "pix2pix_256", f"pix2pix_256 {_GPU_FAST}",
+            "test_256", f"test_256 {_GPU_FAST}", "test_256 --batch_size 8", f"test_256 --batch_size 8 {_GPU_FAST}"],
+    "smoke": ["tiny_cycle_gan", "tiny_cycle_gan --amp bf16", "tiny_pix2pix", "tiny_test", "tiny_test --batch_size 2"],
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """A workload name plus extra flags; ``label`` is the config string as written."""
+
+    workload: str
+    extra: Tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def label(self) -> str:
+        """The config as one string (workload first)."""
+        return " ".join((self.workload,) + self.extra)
+
+    @property
+    def spec(self) -> Workload:
+        """The workload definition."""
+        return WORKLOADS[self.workload]
+
+    def flag_value(self, flag: str, default: str) -> str:
+        """The last value given for ``flag`` in the workload's or the extra flags (``default`` if absent)."""
+        args = list(self.spec.flags) + list(self.extra)
+        value = default
+        for i, a in enumerate(args[:-1]):
+            if a == flag:
+                value = args[i + 1]
+        return value
+
+
+def parse_config(text: str) -> Config:
+    """``"cycle_gan_256 --amp bf16"`` -> Config; raises ValueError naming the unknown workload."""
+    parts = shlex.split(text)
+    if not parts or parts[0] not in WORKLOADS:
+        raise ValueError(f"--config '{text}': the first word must be a workload, one of: {', '.join(WORKLOADS)}")
+    return Config(parts[0], tuple(parts[1:]))

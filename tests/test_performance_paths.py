@@ -1,0 +1,401 @@
+"""The fast training/inference paths give the official numbers: losses and gradients against a plain reference.
+
+The reference implementations below are written out the straightforward way (behaviour.md §2.1, §2.2): every
+network call separate, one ``loss_G.backward()``. The models' steps batch calls and back-propagate in pieces
+(models/cycle_gan_model.py, models/pix2pix_model.py); the results must agree within float tolerance.
+"""
+from __future__ import annotations
+
+import copy
+import random
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_test, tiny_flags
+from data import create_dataset
+from models import create_model
+from models.base_model import unwrap
+from models.networks import GANLoss
+from options.train_options import TrainOptions
+
+L1 = torch.nn.functional.l1_loss
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: as fast for these tiny networks, and immune to OpenMP spin-waits on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_opt(dataroot: Path, tmp_path: Path, model: str, *extra: str):
+    """Tiny training options (ngf/ndf 8, 32 px, no workers, deterministic data order)."""
+    return TrainOptions().parse(["--dataroot", str(dataroot), "--model", model, *tiny_flags(model, tmp_path),
+                                 "--display_id", "0", "--serial_batches", "--no_flip", *extra], save=False)
+
+
+def first_batch(opt) -> Dict:
+    """The first batch of the options' dataset."""
+    return next(iter(create_dataset(opt)))
+
+
+def noise_batch(opt) -> Dict:
+    """The first batch with its images replaced by uniform noise in [-1, 1] (same shapes and paths).
+
+    The demo images are mostly flat, which makes the first convolution's weight gradient a sum of large
+    cancelling terms (the norm behind it makes the incoming gradient zero-mean): its fp32 value then depends on
+    the kernel's summation order at the 1e-2 level. Noise keeps every comparison well-conditioned, so the
+    tolerances below can be tight on any CPU.
+    """
+    batch = first_batch(opt)
+    generator = torch.Generator().manual_seed(1)
+    return {k: (torch.rand(v.shape, generator=generator) * 2 - 1 if isinstance(v, torch.Tensor) else v)
+            for k, v in batch.items()}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, rtol: float = 1e-4,
+                 scale: float = 0.0) -> None:
+    """Float tolerance relative to ``scale`` (default: the tensor's own magnitude); summation orders differ."""
+    scale = scale or float(expected.abs().max()) or 1.0
+    torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol, atol=rtol * scale,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def grads(net: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """Parameter gradients by name (None where there is none)."""
+    return {name: p.grad for name, p in unwrap(net).named_parameters()}
+
+
+def assert_same_grads(model_net: torch.nn.Module, ref_net: torch.nn.Module, what: str, rtol: float = 1e-4) -> None:
+    """Every parameter has a gradient in both, and they agree relative to the network's largest gradient.
+
+    (The network-wide scale matters for conv biases in front of an instance norm: their true gradient is zero,
+    so what both paths compute there is rounding noise.)
+    """
+    ours, ref = grads(model_net), grads(ref_net)
+    assert all(g is not None for g in ref.values()) and all(g is not None for g in ours.values()), what
+    scale = max(float(g.abs().max()) for g in ref.values())
+    for name, g in ref.items():
+        assert_close(ours[name], g, f"{what}.{name}", rtol=rtol, scale=scale)
+
+
+# --------------------------------------------------------------------------------------------- cycle_gan
+def reference_cycle_gan_G(nets: Dict[str, torch.nn.Module], real_A, real_B, opt) -> Dict[str, torch.Tensor]:
+    """The official backward_G, written plainly: six generator calls, one sum, one backward."""
+    gan = GANLoss(opt.gan_mode)
+    fake_B = nets["G_A"](real_A)
+    rec_A = nets["G_B"](fake_B)
+    fake_A = nets["G_B"](real_B)
+    rec_B = nets["G_A"](fake_A)
+    idt_A = nets["G_A"](real_B)
+    idt_B = nets["G_B"](real_A)
+    losses = {
+        "idt_A": L1(idt_A, real_B) * opt.lambda_B * opt.lambda_identity,
+        "idt_B": L1(idt_B, real_A) * opt.lambda_A * opt.lambda_identity,
+        "G_A": gan(nets["D_A"](fake_B), True),
+        "G_B": gan(nets["D_B"](fake_A), True),
+        "cycle_A": L1(rec_A, real_A) * opt.lambda_A,
+        "cycle_B": L1(rec_B, real_B) * opt.lambda_B,
+    }
+    sum(losses.values()).backward()
+    losses.update(fake_B=fake_B.detach(), fake_A=fake_A.detach(), rec_A=rec_A.detach(), rec_B=rec_B.detach())
+    return losses
+
+
+def reference_D(netD: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, gan_mode: str) -> torch.Tensor:
+    """0.5 * (GAN(D(real), True) + GAN(D(fake), False)), back-propagated."""
+    gan = GANLoss(gan_mode)
+    loss = (gan(netD(real), True) + gan(netD(fake.detach()), False)) * 0.5
+    loss.backward()
+    return loss
+
+
+CYCLE_CASES = {  # norm, batched generator calls (the GPU default for per-sample norms), batch size, extra flags
+    "instance-batched": ("instance", True, 1, []),
+    "instance-batched-batch2": ("instance", True, 2, []),
+    "instance-unbatched": ("instance", False, 1, []),
+    "none-batched-batch2": ("none", True, 2, []),
+    "batchnorm": ("batch", False, 1, []),
+    "batchnorm-batch2": ("batch", False, 2, []),
+    "instance-batched-channels_last": ("instance", True, 1, ["--channels_last"]),
+    "instance-unbatched-channels_last": ("instance", False, 1, ["--channels_last"]),
+    "batchnorm-channels_last": ("batch", False, 2, ["--channels_last"]),
+}
+# Channels-last runs other convolution kernels, so its rounding differs from the plain fp32 reference's; those
+# cases are checked against the reference computed in float64 (the exact answer) instead, with a tolerance of
+# 1e-3 of the network's largest gradient. A wrong gradient path (such as the channels-last instance-norm bug that
+# models/step_utils.py works around) is off by the size of the gradients themselves.
+@pytest.mark.parametrize("case", list(CYCLE_CASES))
+def test_cycle_gan_step_equals_reference(case: str, demo_root: Path, tmp_path: Path) -> None:
+    norm, batched, batch_size, extra = CYCLE_CASES[case]
+    opt = train_opt(demo_root / "demo", tmp_path, "cycle_gan", "--netG", "resnet_6blocks", "--norm", norm,
+                    "--pool_size", "0", "--batch_size", str(batch_size), *extra)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    per_sample = norm != "batch"
+    assert model.batch_D == per_sample  # discriminators: batched wherever the norm allows
+    assert model.batch_G == (per_sample and torch.device(model.device).type == "cuda")  # generators: GPU only
+    model.batch_G = batched  # both generator paths are tested on any device
+    ref_dtype, rtol = (torch.float64, 1e-3) if "--channels_last" in extra else (torch.float32, 1e-4)
+    nets = {name: copy.deepcopy(net).to(ref_dtype) for name, net in model.networks().items()}
+    model.setup(opt)  # the opt-in wrappers (channels-last) apply here; the reference stays plain
+    if "--channels_last" in extra:
+        conv = next(m for m in model.netG_A.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    model.set_input(noise_batch(opt))
+    real_A, real_B = model.real_A.to(ref_dtype), model.real_B.to(ref_dtype)
+
+    # generator step: no discriminator parameter gradients, the same losses and generator gradients
+    model.set_requires_grad([model.netD_A, model.netD_B], False)
+    model.backward_G()
+    for name in ("D_A", "D_B"):
+        nets[name].requires_grad_(False)
+    ref = reference_cycle_gan_G(nets, real_A, real_B, opt)
+    for name in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"):
+        assert_close(getattr(model, "loss_" + name), ref[name].detach(), "loss_" + name, rtol)
+    for name in ("fake_B", "fake_A", "rec_A", "rec_B"):
+        assert_close(getattr(model, name), ref[name], name, rtol)
+    assert_same_grads(model.netG_A, nets["G_A"], "G_A", rtol)
+    assert_same_grads(model.netG_B, nets["G_B"], "G_B", rtol)
+    for name in ("D_A", "D_B"):
+        assert all(g is None for g in grads(getattr(model, "net" + name)).values()), f"{name} got gradients"
+    if norm == "batch":  # separate calls in the official order: the running statistics match too
+        for key, value in nets["G_A"].state_dict().items():
+            if "running" in key:
+                assert_close(unwrap(model.netG_A).state_dict()[key], value, "G_A." + key, rtol)
+
+    # discriminator step
+    model.set_requires_grad([model.netD_A, model.netD_B], True)
+    for name in ("D_A", "D_B"):
+        nets[name].requires_grad_(True)
+    model.backward_D_A()
+    model.backward_D_B()
+    ref_D_A = reference_D(nets["D_A"], real_B, ref["fake_B"], opt.gan_mode)
+    ref_D_B = reference_D(nets["D_B"], real_A, ref["fake_A"], opt.gan_mode)
+    assert_close(model.loss_D_A, ref_D_A.detach(), "loss_D_A", rtol)
+    assert_close(model.loss_D_B, ref_D_B.detach(), "loss_D_B", rtol)
+    assert_same_grads(model.netD_A, nets["D_A"], "D_A", rtol)
+    assert_same_grads(model.netD_B, nets["D_B"], "D_B", rtol)
+
+
+def test_cycle_gan_without_identity_equals_reference(demo_root: Path, tmp_path: Path) -> None:
+    opt = train_opt(demo_root / "demo", tmp_path, "cycle_gan", "--netG", "resnet_6blocks", "--pool_size", "0",
+                    "--lambda_identity", "0")
+    torch.manual_seed(0)
+    model = create_model(opt)
+    nets = {name: copy.deepcopy(net) for name, net in model.networks().items()}
+    model.set_input(noise_batch(opt))
+    model.set_requires_grad([model.netD_A, model.netD_B], False)
+    model.backward_G()
+    gan = GANLoss(opt.gan_mode)
+    fake_B = nets["G_A"](model.real_A)
+    fake_A = nets["G_B"](model.real_B)
+    loss = (gan(nets["D_A"](fake_B), True) + gan(nets["D_B"](fake_A), True)
+            + L1(nets["G_B"](fake_B), model.real_A) * opt.lambda_A
+            + L1(nets["G_A"](fake_A), model.real_B) * opt.lambda_B)
+    loss.backward()
+    assert model.loss_idt_A == 0 and model.loss_idt_B == 0
+    assert_close(model.loss_G, loss.detach(), "loss_G")
+    assert_same_grads(model.netG_A, nets["G_A"], "G_A")
+    assert_same_grads(model.netG_B, nets["G_B"], "G_B")
+
+
+# --------------------------------------------------------------------------------------------- pix2pix
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_pix2pix_step_equals_reference(norm: str, demo_root: Path, tmp_path: Path) -> None:
+    opt = train_opt(demo_root / "demo_pix2pix", tmp_path, "pix2pix", "--netG", "unet_128", "--norm", norm,
+                    "--no_dropout", "--batch_size", "2")
+    torch.manual_seed(0)
+    model = create_model(opt)
+    assert model.batch_D == (norm == "instance")
+    G, D = copy.deepcopy(model.netG), copy.deepcopy(model.netD)
+    model.set_input(noise_batch(opt))
+    real_A, real_B = model.real_A, model.real_B
+    gan = GANLoss(opt.gan_mode)
+
+    model.forward()
+    model.backward_D()
+    fake_B = G(real_A)
+    loss_D_fake = gan(D(torch.cat((real_A, fake_B), 1).detach()), False)
+    loss_D_real = gan(D(torch.cat((real_A, real_B), 1)), True)
+    ((loss_D_fake + loss_D_real) * 0.5).backward()
+    assert_close(model.fake_B.detach(), fake_B.detach(), "fake_B")
+    assert_close(model.loss_D_fake, loss_D_fake.detach(), "loss_D_fake")
+    assert_close(model.loss_D_real, loss_D_real.detach(), "loss_D_real")
+    assert_same_grads(model.netD, D, "D")
+    for key, value in D.state_dict().items():
+        if "running" in key:
+            assert_close(model.netD.state_dict()[key], value, "D." + key)
+
+    model.optimizer_D.zero_grad(set_to_none=True)
+    model.set_requires_grad(model.netD, False)
+    model.backward_G()
+    D.zero_grad(set_to_none=True)
+    D.requires_grad_(False)
+    loss_G_GAN = gan(D(torch.cat((real_A, fake_B), 1)), True)
+    loss_G_L1 = L1(fake_B, real_B) * opt.lambda_L1
+    (loss_G_GAN + loss_G_L1).backward()
+    assert_close(model.loss_G_GAN, loss_G_GAN.detach(), "loss_G_GAN")
+    assert_close(model.loss_G_L1, loss_G_L1.detach(), "loss_G_L1")
+    assert_same_grads(model.netG, G, "G")
+    assert all(g is None for g in grads(model.netD).values()), "D got gradients in the G step"
+
+
+def test_pix2pix_step_in_backward_equals_step_after_backward(demo_root: Path, tmp_path: Path) -> None:
+    """G's update applied per parameter during backward gives the same weights and Adam state as one step after."""
+    opt = train_opt(demo_root / "demo_pix2pix", tmp_path, "pix2pix", "--netG", "unet_128", "--no_dropout")
+    torch.manual_seed(0)
+    fused = create_model(opt)
+    plain = copy.deepcopy(fused)
+    plain.step_G_in_backward = False
+    watched = copy.deepcopy(fused)  # a step pre-hook (as --nan_policy skip adds) turns the fused path off
+    calls: List[int] = []
+    watched.optimizer_G.register_step_pre_hook(lambda *args: calls.append(1))
+    batch = noise_batch(opt)
+    for _ in range(2):
+        for model in (fused, plain, watched):
+            model.set_input(batch)
+            model.optimize_parameters()
+    assert len(calls) == 2  # one whole step per iteration
+    for other in (plain, watched):
+        for (name, a), b in zip(fused.netG.named_parameters(), other.netG.parameters()):
+            assert_close(a.detach(), b.detach(), "G." + name, rtol=1e-6)
+            assert a.grad is None and b.grad is None, name
+        state_a, state_b = fused.optimizer_G.state_dict()["state"], other.optimizer_G.state_dict()["state"]
+        for key in state_a:
+            assert_close(state_a[key]["exp_avg_sq"], state_b[key]["exp_avg_sq"], f"exp_avg_sq {key}", rtol=1e-6)
+            assert float(state_a[key]["step"]) == float(state_b[key]["step"]) == 2.0
+
+
+# --------------------------------------------------------------------------------------------- whole steps
+def short_run(opt, steps: int, seed: int = 0) -> List[Dict[str, float]]:
+    """Train ``steps`` iterations from a fixed seed over the (deterministically ordered) dataset; losses per step."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    model = create_model(opt)
+    model.setup(opt)
+    dataset = create_dataset(opt)
+    history: List[Dict[str, float]] = []
+    while len(history) < steps:
+        for data in dataset:
+            model.set_input(data)
+            model.optimize_parameters()
+            history.append(dict(model.get_current_losses()))
+            if len(history) == steps:
+                break
+    return history
+
+
+def window_mean(history: List[Dict[str, float]], names: List[str], last: int) -> Dict[str, float]:
+    """Mean of each loss over the last ``last`` steps."""
+    return {n: float(np.mean([h[n] for h in history[-last:]])) for n in names}
+
+
+# bf16 has an 8-bit mantissa (~0.4 % per value), so single steps of a GAN drift apart quickly; what must hold is
+# that training follows the same course: each loss averaged over the last 20 of 60 steps within 15 % (relative)
+# of fp32, or within 0.05 absolute for losses near zero. A broken autocast path (wrong casts, NaNs, no learning)
+# lands far outside.
+BF16_STEPS, BF16_WINDOW, BF16_RTOL, BF16_ATOL = 60, 20, 0.15, 0.05
+
+
+@pytest.mark.parametrize("model_name,root,extra", [
+    ("cycle_gan", "demo", ["--netG", "resnet_6blocks"]),
+    ("pix2pix", "demo_pix2pix", ["--netG", "resnet_6blocks", "--no_dropout"]),
+])
+def test_bf16_short_run_tracks_fp32(model_name: str, root: str, extra: List[str], demo_root: Path,
+                                    tmp_path: Path) -> None:
+    runs = {}
+    for amp in ("none", "bf16"):
+        opt = train_opt(demo_root / root, tmp_path, model_name, *extra, "--amp", amp)
+        runs[amp] = short_run(opt, BF16_STEPS)
+    names = list(runs["none"][0])
+    fp32, bf16 = (window_mean(runs[a], names, BF16_WINDOW) for a in ("none", "bf16"))
+    first = window_mean(runs["none"][:BF16_WINDOW], names, BF16_WINDOW)
+    for name in names:
+        assert np.isfinite(bf16[name]), name
+        assert abs(bf16[name] - fp32[name]) <= BF16_ATOL + BF16_RTOL * abs(fp32[name]), (name, fp32, bf16)
+    # the comparison is meaningful only if training moved: the reconstruction loss fell in fp32
+    key = "cycle_A" if model_name == "cycle_gan" else "G_L1"
+    assert fp32[key] < first[key], (first, fp32)
+
+
+def test_fp16_needs_cuda(demo_root: Path, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: fp16 is allowed here")
+    with pytest.raises(ValueError, match="--amp fp16"):
+        create_model(train_opt(demo_root / "demo", tmp_path, "cycle_gan", "--amp", "fp16"))
+
+
+def test_channels_last_short_run(demo_root: Path, tmp_path: Path) -> None:
+    """Whole steps with --channels_last run and save plain checkpoints (step equality: the reference test)."""
+    opt = train_opt(demo_root / "demo", tmp_path, "cycle_gan", "--netG", "resnet_6blocks", "--channels_last")
+    history = short_run(opt, 2)
+    assert all(np.isfinite(v) for h in history for v in h.values())
+
+
+def compile_usable() -> str:
+    """Empty when torch.compile works here, else the reason it does not."""
+    try:
+        fn = torch.compile(lambda x: torch.relu(x) + 1)
+        fn(torch.ones(2))
+    except Exception as error:  # noqa: BLE001 - any failure means: not usable on this machine
+        return f"{type(error).__name__}: {error}"
+    return ""
+
+
+@pytest.mark.slow
+def test_compile_smoke(demo_root: Path, tmp_path: Path) -> None:
+    """One training step of a compiled network (the one-network template model: compiling is slow on a CPU)."""
+    reason = compile_usable()
+    if reason:
+        pytest.skip(f"torch.compile is not usable here ({reason})")
+    opt = train_opt(demo_root / "demo_pix2pix", tmp_path, "template", "--netG", "resnet_6blocks", "--ngf", "4",
+                    "--compile")
+    model = create_model(opt)
+    model.setup(opt)
+    assert hasattr(model.netG, "_orig_mod")
+    model.set_input(first_batch(opt))
+    before = {k: v.clone() for k, v in unwrap(model.netG).state_dict().items()}
+    model.optimize_parameters()
+    assert all(np.isfinite(v) for v in model.get_current_losses().values())
+    assert any(not torch.equal(before[k], v) for k, v in unwrap(model.netG).state_dict().items())
+    model.save_networks("latest")
+    saved = torch.load(Path(model.save_dir) / "latest_net_G.pth", weights_only=True)
+    assert saved.keys() == before.keys()
+
+
+# --------------------------------------------------------------------------------------------- test.py
+def make_checkpoint(demo_root: Path, tmp_path: Path, name: str) -> Path:
+    """Save one tiny CycleGAN (random weights) as ``latest`` and return the checkpoints folder."""
+    ckpt = tmp_path / "checkpoints"
+    opt = train_opt(demo_root / "demo", ckpt, "cycle_gan", "--netG", "resnet_6blocks", "--name", name)
+    torch.manual_seed(0)
+    model = create_model(opt)
+    model.save_networks("latest")
+    return ckpt
+
+
+def result_images(web_dir: str) -> Dict[str, np.ndarray]:
+    """The saved result images of a test.py run by file name."""
+    folder = Path(web_dir) / "images"
+    return {p.name: np.asarray(Image.open(p)).astype(np.int16) for p in sorted(folder.iterdir())}
+
+
+def test_batched_inference_equals_batch_of_one(demo_root: Path, tmp_path: Path) -> None:
+    ckpt = make_checkpoint(demo_root, tmp_path, "inf")
+    common = ["--dataroot", str(demo_root / "demo" / "testA"), "--model", "test", "--model_suffix", "_A",
+              "--name", "inf", "--checkpoints_dir", str(ckpt), "--num_test", "4", "--gpu_ids", "-1"]
+    images = {}
+    for label, flags in {"b1": [], "b3": ["--batch_size", "3"], "bf16": ["--batch_size", "3", "--amp", "bf16"]}.items():
+        images[label] = result_images(run_test(common + flags + ["--results_dir", str(tmp_path / label)]))
+    assert len(images["b1"]) == 8 and images["b3"].keys() == images["b1"].keys()
+    for name, im in images["b1"].items():
+        assert np.abs(images["b3"][name] - im).max() <= 1, name  # float summation order only
+        assert np.abs(images["bf16"][name] - im).max() <= 16, name  # bf16: a few grey levels

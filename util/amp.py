@@ -1,0 +1,112 @@
+"""Mixed precision for ``--amp {none,bf16,fp16}``: autocast contexts, the fp16 GradScaler, scaled backward/step.
+
+``none`` keeps the official fp32 numerics. ``bf16`` runs convolutions in bfloat16 under ``torch.autocast`` on the
+CPU or a GPU (same exponent range as fp32, so no loss scaling). ``fp16`` is CUDA only and keeps a
+``torch.amp.GradScaler`` (the model's ``grad_scaler``) so small gradients do not flush to zero.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, ContextManager, Optional
+
+import torch
+import torch.nn as nn
+
+AMP_MODES = ("none", "bf16", "fp16")
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_amp(mode: str, device: torch.device) -> None:
+    """Raise ValueError naming ``--amp`` for an unknown mode, or fp16 on a device without CUDA."""
+    if mode not in AMP_MODES:
+        raise ValueError(f"--amp '{mode}' is not valid; choose one of: {', '.join(AMP_MODES)}")
+    if mode == "fp16" and torch.device(device).type != "cuda":
+        raise ValueError(f"--amp fp16 needs a CUDA device (this run uses {device}); use --amp bf16 on the CPU")
+
+
+def amp_dtype(mode: str) -> Optional[torch.dtype]:
+    """The autocast dtype of ``mode`` (None for ``none``)."""
+    return _DTYPES.get(mode)
+
+
+def autocast(mode: str, device: torch.device) -> ContextManager:
+    """``torch.autocast`` for ``mode`` on ``device``'s type; a no-op context for ``none``."""
+    dtype = amp_dtype(mode)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def to_float(value: Any) -> Any:
+    """A bf16/fp16 tensor as float32 (autocast outputs, for losses, pools and images); anything else unchanged."""
+    if isinstance(value, torch.Tensor) and value.dtype in (torch.bfloat16, torch.float16):
+        return value.float()
+    return value
+
+
+def make_grad_scaler(mode: str, device: torch.device) -> Optional[torch.amp.GradScaler]:
+    """A GradScaler for fp16 on CUDA; None otherwise (bf16 and fp32 need no loss scaling)."""
+    if mode == "fp16" and torch.device(device).type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def backward(loss: torch.Tensor, scaler: Optional[torch.amp.GradScaler]) -> None:
+    """``loss.backward()``, through the scaler when there is one."""
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
+    """``optimizer.step()``, through the scaler when there is one (skipped on inf/NaN gradients)."""
+    if scaler is not None:
+        scaler.step(optimizer)
+    else:
+        optimizer.step()
+
+
+def update(scaler: Optional[torch.amp.GradScaler]) -> None:
+    """Adjust the loss scale once per iteration, after every optimizer of the iteration has stepped."""
+    if scaler is not None:
+        scaler.update()
+
+
+class _DtypeKeepingPad:
+    """Mixin: run the padding with autocast off, so half-precision activations stay half (a pure copy)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - the padding layer's forward
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x)  # type: ignore[misc]
+
+
+class ReflectionPad2dKeepDtype(_DtypeKeepingPad, nn.ReflectionPad2d):
+    """ReflectionPad2d that does not upcast bf16/fp16 activations under autocast (CPU autocast runs pads in fp32)."""
+
+    def _get_name(self) -> str:
+        """Print as the official layer."""
+        return "ReflectionPad2d"
+
+
+class ReplicationPad2dKeepDtype(_DtypeKeepingPad, nn.ReplicationPad2d):
+    """ReplicationPad2d that does not upcast bf16/fp16 activations under autocast."""
+
+    def _get_name(self) -> str:
+        """Print as the official layer."""
+        return "ReplicationPad2d"
+
+
+_KEEP_DTYPE = {nn.ReflectionPad2d: ReflectionPad2dKeepDtype, nn.ReplicationPad2d: ReplicationPad2dKeepDtype}
+
+
+def keep_dtype_in_padding(net: nn.Module) -> nn.Module:
+    """Switch the padding layers of ``net`` to their dtype-keeping versions (in place; no parameters change).
+
+    CPU autocast lists the padding ops as fp32 ops, so every padded convolution of the ResNet generator would
+    cast its bf16 input to fp32 and back (twice more in backward). Padding only copies values, so running it in
+    the input's dtype gives identical numbers without the casts.
+    """
+    for module in net.modules():
+        cls = _KEEP_DTYPE.get(type(module))
+        if cls is not None:
+            module.__class__ = cls
+    return net
