@@ -8,16 +8,22 @@ from bench.workloads import Config, parse_config
 
 
 def summarize(label: str, runs: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Pool the timed iterations of every round of one config: median/min/max s/iter, images/s, peak memory."""
+    """One config over all rounds: median s/iter, min/max over every timed iteration, images/s, peak memory.
+
+    The median is the median of the rounds' medians: a round that a burst of load from other processes slowed
+    down then moves it no more than a single slow iteration would (with three rounds or more).
+    """
     times = [t for r in runs for t in r["s_per_iter"]]
     waits = [t for r in runs for t in r.get("data_wait_s", [])]
     config = parse_config(label)
     per_iter = runs[0]["images_per_iter"] if runs else 1
-    median = statistics.median(times) if times else float("nan")
+    round_medians = [statistics.median(r["s_per_iter"]) for r in runs if r["s_per_iter"]]
+    median = statistics.median(round_medians) if round_medians else float("nan")
     cuda = [r["peak_cuda_mb"] for r in runs if r.get("peak_cuda_mb") is not None]
     return {
         "label": label, "workload": config.workload, "kind": config.spec.kind, "rounds": len(runs),
-        "n": len(times), "median_s": median, "min_s": min(times, default=float("nan")),
+        "n": len(times), "median_s": median, "round_medians_s": round_medians,
+        "min_s": min(times, default=float("nan")),
         "max_s": max(times, default=float("nan")), "images_per_s": per_iter / median if times else float("nan"),
         "images_per_iter": per_iter, "median_data_wait_s": statistics.median(waits) if waits else None,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs) if runs else None,

@@ -92,6 +92,12 @@ def weight_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float
     return max(float((a[k] - b[k]).abs().max()) for k in a if a[k].dim() >= 2)
 
 
+def mean_weight_diff(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> float:
+    """Mean |a - b| over the convolution weights (dim >= 2)."""
+    diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a if a[k].dim() >= 2])
+    return float(diffs.mean())
+
+
 # ---------------------------------------------------------------------------------------------------- unit level
 def _numerics_worker(rank: int, world: int, init_file: str, results: str) -> None:
     """One process of test_ddp_numerics: compare DDP (1 sample each) with one process on the whole batch."""
@@ -201,7 +207,10 @@ def test_cycle_gan_two_processes_equal_one_process_with_the_global_batch(demo_ro
             ddp = load(ckpt / "ddp" / f"iter_{step}_net_{net}.pth")
             single = load(ckpt / "single" / f"iter_{2 * step}_net_{net}.pth")
             assert not any(k.startswith("module.") for k in ddp)
-            assert weight_diff(ddp, single) < 2e-5, (step, net)
+            # the mean, not the max: a weight whose true gradient is ~0 can take an Adam step of +-lr on
+            # rounding noise alone (seen: 1.5e-7 after 2 steps); a process training on its own image alone moves
+            # every weight whose gradient sign differs by 2 lr (estimated mean ~1e-5 to 1e-4)
+            assert mean_weight_diff(ddp, single) < 1e-6, (step, net, mean_weight_diff(ddp, single))
     assert weight_diff(load(ckpt / "ddp" / "iter_1_net_G_A.pth"), load(ckpt / "ddp" / "iter_2_net_G_A.pth")) > 1e-5
     # one process writes; the audit hook saw it do so, and saw nothing from rank 1
     assert writes[1] == [], writes[1][:5]
