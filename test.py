@@ -18,6 +18,7 @@ from models import create_model
 from options.test_options import TestOptions
 from util import html
 from util.logger import get_logger, setup_logging
+from util.progress import Progress
 from util.visualizer import save_images
 
 log = get_logger("test")
@@ -44,7 +45,8 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
     Returns the number of images translated.
     """
     done = 0
-    with torch.inference_mode():
+    total = int(min(opt.num_test, len(dataset)))
+    with torch.inference_mode(), Progress(total=total, desc="test", unit="img") as progress:
         for data in dataset:
             if done >= opt.num_test:
                 break
@@ -57,11 +59,13 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
                 if done >= opt.num_test:
                     break
                 if done % 5 == 0:
+                    progress.clear()  # the official line on its own line; the bar is redrawn after it
                     log.info("processing (%04d)-th image... %s", done, [paths[b]])
                 save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
                             width=opt.display_winsize, use_wandb=opt.use_wandb)
                 done += 1
                 saved += 1
+            progress.update(saved)
             if on_batch is not None:
                 on_batch(saved)
     return done
