@@ -16,27 +16,28 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch.utils.data as data
-import torchvision.transforms as transforms
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms import InterpolationMode
 
+from data import transforms
 from data.image_folder import find_images
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
-BICUBIC = InterpolationMode.BICUBIC
+BICUBIC = int(Image.Resampling.BICUBIC)
 
+# torchvision InterpolationMode values (its enum's ``.value``) -> PIL resampling constants; matched by value so that
+# a dataset passing ``method=InterpolationMode.BILINEAR`` works without this module importing torchvision.
 _PIL_RESAMPLE = {
-    InterpolationMode.NEAREST: Image.Resampling.NEAREST,
-    InterpolationMode.NEAREST_EXACT: Image.Resampling.NEAREST,
-    InterpolationMode.BILINEAR: Image.Resampling.BILINEAR,
-    InterpolationMode.BICUBIC: Image.Resampling.BICUBIC,
-    InterpolationMode.BOX: Image.Resampling.BOX,
-    InterpolationMode.HAMMING: Image.Resampling.HAMMING,
-    InterpolationMode.LANCZOS: Image.Resampling.LANCZOS,
+    "nearest": Image.Resampling.NEAREST,
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
 }
 
-Method = Union[InterpolationMode, int]
+Method = Union[int, Any]  # a PIL resampling constant or a torchvision InterpolationMode
 
 
 class ImageReadError(OSError):
@@ -122,20 +123,15 @@ def direction_nc(opt: Namespace) -> tuple[int, int]:
 
 
 def pil_resample(method: Method) -> int:
-    """Map a torchvision ``InterpolationMode`` (or a PIL resampling constant) to a PIL resampling constant."""
-    if isinstance(method, InterpolationMode):
-        return _PIL_RESAMPLE[method]
-    return int(method)
-
-
-def interpolation_mode(method: Method) -> InterpolationMode:
-    """Map a PIL resampling constant (or an ``InterpolationMode``) to a torchvision ``InterpolationMode``."""
-    if isinstance(method, InterpolationMode):
-        return method
-    for mode, resample in _PIL_RESAMPLE.items():
-        if resample == method and mode is not InterpolationMode.NEAREST_EXACT:
-            return mode
-    raise ValueError(f"unknown interpolation method {method!r}")
+    """Map a PIL resampling constant or a torchvision ``InterpolationMode`` to a PIL resampling constant."""
+    value = getattr(method, "value", method)
+    if isinstance(value, str):
+        if value not in _PIL_RESAMPLE:
+            raise ValueError(f"unknown interpolation method {method!r}; choose one of {', '.join(_PIL_RESAMPLE)}")
+        return int(_PIL_RESAMPLE[value])
+    if int(value) not in {int(r) for r in Image.Resampling}:
+        raise ValueError(f"unknown interpolation method {method!r}")
+    return int(value)
 
 
 class BaseDataset(data.Dataset, ABC):
@@ -243,9 +239,9 @@ def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grays
     check_preprocess(opt.preprocess)
     steps: list[Any] = []
     if grayscale:
-        steps.append(transforms.Grayscale(1))
+        steps.append(transforms.Grayscale())
     if "resize" in opt.preprocess:
-        steps.append(transforms.Resize([opt.load_size, opt.load_size], interpolation=interpolation_mode(method)))
+        steps.append(transforms.Resize((opt.load_size, opt.load_size), pil_resample(method)))
     elif "scale_width" in opt.preprocess:
         steps.append(ScaleWidth(opt.load_size, opt.crop_size, method))
     if "crop" in opt.preprocess:
@@ -260,9 +256,5 @@ def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grays
         elif params["flip"]:
             steps.append(HorizontalFlip())
     if convert:
-        steps.append(transforms.ToTensor())
-        if grayscale:
-            steps.append(transforms.Normalize((0.5,), (0.5,)))
-        else:
-            steps.append(transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+        steps.append(transforms.ToNormalizedTensor())
     return transforms.Compose(steps)
