@@ -47,6 +47,7 @@ def train(opt) -> None:
     if getattr(opt, "deterministic", False):
         set_deterministic(True)  # after the model: BaseModel switches cuDNN autotuning on
     point = training_state.restore(model, dataset, opt, state)
+    model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
     checkpoints = training_state.Checkpointer(model, dataset, opt)
     guard = NonFiniteGuard(model, getattr(opt, "nan_policy", "stop"))
     visualizer = Visualizer(opt)

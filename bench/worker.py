@@ -98,6 +98,8 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
         from bench.plain_steps import make_plain
 
         make_plain(model)
+    else:
+        model.allocate_optimizer_state()  # as train.py does
     batches = endless(dataset)
     step_s: List[float] = []
     wait_s: List[float] = []

@@ -15,6 +15,7 @@ from util import amp
 from util.logger import get_logger
 
 from . import arch_config, legacy, networks, step_utils
+from .optimizers import allocate_adam_state, make_adam
 
 log = get_logger(__name__)
 
@@ -101,9 +102,14 @@ class BaseModel(ABC):
         self.net_specs[name] = spec
         return net.to(self.device)
 
+    def allocate_optimizer_state(self) -> None:
+        """Create the optimizers' state before the first step (after any resume); see ``allocate_adam_state``."""
+        for optimizer in getattr(self, "optimizers", []):
+            allocate_adam_state(optimizer)
+
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         """Adam(lr, betas=(beta1, 0.999)) as in the official code, in its fused kernel (docs/performance.md)."""
-        return step_utils.make_adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), device=self.device)
+        return make_adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), device=self.device)
 
     def networks(self) -> "OrderedDict[str, nn.Module]":
         """The model's networks by name (``model_names`` order), possibly wrapped."""

@@ -7,7 +7,7 @@ norm mixes the samples' statistics (and updates running stats per call), so mode
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Iterator, List, Sequence
+from typing import Iterator, List, Sequence
 
 import torch
 import torch.nn as nn
@@ -69,14 +69,6 @@ def step_in_backward(optimizer: torch.optim.Optimizer, enabled: bool = True) -> 
     finally:
         for handle in handles:
             handle.remove()
-
-
-def make_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple, device: torch.device) -> torch.optim.Adam:
-    """Adam with the fused kernel where PyTorch has one (CPU, CUDA): one pass, no temporaries (foreach otherwise)."""
-    params = list(params)
-    if torch.device(device).type in ("cpu", "cuda") and all(p.is_floating_point() for p in params):
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
 class FastInstanceNorm2d(nn.InstanceNorm2d):

@@ -10,6 +10,7 @@ import torch
 import models
 from data import create_dataset
 from models import create_model
+from models.base_model import unwrap
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 
@@ -152,3 +153,29 @@ def test_wgangp_adds_the_gradient_penalty(demo_root: Path, tmp_path: Path, monke
     model.set_input(first_batch(opt))
     model.optimize_parameters()
     assert calls == [3.0]
+
+
+@pytest.mark.parametrize("model_name", TRAINABLE)
+def test_allocated_optimizer_state_trains_identically(model_name: str, demo_root: Path, tmp_path: Path) -> None:
+    """allocate_optimizer_state (train.py calls it) changes no weight and no optimizer state over two steps."""
+    from test_optimizers import assert_same_state, state_snapshot
+
+    opt = train_opt(demo_root, tmp_path, model_name)
+    torch.manual_seed(0)
+    lazy = create_model(opt)
+    lazy.setup(opt)
+    eager = copy.deepcopy(lazy)
+    eager.allocate_optimizer_state()
+    assert all(len(o.state) for o in eager.optimizers)
+    batch = first_batch(opt)
+    for _ in range(2):
+        for model in (lazy, eager):
+            torch.manual_seed(1)
+            model.set_input(batch)
+            model.optimize_parameters()
+    for name in lazy.model_names:
+        a, b = unwrap(getattr(lazy, "net" + name)), unwrap(getattr(eager, "net" + name))
+        for (key, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(va, vb), f"net{name}.{key}"
+    for oa, ob in zip(lazy.optimizers, eager.optimizers):
+        assert_same_state(state_snapshot(oa), state_snapshot(ob))

@@ -399,3 +399,4 @@ def test_batched_inference_equals_batch_of_one(demo_root: Path, tmp_path: Path) 
     for name, im in images["b1"].items():
         assert np.abs(images["b3"][name] - im).max() <= 1, name  # float summation order only
         assert np.abs(images["bf16"][name] - im).max() <= 16, name  # bf16: a few grey levels
+
