@@ -635,6 +635,62 @@ def test_make_dataset_aligned_cli_missing_folder(tmp_path: Path) -> None:
     assert proc.returncode != 0 and "testA" in proc.stderr
 
 
+def fake_cityscapes(root: Path, counts: dict[str, int]) -> tuple[Path, Path]:
+    """A gtFine/leftImg8bit tree in the Cityscapes layout: two cities, a photo and a colour label map per id."""
+    gt, left = root / "gtFine", root / "leftImg8bit"
+    for split, n in counts.items():
+        for i in range(n):
+            city = "aachen" if i % 2 == 0 else "bremen"
+            stem = f"{city}_{i:06d}_000019"
+            save_noise(left / split / city / f"{stem}_leftImg8bit.png", 40, 20, i)
+            label = np.zeros((20, 40, 3), np.uint8)
+            label[:, : 10 + i] = (128, 64, 128)  # a flat "road" colour, different per image
+            (gt / split / city).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(label).save(gt / split / city / f"{stem}_gtFine_color.png")
+            Image.fromarray(label[:, :, 0]).save(gt / split / city / f"{stem}_gtFine_labelIds.png")  # ignored
+    return gt, left
+
+
+def test_prepare_cityscapes_writes_aligned_and_unaligned(tmp_path: Path) -> None:
+    gt, left = fake_cityscapes(tmp_path, {"train": 3, "val": 2})
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(DATASET_SCRIPTS / "prepare_cityscapes_dataset.py"), "--gtFine_dir",
+                           str(gt), "--leftImg8bit_dir", str(left), "--output_dir", str(out), "--size", "16"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "full Cityscapes train split has 2975" in proc.stdout + proc.stderr  # a subset: reported, not refused
+    assert sorted(os.listdir(out)) == ["test", "testA", "testB", "train", "trainA", "trainB"]
+    assert sorted(os.listdir(out / "train")) == ["0.jpg", "1.jpg", "2.jpg"]
+    assert sorted(os.listdir(out / "testA")) == ["0_A.jpg", "1_A.jpg"]
+    assert sorted(os.listdir(out / "testB")) == ["0_B.jpg", "1_B.jpg"]
+    # sorted by city then id: aachen 0, 2, then bremen 1; photo on the left, label on the right
+    pair = np.asarray(Image.open(out / "train" / "1.jpg"), np.float64)
+    assert pair.shape == (16, 32, 3)
+    photo = np.asarray(Image.open(left / "train" / "aachen" / "aachen_000002_000019_leftImg8bit.png").convert("RGB")
+                       .resize((16, 16), Image.BICUBIC), np.float64)
+    assert np.abs(pair[:, :16] - photo).mean() < 4  # JPEG at quality 100
+    assert np.abs(pair[:, :16] - np.asarray(Image.open(out / "trainA" / "1_A.jpg"), np.float64)).mean() < 4
+    road = pair[8, 16:18]  # the left edge of the label half is road colour
+    assert np.abs(road - (128, 64, 128)).max() < 12
+    opt = make_opt(out, dataset_mode="aligned", load_size=16, crop_size=16, no_flip=True)
+    item = data.find_dataset_using_name("aligned")(opt)[0]
+    assert item["A"].shape == item["B"].shape == (3, 16, 16)
+
+
+def test_prepare_cityscapes_errors_name_the_problem(tmp_path: Path) -> None:
+    prepare = load_script("prepare_cityscapes_dataset")
+    gt, left = fake_cityscapes(tmp_path, {"train": 2, "val": 1})
+    with pytest.raises(FileNotFoundError, match="--gtFine_dir"):
+        prepare.prepare(str(tmp_path / "nowhere"), str(left), str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match="--leftImg8bit_dir"):
+        prepare.prepare(str(gt), str(tmp_path / "nowhere"), str(tmp_path / "out"))
+    orphan = left / "val" / "bremen" / "bremen_000077_000019_leftImg8bit.png"
+    save_noise(orphan, 40, 20, 7)
+    with pytest.raises(ValueError, match="photo without label: .*bremen_000077_000019_leftImg8bit.png"):
+        prepare.prepare(str(gt), str(left), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()  # both splits are checked before anything is written
+
+
 # ----------------------------------------------------------------------------------------------- download scripts
 DOWNLOADS = {
     "download_cyclegan_dataset.sh": ["apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo",
