@@ -271,3 +271,38 @@ def test_resume_under_ddp(pix2pix_run) -> None:
         assert weight_diff(resumed, uninterrupted) < 1e-5
     # Adam moves weights by about lr per step; a fresh initialisation would be ~init_gain (0.02) away
     assert 0 < weight_diff(epoch1, resumed) < 3e-3
+
+
+def _nonfinite_worker(rank: int, world: int, init_file: str, results: str) -> None:
+    """One process of test_nonfinite_decision_is_collective: only rank 1 sees a NaN loss."""
+    import types
+
+    from util.nonfinite import NonFiniteGuard, NonFiniteLossError
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        report = {}
+        for policy in ("skip", "stop"):
+            model = types.SimpleNamespace(loss_names=["G"], model_names=[], optimizers=[],
+                                          loss_G=torch.tensor(float("nan") if rank == 1 else 1.0))
+            guard = NonFiniteGuard(model, policy)
+            try:
+                guard.check(epoch=1, total_iters=4)
+                report[policy] = ("went on", guard.bad_iterations)
+            except NonFiniteLossError as err:
+                report[policy] = ("stopped", str(err))
+            dist.barrier()  # a process that did not take the decision would hang here under the old rule
+        torch.save(report, os.path.join(results, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_nonfinite_decision_is_collective(tmp_path: Path) -> None:
+    """A NaN loss in one process stops (--nan_policy stop) or skips (skip) the step in every process."""
+    mp.spawn(_nonfinite_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
+    reports = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    for rank, report in enumerate(reports):
+        assert report["skip"] == ("went on", 1), (rank, report)
+        assert report["stop"][0] == "stopped", (rank, report)
+    assert "non-finite loss (G=nan)" in reports[1]["stop"][1]
+    assert "non-finite loss in another process" in reports[0]["stop"][1]

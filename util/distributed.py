@@ -67,6 +67,20 @@ def barrier() -> None:
         dist.barrier()
 
 
+def any_process(flag: bool) -> bool:
+    """``flag`` in this or any other process (one small all-reduce with several processes; free otherwise).
+
+    Decisions that end or change a step (a stop request, a non-finite loss) must be taken by every process alike,
+    or the others wait forever in their next collective call.
+    """
+    if not is_distributed():
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 # ---------------------------------------------------------------------------------------------------- set-up
 def init_distributed(opt: argparse.Namespace) -> None:
     """Join the process group when torchrun started several processes; set opt.rank/world_size/local_rank/device.

@@ -8,7 +8,8 @@
   the iteration. After ``MAX_CONSECUTIVE_SKIPS`` non-finite iterations in a row the run
   stops as under ``stop``: the model is not recovering.
 
-The check costs one small reduction and one device sync per iteration (the loss scalars are already computed).
+The check costs one small reduction and one device sync per iteration (the loss scalars are already computed);
+with several processes one more one-element all-reduce, so that every process stops or skips alike.
 Before every save ``assert_finite_networks`` checks the weights themselves, whatever the policy.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Callable, List, Tuple
 
 import torch
 
+from util.distributed import any_process
 from util.image_pool import ImagePool
 from util.logger import get_logger
 
@@ -126,7 +128,9 @@ class NonFiniteGuard:
     def check(self, epoch: int, total_iters: int) -> None:
         """Apply the policy to the losses of the step just taken (``total_iters`` as printed in the loss lines)."""
         dropped, self._dropped_since_check = self._dropped_since_check, 0
-        if losses_finite(self.model) and not dropped:
+        finite_here = losses_finite(self.model)
+        # with several processes all of them take the same decision (else the others wait in their next all-reduce)
+        if not any_process(not finite_here or bool(dropped)):
             self.consecutive = 0
             if self._buffers:
                 torch._foreach_copy_(self._good_buffers, self._buffers)
@@ -134,8 +138,12 @@ class NonFiniteGuard:
         self.bad_iterations += 1
         self.consecutive += 1
         where = f"epoch {epoch}, iters {total_iters}"
-        what = f"non-finite loss ({describe_losses(self.model)})" if not losses_finite(self.model) else \
-            "non-finite gradients"
+        if not finite_here:
+            what = f"non-finite loss ({describe_losses(self.model)})"
+        elif dropped:
+            what = "non-finite gradients"
+        else:
+            what = "non-finite loss in another process"
         if self.policy == "stop":
             raise NonFiniteLossError(f"{what} at {where}: stopping (--nan_policy stop); the checkpoints on disk are "
                                      f"from before this step. Lower --lr, check the data, or pass --nan_policy skip")
