@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Iterable, List, Optional, Sequence, Set
+from typing import Iterable, List, Optional, Sequence, Set, Union
 
 import torch
 
@@ -29,6 +29,19 @@ def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[
             if name in by_string:
                 found.add(by_string[name])
     return found
+
+
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+
+
+def resolve_channels_last(value: Union[str, bool], is_train: bool, device: torch.device) -> bool:
+    """``--channels_last`` as a bool: auto is on for inference on the CPU (measured faster and leaner there:
+    docs/performance.md) and off for training and on GPUs, where the official layout is the default."""
+    if isinstance(value, bool):
+        return value
+    if value == "auto":
+        return not is_train and torch.device(device).type == "cpu"
+    return value == "on"
 
 
 def parse_gpu_ids(text: str) -> List[int]:
@@ -132,9 +145,10 @@ class BaseOptions:
         parser.add_argument("--amp", type=str, default="none",
                             help="[ours] mixed precision: none (official fp32) | bf16 (CPU or GPU) | fp16 (CUDA only, "
                                  "with a GradScaler)")
-        parser.add_argument("--channels_last", action="store_true",
-                            help="[ours] keep the networks in channels-last memory format (faster convolutions on "
-                                 "recent GPUs)")
+        parser.add_argument("--channels_last", nargs="?", const="on", default="auto", metavar="auto|on|off",
+                            help="[ours] channels-last memory format for the networks and activations (faster "
+                                 "convolutions on recent GPUs); '--channels_last' alone means on; auto: on for "
+                                 "inference on the CPU (test.py; faster and leaner there), off otherwise")
         parser.add_argument("--compile", action="store_true",
                             help="[ours] wrap every network in torch.compile (slow first iterations, faster after)")
         # reproducibility and bad data (docs/resume.md)
@@ -214,6 +228,9 @@ class BaseOptions:
                      "max_dataset_size"):
             if getattr(opt, flag) < 1:
                 raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
+        if not isinstance(opt.channels_last, bool) and opt.channels_last not in CHANNELS_LAST_CHOICES:
+            raise ValueError(f"--channels_last '{opt.channels_last}' is not valid; choose one of: "
+                             f"{', '.join(CHANNELS_LAST_CHOICES)}")
         if opt.bad_data not in ("error", "skip"):
             raise ValueError(f"--bad_data '{opt.bad_data}' is not valid; choose one of: error, skip")
         if opt.seed < -1:
@@ -239,6 +256,7 @@ class BaseOptions:
             opt.device = torch.device(f"cuda:{opt.gpu_ids[0]}")
         else:
             opt.device = torch.device("cpu")
+        opt.channels_last = resolve_channels_last(opt.channels_last, opt.isTrain, opt.device)
 
     def parse(self, argv: Optional[Sequence[str]] = None, save: bool = True) -> argparse.Namespace:
         """Parse the command line (or ``argv``), apply the suffix, validate, print/save, set the device."""

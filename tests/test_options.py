@@ -140,6 +140,7 @@ def test_printed_table_and_opt_files(tmp_path: Path) -> None:
     ("--gan_mode", "hinge", "--gan_mode"), ("--lr_policy", "exp", "--lr_policy"), ("--model", "cyclegan", "--model"),
     ("--dataset_mode", "paired", "dataset_mode"), ("--init_type", "uniform", "--init_type"),
     ("--upsample", "pixelshuffle", "--upsample"), ("--gpu_ids", "a,b", "--gpu_ids"),
+    ("--channels_last", "yes", "--channels_last"),
 ])
 def test_bad_values_name_the_flag(tmp_path: Path, flag: str, value: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -160,3 +161,13 @@ def test_gpu_ids_fall_back_to_cpu(tmp_path: Path) -> None:
         assert opt.gpu_ids[0] == 0
     else:
         assert opt.gpu_ids == [] and str(opt.device) == "cpu"
+
+
+@pytest.mark.parametrize("args,train,test", [
+    ([], False, True), (["--channels_last"], True, True), (["--channels_last", "on"], True, True),
+    (["--channels_last", "off"], False, False), (["--channels_last", "auto"], False, True),
+])
+def test_channels_last_resolves_per_phase_on_the_cpu(tmp_path: Path, args: list, train: bool, test: bool) -> None:
+    """auto: channels-last for inference on the CPU only; the flag alone means on (as before it took a value)."""
+    assert parse_train(tmp_path, "--gpu_ids", "-1", *args, "--amp", "none").channels_last is train
+    assert parse_test(tmp_path, "--gpu_ids", "-1", *args).channels_last is test

@@ -18,21 +18,12 @@ from PIL import Image
 
 from conftest import run_test, tiny_flags
 from data import create_dataset
-from models import create_model
+from models import create_model, networks
 from models.base_model import unwrap
 from models.networks import GANLoss
 from options.train_options import TrainOptions
 
 L1 = torch.nn.functional.l1_loss
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: as fast for these tiny networks, and immune to OpenMP spin-waits on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train_opt(dataroot: Path, tmp_path: Path, model: str, *extra: str):
@@ -400,3 +391,32 @@ def test_batched_inference_equals_batch_of_one(demo_root: Path, tmp_path: Path) 
         assert np.abs(images["b3"][name] - im).max() <= 1, name  # float summation order only
         assert np.abs(images["bf16"][name] - im).max() <= 16, name  # bf16: a few grey levels
 
+
+
+def test_test_py_channels_last_default_equals_contiguous(demo_root: Path, tmp_path: Path) -> None:
+    """test.py on the CPU runs channels-last by default (--channels_last auto); the PNGs match the official layout."""
+    ckpt = make_checkpoint(demo_root, tmp_path, "cl")
+    common = ["--dataroot", str(demo_root / "demo" / "testA"), "--model", "test", "--model_suffix", "_A",
+              "--name", "cl", "--checkpoints_dir", str(ckpt), "--num_test", "3", "--gpu_ids", "-1"]
+    auto = result_images(run_test(common + ["--results_dir", str(tmp_path / "auto")]))
+    off = result_images(run_test(common + ["--channels_last", "off", "--results_dir", str(tmp_path / "off")]))
+    assert len(auto) == 6 and auto.keys() == off.keys()
+    for name, im in off.items():
+        assert np.abs(auto[name] - im).max() <= 1, name  # float summation order only
+
+
+@pytest.mark.parametrize("netG", networks.list_generators())
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_channels_last_inference_equals_contiguous(netG: str, norm: str) -> None:
+    """Every generator in eval mode gives the same output (to float rounding) with channels-last weights."""
+    from models.step_utils import to_channels_last, use_fast_kernels
+
+    torch.manual_seed(0)
+    net = networks.define_G(3, 3, 8, netG, norm, False, "normal", 0.02)
+    net.eval()
+    other = to_channels_last(use_fast_kernels(copy.deepcopy(net)))
+    size = 256 if netG == "unet_256" else 128 if netG == "unet_128" else 40
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    with torch.inference_mode():
+        expected, actual = net(x), other(x)
+    assert_close(actual.contiguous(), expected, f"{netG}/{norm}", rtol=1e-4)
