@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -125,6 +126,19 @@ def load_test_script() -> Any:
     return module
 
 
+def save_random_checkpoint(argv: List[str]) -> None:
+    """Write the test config's ``latest_net_G.pth`` with random weights (the speed does not depend on them).
+
+    In a child process, so that the measured process's peak memory is test.py's own, as for a real checkpoint.
+    """
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from models import create_model; "
+            "from options.test_options import TestOptions; "
+            "create_model(TestOptions().parse(sys.argv[2:], save=False)).save_networks('latest')")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT), *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not write the benchmark checkpoint:\n{proc.stderr[-3000:]}")
+
+
 def run_test(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int) -> Dict[str, Any]:
     """Time test.py's inference loop (image saving included) over ``warmup + iters`` batches; s per image."""
     from models import create_model
@@ -136,7 +150,7 @@ def run_test(config: Config, dataroot: Path, work: Path, device: str, warmup: in
             "--results_dir", str(work / "results"), "--num_test", str((warmup + iters) * batch),
             *device_flags(device), *config.spec.flags, *extra]
     opt = TestOptions().parse(argv, save=False)
-    create_model(opt).save_networks("latest")  # random weights: the speed does not depend on them
+    save_random_checkpoint(argv)
     script = load_test_script()
     marks: List[float] = []
     counts: List[int] = []
