@@ -763,14 +763,15 @@ def test_download_from_local_server(script: str, tmp_path: Path, local_server) -
     copy = tmp_path / "repo" / "datasets"
     copy.mkdir(parents=True)
     shutil.copy(DATASET_SCRIPTS / script, copy / script)
+    shutil.copy(DATASET_SCRIPTS / "download_archive.sh", copy / "download_archive.sh")  # their shared body
     proc = run_script(copy / script, name, env={"DATASET_BASE_URL": url})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (copy / name / "trainA" / "1.png").is_file()
-    assert sorted(p.name for p in copy.iterdir()) == sorted([script, name])  # archive removed
+    assert sorted(p.name for p in copy.iterdir()) == sorted([script, "download_archive.sh", name])  # archive removed
     # A name the server does not have: an HTTP error, exit 1, no partial archive left.
     proc = run_script(copy / script, "maps", env={"DATASET_BASE_URL": url})
     assert proc.returncode == 1 and "maps" in proc.stderr
-    assert sorted(p.name for p in copy.iterdir()) == sorted([script, name])
+    assert sorted(p.name for p in copy.iterdir()) == sorted([script, "download_archive.sh", name])
 
 
 @needs_bash
@@ -779,7 +780,8 @@ def test_download_unreachable_server(script: str, tmp_path: Path) -> None:
     copy = tmp_path / "datasets"
     copy.mkdir()
     shutil.copy(DATASET_SCRIPTS / script, copy / script)
+    shutil.copy(DATASET_SCRIPTS / "download_archive.sh", copy / "download_archive.sh")  # their shared body
     proc = run_script(copy / script, "facades", env={"DATASET_BASE_URL": "http://127.0.0.1:9"})
     assert proc.returncode == 1
     assert "cannot reach http://127.0.0.1:9/facades" in proc.stderr and "check your network" in proc.stderr
-    assert [p.name for p in copy.iterdir()] == [script]
+    assert sorted(p.name for p in copy.iterdir()) == sorted([script, "download_archive.sh"])  # no partial file
