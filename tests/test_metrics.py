@@ -481,6 +481,16 @@ def test_ssim_matches_scikit_image() -> None:
     assert paired.ssim_metric(a, b)["ssim"] == pytest.approx(ref, abs=1e-6)
 
 
+def test_separable_ssim_filter_equals_the_2d_window() -> None:
+    """The row-then-column Gaussian pass equals one 11x11 convolution with the outer-product window."""
+    x = _textured(2, 37, 95).double()
+    g = paired._gaussian_1d(torch.float64)
+    window = torch.outer(g, g).expand(3, 1, 11, 11)
+    expected = torch.nn.functional.conv2d(x, window, groups=3)
+    torch.testing.assert_close(paired._gaussian_filter(x), expected, rtol=1e-12, atol=1e-9)
+    assert float(g.sum()) == pytest.approx(1.0, abs=1e-15) and int(g.argmax()) == 5
+
+
 def test_paired_shape_errors() -> None:
     with pytest.raises(ValueError, match="equal shapes"):
         paired.psnr_metric(_textured(2, 32, 0), _textured(3, 32, 0))

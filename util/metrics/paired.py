@@ -53,29 +53,33 @@ def psnr_per_image(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return _per_image(_psnr, fake, real)
 
 
-def _gaussian_window(dtype: torch.dtype) -> torch.Tensor:
-    """Normalised 11x11 Gaussian window (sigma 1.5) as a depthwise conv weight for 3 channels."""
+def _gaussian_1d(dtype: torch.dtype) -> torch.Tensor:
+    """Normalised 11-tap Gaussian (sigma 1.5); the 11x11 window is its outer product with itself."""
     coords = torch.arange(SSIM_WINDOW, dtype=dtype) - (SSIM_WINDOW - 1) / 2.0
     g = torch.exp(-(coords ** 2) / (2.0 * SSIM_SIGMA ** 2))
-    g = g / g.sum()
-    return torch.outer(g, g).expand(3, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+    return g / g.sum()
+
+
+def _gaussian_filter(t: torch.Tensor) -> torch.Tensor:
+    """'Valid' 11x11 Gaussian filtering of every channel, as a row pass then a column pass (the window is separable:
+    22 multiply-adds per pixel instead of 121, the same result up to float64 rounding)."""
+    channels = t.shape[1]
+    g = _gaussian_1d(t.dtype)
+    t = F.conv2d(t, g.view(1, 1, 1, SSIM_WINDOW).expand(channels, 1, 1, SSIM_WINDOW), groups=channels)
+    return F.conv2d(t, g.view(1, 1, SSIM_WINDOW, 1).expand(channels, 1, SSIM_WINDOW, 1), groups=channels)
 
 
 def _ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM of float64 pairs."""
     if min(x.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {tuple(x.shape[-2:])}")
-    win = _gaussian_window(x.dtype)
-
-    def filt(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, win, groups=3)
-
     c1 = (SSIM_K1 * DATA_RANGE) ** 2
     c2 = (SSIM_K2 * DATA_RANGE) ** 2
-    mu_x, mu_y = filt(x), filt(y)
-    var_x = filt(x * x) - mu_x ** 2
-    var_y = filt(y * y) - mu_y ** 2
-    cov = filt(x * y) - mu_x * mu_y
+    # the five local statistics filtered in one call
+    mu_x, mu_y, xx, yy, xy = _gaussian_filter(torch.cat([x, y, x * x, y * y, x * y], 1)).chunk(5, dim=1)
+    var_x = xx - mu_x ** 2
+    var_y = yy - mu_y ** 2
+    cov = xy - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return ssim_map.flatten(1).mean(dim=1)
 
