@@ -23,15 +23,6 @@ from data.validation import BadDataError, check_image, check_layout, format_bad,
 S = 40  # side of the generated images (>= the 32 px crops used below)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny networks run several times faster on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gradient(h: int = S, w: int = S) -> np.ndarray:
     """An 8-bit RGB test picture: a distinct colour in every pixel."""
     y, x = np.mgrid[0:h, 0:w]

@@ -38,15 +38,6 @@ def _classifier_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("IMG2IMG_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine, two threads per process make these runs ~5x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def metric_records(exp: Path) -> List[Dict]:
     """Records of loss_log.jsonl that hold evaluation metrics."""
     records = [json.loads(line) for line in (exp / "loss_log.jsonl").read_text().splitlines() if line.strip()]

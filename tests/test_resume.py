@@ -26,15 +26,6 @@ ROOTS = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix"}
 N_TRAIN = 4  # images per epoch (--max_dataset_size)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny networks run several times faster on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def train_flags(model: str, name: str, ckpt: Path, root: Path, *extra: str) -> List[str]:
     """Two epochs (the second with LR decay) of a tiny model, seeded, random crops and flips on."""
     return MODELS[model] + tiny_flags(name, ckpt) + [
