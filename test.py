@@ -81,7 +81,10 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None) -> str:
     webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s" % (opt.name, opt.phase, opt.epoch))
     if opt.eval:
         model.eval()
-    translate_all(opt, model, dataset, webpage, on_batch)
+    try:
+        translate_all(opt, model, dataset, webpage, on_batch)
+    finally:
+        dataset.close()
     webpage.save()
     return web_dir
 

@@ -127,6 +127,7 @@ def train(opt) -> None:
     finally:
         guard.close()
         visualizer.close()
+        dataset.close()  # stop the data-loader workers now, also when the run ends mid-epoch
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -6,7 +6,9 @@ loader wrapper that train.py and test.py iterate over.
 """
 from __future__ import annotations
 
+import atexit
 import importlib
+import weakref
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -67,6 +69,13 @@ def _distributed_world_size() -> int:
     return 1
 
 
+def _close_at_exit(ref: "weakref.ReferenceType[CustomDatasetDataLoader]") -> None:
+    """atexit hook: close the loader if it still exists."""
+    loader = ref()
+    if loader is not None:
+        loader.close()
+
+
 class CustomDatasetDataLoader:
     """Dataset + DataLoader wrapper with the official ``max_dataset_size`` cap and a DDP-aware sampler."""
 
@@ -95,6 +104,20 @@ class CustomDatasetDataLoader:
             generator=self.sampler.loader_generator,
             worker_init_fn=quiet_worker if num_workers > 0 else None,
         )
+        if num_workers > 0:
+            # Workers ignore SIGTERM (util/seed.quiet_worker), so multiprocessing's exit handler, which terminates
+            # and then joins them, would wait forever after a run that ends mid-epoch (an error, a NaN stop, a
+            # second Ctrl-C). Registered after multiprocessing's own handler, this one runs first and stops them.
+            atexit.register(_close_at_exit, weakref.ref(self))
+
+    def close(self) -> None:
+        """Stop the worker processes now (idempotent); iterating again starts new ones."""
+        iterator = getattr(self.dataloader, "_iterator", None)
+        if iterator is not None:
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self.dataloader._iterator = None
 
     def load_data(self) -> "CustomDatasetDataLoader":
         """Return the wrapper itself (official API)."""

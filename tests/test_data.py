@@ -508,6 +508,29 @@ def test_dataloader_with_a_worker(root: Path) -> None:
         check_tensor(batches[0]["A"][0], 3)
 
 
+def test_close_stops_workers_and_a_new_epoch_restarts_them(root: Path) -> None:
+    loader = data.create_dataset(make_opt(root, num_threads=2, batch_size=1))
+    next(iter(loader))  # mid-epoch
+    workers = list(loader.dataloader._iterator._workers)
+    assert workers and all(w.is_alive() for w in workers)
+    loader.close()
+    assert not any(w.is_alive() for w in workers)
+    loader.close()  # idempotent
+    assert len(list(loader)) == len(loader)
+
+
+def test_process_ending_mid_epoch_exits(root: Path) -> None:
+    """Workers ignore SIGTERM (Ctrl-C handling); a script that stops mid-epoch must still exit, not hang."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+            "import argparse, data\n"
+            "from test_data import make_opt\n"
+            f"loader = data.create_dataset(make_opt({str(root)!r}, num_threads=2))\n"
+            "next(iter(loader))\n"
+            "raise SystemExit(3)  # like an error or a NaN stop in the middle of an epoch\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)  # ~3 s
+    assert proc.returncode == 3, proc.stderr[-2000:]
+
+
 def test_distributed_sampler_when_world_size_above_one(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch.distributed as dist
 
