@@ -67,18 +67,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+def all_reduce_max(value: float) -> float:
+    """The largest ``value`` over all processes (one one-element all-reduce; ``value`` itself without a group)."""
+    if not is_distributed():
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    tensor = torch.tensor([float(value)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())
+
+
 def any_process(flag: bool) -> bool:
-    """``flag`` in this or any other process (one small all-reduce with several processes; free otherwise).
+    """``flag`` in this or any other process.
 
     Decisions that end or change a step (a stop request, a non-finite loss) must be taken by every process alike,
     or the others wait forever in their next collective call.
     """
-    if not is_distributed():
-        return flag
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+    return all_reduce_max(1.0 if flag else 0.0) > 0
 
 
 # ---------------------------------------------------------------------------------------------------- set-up

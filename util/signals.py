@@ -59,17 +59,11 @@ class GracefulStop:
 
         All processes then stop after the same iteration, so none waits forever for the others.
         """
-        import torch.distributed as dist
+        from util.distributed import all_reduce_max
 
-        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return self.requested
-        import torch
-
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        flag = torch.tensor([float(self.signum or 0)], device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if self.signum is None and flag.item() > 0:
-            self.signum = int(flag.item())
+        agreed = int(all_reduce_max(float(self.signum or 0)))
+        if self.signum is None and agreed > 0:
+            self.signum = agreed
         return self.signum is not None
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:

@@ -29,6 +29,7 @@ from util.image_pool import ImagePool
 from util.logger import get_logger
 from util.nonfinite import assert_finite_networks
 from util.seed import capture_rng_state, restore_rng_state
+from util.util import fsync_dir
 
 log = get_logger(__name__)
 
@@ -140,19 +141,6 @@ def read_state(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"{path} was written by a newer version (state version {obj.get('version')}); "
                               f"update the code or resume without it")
     return obj
-
-
-def fsync_dir(directory: str) -> None:
-    """Flush a folder's entries (the renames) to disk where the OS allows it."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temp_files(save_dir: str) -> int:

@@ -102,7 +102,7 @@ def print_numpy(x: np.ndarray, val: bool = True, shp: bool = False) -> None:
         )
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
     """Flush a directory entry to disk where the OS allows it (best effort)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -141,7 +141,7 @@ def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = True) -> None:
             pass
         raise
     if fsync and os.name == "posix":
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8", fsync: bool = True) -> None:
