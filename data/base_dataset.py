@@ -1,4 +1,6 @@
-"""Base class of every dataset and the shared image transforms (behaviour.md §5.3).
+"""Base class of every dataset and ``get_transform``, the official transform chain (behaviour.md §5.3).
+
+The steps of the chain live in data/transforms.py.
 
 The transform order and semantics follow the official ``get_transform``; two deliberate differences:
 
@@ -12,33 +14,17 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from argparse import ArgumentParser, Namespace
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import torch.utils.data as data
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data import transforms
+from data.transforms import BICUBIC, CropAt, HorizontalFlip, Method, ScaleWidth, pil_resample  # noqa: F401 (API)
 from data.image_folder import find_images
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-
-BICUBIC = int(Image.Resampling.BICUBIC)
-
-# torchvision InterpolationMode values (its enum's ``.value``) -> PIL resampling constants; matched by value so that
-# a dataset passing ``method=InterpolationMode.BILINEAR`` works without this module importing torchvision.
-_PIL_RESAMPLE = {
-    "nearest": Image.Resampling.NEAREST,
-    "nearest-exact": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-Method = Union[int, Any]  # a PIL resampling constant or a torchvision InterpolationMode
-
 
 class ImageReadError(OSError):
     """An image file could not be opened or decoded."""
@@ -122,18 +108,6 @@ def direction_nc(opt: Namespace) -> tuple[int, int]:
     return opt.input_nc, opt.output_nc
 
 
-def pil_resample(method: Method) -> int:
-    """Map a PIL resampling constant or a torchvision ``InterpolationMode`` to a PIL resampling constant."""
-    value = getattr(method, "value", method)
-    if isinstance(value, str):
-        if value not in _PIL_RESAMPLE:
-            raise ValueError(f"unknown interpolation method {method!r}; choose one of {', '.join(_PIL_RESAMPLE)}")
-        return int(_PIL_RESAMPLE[value])
-    if int(value) not in {int(r) for r in Image.Resampling}:
-        raise ValueError(f"unknown interpolation method {method!r}")
-    return int(value)
-
-
 class BaseDataset(data.Dataset, ABC):
     """Abstract base of the datasets: stores ``opt`` and ``root``; subclasses implement __len__ / __getitem__."""
 
@@ -175,62 +149,6 @@ def get_params(opt: Namespace, size: tuple[int, int]) -> dict[str, Any]:
     y = random.randint(0, int(np.maximum(0, new_h - opt.crop_size)))
     flip = random.random() > 0.5
     return {"crop_pos": (x, y), "flip": flip}
-
-
-class ScaleWidth:
-    """Resize to width ``target_size`` keeping the aspect ratio, height at least ``crop_size``."""
-
-    def __init__(self, target_size: int, crop_size: int, method: Method = BICUBIC) -> None:
-        """Remember the target width, the minimal height and the resampling method."""
-        self.target_size = target_size
-        self.crop_size = crop_size
-        self.resample = pil_resample(method)
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        """Return the resized image (unchanged when it already has the target width and enough height)."""
-        ow, oh = img.size
-        if ow == self.target_size and oh >= self.crop_size:
-            return img
-        w = self.target_size
-        h = int(max(self.target_size * oh / ow, self.crop_size))
-        return img.resize((w, h), self.resample)
-
-    def __repr__(self) -> str:
-        """Readable description for printed transforms."""
-        return f"ScaleWidth(target_size={self.target_size}, crop_size={self.crop_size})"
-
-
-class CropAt:
-    """Crop a ``size`` square at a fixed position, only when the image is larger than it in some dimension."""
-
-    def __init__(self, pos: tuple[int, int], size: int) -> None:
-        """Remember the top-left corner and the square size."""
-        self.pos = pos
-        self.size = size
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        """Return the cropped image (the official semantics, including no-op for small images)."""
-        ow, oh = img.size
-        x1, y1 = self.pos
-        if ow > self.size or oh > self.size:
-            return img.crop((x1, y1, x1 + self.size, y1 + self.size))
-        return img
-
-    def __repr__(self) -> str:
-        """Readable description for printed transforms."""
-        return f"CropAt(pos={self.pos}, size={self.size})"
-
-
-class HorizontalFlip:
-    """Flip an image left-right (deterministic; the flip decision comes from ``get_params``)."""
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        """Return the mirrored image."""
-        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-
-    def __repr__(self) -> str:
-        """Readable description for printed transforms."""
-        return "HorizontalFlip()"
 
 
 def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grayscale: bool = False,

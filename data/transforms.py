@@ -1,21 +1,51 @@
-"""The few PIL-image transforms the datasets use, without importing torchvision.
+"""The PIL-image transforms the datasets use (behaviour.md §5.3), without importing torchvision.
 
 ``import torchvision`` costs about 160 MB of resident memory here (its package init pulls in ``torch._dynamo``,
-sympy and triton) for five operations that are one PIL or tensor call each. These classes give the same results as
-``torchvision.transforms`` for PIL images, bit for bit, and draw their random numbers from torch's generator in the
-same way (``RandomCrop`` two ``torch.randint`` calls, ``RandomHorizontalFlip`` one ``torch.rand``), so a seed gives
-the same crops and flips as the official code; tests/test_transforms.py compares each with torchvision.
-Every transform is a picklable class (DataLoader workers under ``spawn``).
+sympy and triton) for five operations that are one PIL or tensor call each. The torchvision-named classes give the
+same results as ``torchvision.transforms`` for PIL images, bit for bit, and draw their random numbers from torch's
+generator in the same way (``RandomCrop`` two ``torch.randint`` calls, ``RandomHorizontalFlip`` one
+``torch.rand``), so a seed gives the same crops and flips as the official code; tests/test_transforms.py compares
+each with torchvision. ``ScaleWidth``, ``CropAt`` and ``HorizontalFlip`` are the official code's own steps (scale
+to a width, crop at the position and flip as decided by ``get_params``, shared by paired images). Every transform
+is a picklable class (DataLoader workers under ``spawn``).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
 Transform = Callable[[Any], Any]
+
+BICUBIC = int(Image.Resampling.BICUBIC)
+
+# torchvision InterpolationMode values (its enum's ``.value``) -> PIL resampling constants; matched by value so that
+# a dataset passing ``method=InterpolationMode.BILINEAR`` works without this module importing torchvision.
+_PIL_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+Method = Union[int, Any]  # a PIL resampling constant or a torchvision InterpolationMode
+
+
+def pil_resample(method: Method) -> int:
+    """Map a PIL resampling constant or a torchvision ``InterpolationMode`` to a PIL resampling constant."""
+    value = getattr(method, "value", method)
+    if isinstance(value, str):
+        if value not in _PIL_RESAMPLE:
+            raise ValueError(f"unknown interpolation method {method!r}; choose one of {', '.join(_PIL_RESAMPLE)}")
+        return int(_PIL_RESAMPLE[value])
+    if int(value) not in {int(r) for r in Image.Resampling}:
+        raise ValueError(f"unknown interpolation method {method!r}")
+    return int(value)
 
 
 class Compose:
@@ -99,9 +129,7 @@ class RandomHorizontalFlip:
 
     def __call__(self, img: Image.Image) -> Image.Image:
         """Return the image, mirrored with probability ``p``."""
-        if torch.rand(1) < self.p:
-            return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return img
+        return HorizontalFlip()(img) if torch.rand(1) < self.p else img
 
     def __repr__(self) -> str:
         """Readable description."""
@@ -128,3 +156,59 @@ class ToNormalizedTensor:
     def __repr__(self) -> str:
         """Readable description."""
         return "ToNormalizedTensor(mean=0.5, std=0.5)"
+
+
+class ScaleWidth:
+    """Resize to width ``target_size`` keeping the aspect ratio, height at least ``crop_size``."""
+
+    def __init__(self, target_size: int, crop_size: int, method: Method = BICUBIC) -> None:
+        """Remember the target width, the minimal height and the resampling method."""
+        self.target_size = target_size
+        self.crop_size = crop_size
+        self.resample = pil_resample(method)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the resized image (unchanged when it already has the target width and enough height)."""
+        ow, oh = img.size
+        if ow == self.target_size and oh >= self.crop_size:
+            return img
+        w = self.target_size
+        h = int(max(self.target_size * oh / ow, self.crop_size))
+        return img.resize((w, h), self.resample)
+
+    def __repr__(self) -> str:
+        """Readable description for printed transforms."""
+        return f"ScaleWidth(target_size={self.target_size}, crop_size={self.crop_size})"
+
+
+class CropAt:
+    """Crop a ``size`` square at a fixed position, only when the image is larger than it in some dimension."""
+
+    def __init__(self, pos: tuple[int, int], size: int) -> None:
+        """Remember the top-left corner and the square size."""
+        self.pos = pos
+        self.size = size
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the cropped image (the official semantics, including no-op for small images)."""
+        ow, oh = img.size
+        x1, y1 = self.pos
+        if ow > self.size or oh > self.size:
+            return img.crop((x1, y1, x1 + self.size, y1 + self.size))
+        return img
+
+    def __repr__(self) -> str:
+        """Readable description for printed transforms."""
+        return f"CropAt(pos={self.pos}, size={self.size})"
+
+
+class HorizontalFlip:
+    """Flip an image left-right (deterministic; the flip decision comes from ``get_params``)."""
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the mirrored image."""
+        return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    def __repr__(self) -> str:
+        """Readable description for printed transforms."""
+        return "HorizontalFlip()"
