@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from util.logger import get_logger, setup_logging
-from util.metrics import PAIRED_METRICS, compute_metrics, list_metrics, parse_metric_names
+from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
 from util.metrics.images import list_images, load_images, strip_suffix
 
 log = get_logger(__name__)
@@ -85,7 +85,7 @@ def _json_safe(results: dict[str, float]) -> dict[str, float | str]:
 def evaluate(opt: argparse.Namespace) -> dict[str, float]:
     """Load the folders given by ``opt``, compute the metrics, print a table and optionally write JSON."""
     names = parse_metric_names(opt.metrics)
-    paired_wanted = PAIRED_METRICS.intersection(names)
+    paired_wanted = needing(names, "paired")
     if paired_wanted and not opt.paired:
         raise ValueError(f"{', '.join(sorted(paired_wanted))} compare with ground truth: add --paired")
     if opt.real_dir is None and (opt.paired or set(names) - {"classifier"}):
@@ -98,7 +98,7 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
         fake = load_images(opt.fake_dir, opt.size, opt.fake_suffix, opt.max_images)
         real = load_images(opt.real_dir, opt.size, opt.real_suffix, opt.max_images) if opt.real_dir else None
     kw: dict = {"device": opt.device, "seed": opt.seed}
-    if set(names) & {"fid", "kid"}:
+    if needing(names, "inception"):
         kw.update(inception_weights=opt.inception_weights, kid_subsets=opt.kid_subsets,
                   kid_subset_size=opt.kid_subset_size)
     if "classifier" in names:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models import arch_config, legacy, networks
+from models import arch_config, checkpoint_io, networks
 from util.logger import get_logger, setup_logging
 
 log = get_logger("export")
@@ -144,7 +144,7 @@ def load_generator(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]
     net = build_generator(arch)
     path = os.path.join(save_dir, f"{prefix}_net_{net_name}.pth")
     log.info("loading the model from %s", path)
-    legacy.load_network(net, path, name=net_name)
+    checkpoint_io.load_network(net, path, name=net_name)
     info = {"name": args.name, "net": net_name, "checkpoint": os.path.abspath(path), "prefix": prefix,
             "architecture": arch, "config_json": config is not None}
     return net.eval(), info

@@ -19,6 +19,7 @@ from options.test_options import TestOptions
 from util import html
 from util.logger import get_logger, setup_logging
 from util.progress import Progress
+from util.seed import seed_everything
 from util.visualizer import save_images
 
 log = get_logger("test")
@@ -94,8 +95,6 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     setup_logging()
     opt = TestOptions().parse_or_exit(argv)  # a bad flag: one error line naming it, exit status 2
     if opt.seed >= 0:  # --seed: reproducible dropout at test time (util/seed.py)
-        from util.seed import seed_everything
-
         seed_everything(opt.seed, rank=opt.rank, deterministic=opt.deterministic)
     return run_test(opt)
 

@@ -4,7 +4,7 @@ The official figures of the issue were measured at another time; machine noise a
 the same run is the fairer comparison. ``make_plain(model)`` turns one of our models back into the official
 computation: the official kernels (``nn.InstanceNorm2d``, plain padding), ``torch.optim.Adam`` with PyTorch's
 default implementation, and the official step order with one graph and one backward for all generator losses
-(behaviour.md §2.1, §2.2). Only the benchmark uses this; it is not a training option.
+(the official cycle_gan and pix2pix steps). Only the benchmark uses this; it is not a training option.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 1. cycle_gan is trained through train.py (in this process) with ``--eval_freq``; at every evaluation the
    domain-classifier score and SWD of G_A(testA) vs testB and G_B(testB) vs testA are read back from
-   ``loss_log.jsonl``. Baselines with the same protocol (util/evaluation.py): the identity (untranslated test
+   ``loss_log.jsonl``. Baselines with the same protocol (training/evaluator.py): the identity (untranslated test
    images) and the real-vs-real floor (the first ``--eval_num`` training images of the target domain).
 2. pix2pix is trained on aligned pairs derived from the same photos (bench/make_paired_from_photos.py, e.g.
    grayscale -> photo) and scored with PSNR/SSIM/L1 on the test split, next to the input itself and the mean
@@ -169,7 +169,7 @@ def parsed_options(argv: List[str]) -> argparse.Namespace:
 # ---------------------------------------------------------------------------------------------------- baselines
 def unpaired_baselines(opt: argparse.Namespace) -> Dict[str, Dict[str, float]]:
     """Identity (untranslated test images) and floor (real training images of the target domain), same protocol."""
-    from util.evaluation import UnpairedSuite, eval_options, load_folder
+    from training.evaluator import UnpairedSuite, eval_options, load_folder
 
     suite = UnpairedSuite(opt, UNPAIRED_METRICS, torch.device("cpu"))
     train_opt = eval_options(opt, opt.phase)
@@ -182,7 +182,7 @@ def unpaired_baselines(opt: argparse.Namespace) -> Dict[str, Dict[str, float]]:
 def paired_baselines(opt: argparse.Namespace) -> Dict[str, Dict[str, float]]:
     """The input itself and the mean training photo, scored against the test photos like the model."""
     from data import find_dataset_using_name
-    from util.evaluation import PairedSuite, eval_options
+    from training.evaluator import PairedSuite, eval_options
     from util.metrics.images import from_model_range
 
     suite = PairedSuite(opt, PAIRED_METRICS, torch.device("cpu"))

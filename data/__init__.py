@@ -1,4 +1,4 @@
-"""Dataset discovery and the data loader wrapper (behaviour.md §5.1).
+"""Dataset discovery and the data loader wrapper.
 
 ``--dataset_mode dummy`` imports ``data/dummy_dataset.py`` and uses its class ``DummyDataset`` (a subclass of
 ``BaseDataset``); see ``data/template_dataset.py`` for a documented example. ``create_dataset(opt)`` returns the
@@ -18,9 +18,9 @@ import torch.distributed as dist
 import torch.utils.data
 
 from data.base_dataset import BaseDataset
+from data.sampler import ResumableSampler, make_sampler, quiet_worker
 from data.validation import check_layout, preflight
 from util.logger import get_logger
-from util.seed import ResumableSampler, make_sampler, quiet_worker
 
 log = get_logger(__name__)
 
@@ -88,7 +88,7 @@ class CustomDatasetDataLoader:
         log.info(f"dataset [{type(self.dataset).__name__}] was created")
         preflight(self.dataset, opt)  # unreadable/too-small images: error or skip (--bad_data)
         # Seeded per-epoch order (DistributedSampler rules, one process included) that a resumed run can
-        # start part-way; it never draws from the global RNGs (util/seed.py).
+        # start part-way; it never draws from the global RNGs (data/sampler.py).
         world = _distributed_world_size()
         self.sampler: ResumableSampler = make_sampler(self.dataset, opt, rank=dist.get_rank() if world > 1 else 0,
                                                       world_size=world)
@@ -105,7 +105,7 @@ class CustomDatasetDataLoader:
             worker_init_fn=quiet_worker if num_workers > 0 else None,
         )
         if num_workers > 0:
-            # Workers ignore SIGTERM (util/seed.quiet_worker), so multiprocessing's exit handler, which terminates
+            # Workers ignore SIGTERM (data/sampler.quiet_worker), so multiprocessing's exit handler, which terminates
             # and then joins them, would wait forever after a run that ends mid-epoch (an error, a NaN stop, a
             # second Ctrl-C). Registered after multiprocessing's own handler, this one runs first and stops them.
             atexit.register(_close_at_exit, weakref.ref(self))

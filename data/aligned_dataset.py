@@ -1,4 +1,4 @@
-"""Paired dataset: each file of ``<dataroot>/<phase>`` holds A and B side by side (behaviour.md §5.4)."""
+"""Paired dataset: each file of ``<dataroot>/<phase>`` holds A and B side by side."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Base class of every dataset and ``get_transform``, the official transform chain (behaviour.md §5.3).
+"""Base class of every dataset and ``get_transform``, the official transform chain.
 
 The steps of the chain live in data/transforms.py.
 
@@ -7,7 +7,7 @@ The transform order and semantics follow the official ``get_transform``; two del
 * every step is a small picklable callable class (no lambdas or closures), so DataLoader workers also start
   under the ``spawn`` method (Windows, macOS) — official issues #203 and #947;
 * ``--preprocess none`` returns the image at its exact size: the official code rounds each side to a
-  multiple of 4, which breaks the U-Nets (decisions.md); our generators handle any size themselves.
+  multiple of 4, which breaks the U-Nets (docs/differences.md); our generators handle any size themselves.
 """
 from __future__ import annotations
 
@@ -18,73 +18,13 @@ from typing import Any, Optional
 
 import numpy as np
 import torch.utils.data as data
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data import transforms
 from data.transforms import BICUBIC, CropAt, HorizontalFlip, Method, ScaleWidth, pil_resample  # noqa: F401 (API)
 from data.image_folder import find_images
+from util.image_io import ImageReadError, exif_orientation, has_alpha, load_image, to_rgb  # noqa: F401 (API)
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-
-class ImageReadError(OSError):
-    """An image file could not be opened or decoded."""
-
-
-EXIF_ORIENTATION = 0x0112
-ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-
-
-def has_alpha(img: Image.Image) -> bool:
-    """True for modes with an alpha channel and for images with a transparency key (palette, L, RGB)."""
-    return img.mode in ALPHA_MODES or "transparency" in img.info
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB from any PIL mode (docs/resume.md, "Bad data"); always a new image.
-
-    16-bit grayscale (``I;16*``) is scaled by 255/65535 with rounding, not clipped as ``convert`` does; ``I``
-    (32-bit) is taken as 8-bit when all values fit in 0..255, else as 16-bit; float (``F``) as 0..1 when its
-    maximum is <= 1, else as 0..255. Alpha is composited over white. 16-bit RGB files arrive from PIL already
-    reduced to their high byte. Palette, grayscale, 1-bit, CMYK and YCbCr go through PIL's ``convert``.
-    """
-    mode = img.mode
-    if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(img).astype(np.int64)
-        if mode == "I" and arr.size and 0 <= arr.min() and arr.max() <= 255:
-            eight = arr.astype(np.uint8)
-        else:
-            eight = ((np.clip(arr, 0, 65535) + 128) // 257).astype(np.uint8)
-        return Image.fromarray(eight).convert("RGB")
-    if mode == "F":
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
-        return Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)).convert("RGB")
-    if has_alpha(img):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def exif_orientation(img: Image.Image) -> int:
-    """The EXIF orientation tag (1 = upright, also when absent or unreadable)."""
-    try:
-        return int(img.getexif().get(EXIF_ORIENTATION, 1) or 1)
-    except Exception:  # a broken EXIF block must not make a readable image unreadable
-        return 1
-
-
-def load_image(path: str) -> Image.Image:
-    """Open ``path`` as 8-bit RGB (EXIF orientation applied, see ``to_rgb``); raise ``ImageReadError`` naming it."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if exif_orientation(img) != 1:
-                img = ImageOps.exif_transpose(img)
-            return to_rgb(img)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ImageReadError(f"cannot read image file {path}: {err}") from err
-
 
 def check_preprocess(preprocess: str) -> None:
     """Raise ValueError naming ``--preprocess`` when ``preprocess`` is not one of ``PREPROCESS_MODES``."""

@@ -1,4 +1,4 @@
-"""Colorization dataset: RGB images of ``<dataroot>/<phase>`` turned into (L, ab) pairs (behaviour.md §5.4)."""
+"""Colorization dataset: RGB images of ``<dataroot>/<phase>`` turned into (L, ab) pairs."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from data.base_dataset import BaseDataset, get_transform, list_images, load_image
-from data.lab import rgb2lab
+from util.color import rgb2lab
 
 
 class ColorizationDataset(BaseDataset):

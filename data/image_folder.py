@@ -1,4 +1,4 @@
-"""Listing the image files of a dataset folder (behaviour.md §5.2).
+"""Listing the image files of a dataset folder.
 
 ``make_dataset`` walks a folder recursively in sorted order and keeps the files whose name ends with one of
 ``IMG_EXTENSIONS`` (case-sensitive, as in the official code). Unlike the official code a missing folder raises a
@@ -12,22 +12,13 @@ from typing import Any, Callable, Optional
 
 import torch.utils.data as data
 
-IMG_EXTENSIONS: list[str] = [
-    ".jpg", ".JPG", ".jpeg", ".JPEG",
-    ".png", ".PNG", ".ppm", ".PPM", ".bmp", ".BMP",
-    ".tif", ".TIF", ".tiff", ".TIFF",
-]
+from util.image_io import IMG_EXTENSIONS, is_image_file, load_image  # noqa: F401 (API)
 
 DEFAULT_LAYOUT = "a folder of images (" + " ".join(IMG_EXTENSIONS) + "), sub-folders are searched too"
 
 
 class EmptyDatasetError(RuntimeError):
     """A dataset folder exists but holds no image file."""
-
-
-def is_image_file(filename: str) -> bool:
-    """Return True when ``filename`` ends with one of ``IMG_EXTENSIONS`` (case-sensitive)."""
-    return any(filename.endswith(ext) for ext in IMG_EXTENSIONS)
 
 
 def _cap(max_dataset_size: float, n: int) -> int:
@@ -66,8 +57,6 @@ def find_images(dir: str, max_dataset_size: float = float("inf"), layout: Option
 
 def default_loader(path: str) -> Any:
     """Open an image as RGB through the shared ``load_image`` helper."""
-    from data.base_dataset import load_image
-
     return load_image(path)
 
 

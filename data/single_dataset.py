@@ -1,4 +1,4 @@
-"""One-folder dataset for one-direction inference: reads ``<dataroot>`` itself (behaviour.md §5.4)."""
+"""One-folder dataset for one-direction inference: reads ``<dataroot>`` itself."""
 from __future__ import annotations
 
 from argparse import Namespace

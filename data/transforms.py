@@ -1,4 +1,4 @@
-"""The PIL-image transforms the datasets use (behaviour.md §5.3), without importing torchvision.
+"""The PIL-image transforms the datasets use, the official ones without importing torchvision.
 
 ``import torchvision`` costs about 160 MB of resident memory here (its package init pulls in ``torch._dynamo``,
 sympy and triton) for five operations that are one PIL or tensor call each. The torchvision-named classes give the

@@ -1,4 +1,4 @@
-"""Unpaired dataset: ``<dataroot>/<phase>A`` and ``<dataroot>/<phase>B`` (behaviour.md §5.4)."""
+"""Unpaired dataset: ``<dataroot>/<phase>A`` and ``<dataroot>/<phase>B``."""
 from __future__ import annotations
 
 import os

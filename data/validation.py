@@ -31,8 +31,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from data.base_dataset import ImageReadError, exif_orientation, has_alpha, load_image
-from util.logger import get_logger
+from data.image_folder import make_dataset
+from util.image_io import ImageReadError, exif_orientation, has_alpha, load_image
+from util.logger import get_logger, setup_logging
 
 log = get_logger(__name__)
 
@@ -320,9 +321,6 @@ def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m data.validation FOLDER [--full] [--crop_size N --preprocess crop]``: list unusable images."""
-    from data.image_folder import make_dataset
-    from util.logger import setup_logging
-
     setup_logging()
     parser = argparse.ArgumentParser(description="check every image file under a folder (recursively)")
     parser.add_argument("folder")

@@ -1,4 +1,4 @@
-"""Combine paired images of two folders into A|B images for pix2pix (behaviour.md §7.2).
+"""Combine paired images of two folders into A|B images for pix2pix (as the official script).
 
 For every split sub-folder of ``--fold_A`` (e.g. train, val, test), each file is paired with the file of the same
 name in ``--fold_B/<split>`` (or ``x_A.ext`` with ``x_B.ext`` when ``--use_AB``, written as ``x.ext``), and the two

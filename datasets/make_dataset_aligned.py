@@ -1,4 +1,4 @@
-"""Turn an unaligned dataset with paired files into the aligned pix2pix layout (behaviour.md §7.2).
+"""Turn an unaligned dataset with paired files into the aligned pix2pix layout (as the official script).
 
 Reads ``<dataset-path>/{trainA,trainB,testA,testB}`` (top level only, .png/.jpg, sorted, paired by index) and
 writes A|B images to ``<dataset-path>/train/%04d.jpg`` and ``<dataset-path>/test/%04d.jpg``.

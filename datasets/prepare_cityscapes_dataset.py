@@ -1,4 +1,4 @@
-"""Build the Cityscapes photo <-> label dataset from the official archives (behaviour.md §7.1, §7.2).
+"""Build the Cityscapes photo <-> label dataset from the official archives (as the official script).
 
 Cityscapes cannot be redistributed: register at https://cityscapes-dataset.com, download
 ``gtFine_trainvaltest.zip`` and ``leftImg8bit_trainvaltest.zip``, unzip both, then

@@ -5,6 +5,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Callable, List
 
+from models.base_model import BaseModel
 from util.logger import get_logger
 
 log = get_logger(__name__)
@@ -18,8 +19,6 @@ def list_models() -> List[str]:
 
 def find_model_using_name(model_name: str) -> type:
     """Return the class ``<Name>Model`` (case and underscores ignored) from ``models/<name>_model.py``."""
-    from models.base_model import BaseModel
-
     if model_name not in list_models():
         raise ValueError(f"unknown model '{model_name}' (--model); valid: {', '.join(list_models())}")
     module = importlib.import_module(f"models.{model_name}_model")

@@ -13,6 +13,7 @@ import os
 from typing import Any, Dict, Optional, Set
 
 from util.logger import get_logger
+from util.util import atomic_write_text
 
 log = get_logger(__name__)
 
@@ -21,7 +22,7 @@ FORMAT_VERSION = 1
 # Options that describe the model as a whole (copied as they were at training time).
 MODEL_OPTIONS = ("model", "netG", "netD", "n_layers_D", "norm", "no_dropout", "ngf", "ndf", "input_nc",
                  "output_nc", "upsample", "init_type", "init_gain", "direction", "dataset_mode")
-# Flags test.py may take from the config (decisions.md).
+# Flags test.py may take from the config (docs/testing.md); explicit flags win.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
              "n_layers_D")
 
@@ -40,8 +41,6 @@ def build_config(opt: argparse.Namespace, networks: Dict[str, Dict[str, Any]]) -
 
 def write_config(save_dir: str, config: Dict[str, Any]) -> None:
     """Write ``config.json`` atomically."""
-    from util.util import atomic_write_text
-
     atomic_write_text(config_path(save_dir), json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 

@@ -6,16 +6,19 @@ import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from util import amp
+from util.image_pool import ImagePool
 from util.logger import get_logger
+from util.metrics.images import from_model_range
 
-from . import arch_config, legacy, networks, step_utils
+from . import arch_config, checkpoint_io, layers, networks, wrappers
 from .optimizers import allocate_adam_state, make_adam
+from .wrappers import unwrap  # noqa: F401 (part of the model API)
 
 log = get_logger(__name__)
 
@@ -28,17 +31,6 @@ class StepPlan:
     step: bool  # last micro-batch of the group: apply the optimizer
     update_G: bool  # this group updates the generator(s) too (every d_steps-th group)
     scale: float  # loss multiplier for backward (1 / accum_steps)
-
-
-def unwrap(net: nn.Module) -> nn.Module:
-    """The bare module inside DataParallel/DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
-    while True:
-        if isinstance(net, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            net = net.module
-        elif hasattr(net, "_orig_mod"):
-            net = net._orig_mod
-        else:
-            return net
 
 
 class BaseModel(ABC):
@@ -61,6 +53,7 @@ class BaseModel(ABC):
         self.metric = 0.0  # used by the plateau LR policy
         self.net_specs: Dict[str, Dict[str, Any]] = {}
         self.micro_step = 0  # optimize_parameters calls so far (drives --d_steps / --accum_steps)
+        self.image_pools: Dict[str, ImagePool] = {}  # add_image_pool: saved with the training state
         self.amp_mode = getattr(opt, "amp", "none")  # --amp (util/amp.py); fp16 keeps a GradScaler
         amp.check_amp(self.amp_mode, self.device)
         self.grad_scaler = amp.make_grad_scaler(self.amp_mode, self.device) if self.isTrain else None
@@ -111,7 +104,7 @@ class BaseModel(ABC):
         """Adam(lr, betas=(beta1, 0.999)) as in the official code, in its fused kernel (docs/performance.md)."""
         return make_adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), device=self.device)
 
-    def networks(self) -> "OrderedDict[str, nn.Module]":
+    def named_networks(self) -> "OrderedDict[str, nn.Module]":
         """The model's networks by name (``model_names`` order), possibly wrapped."""
         return OrderedDict((n, getattr(self, "net" + n)) for n in self.model_names)
 
@@ -147,24 +140,22 @@ class BaseModel(ABC):
     def apply_memory_format(self, net: nn.Module) -> nn.Module:
         """Kernel and layout choices that keep the math (docs/performance.md): fast instance norm, pads that keep
         the ``--amp`` dtype, and channels-last weights with ``--channels_last``. Modules and keys stay the same."""
-        net = step_utils.use_fast_kernels(net)
+        net = layers.use_fast_kernels(net)
         if self.amp_mode != "none":
-            net = amp.keep_dtype_in_padding(net)
-        return step_utils.to_channels_last(net) if getattr(self.opt, "channels_last", False) else net
+            net = layers.keep_dtype_in_padding(net)
+        return wrappers.to_channels_last(net) if getattr(self.opt, "channels_last", False) else net
 
     def apply_ddp(self, net: nn.Module) -> nn.Module:
-        """DistributedDataParallel under torchrun with several processes (util/distributed.py); identity otherwise."""
-        from util.distributed import wrap_ddp
-
-        return wrap_ddp(net, self.device)
+        """DistributedDataParallel under torchrun with several processes (models/wrappers.py); identity otherwise."""
+        return wrappers.wrap_ddp(net, self.device)
 
     def apply_compile(self, net: nn.Module) -> nn.Module:
         """``--compile``: wrap the network in torch.compile (saving/loading unwrap it); identity otherwise."""
-        return step_utils.compile_network(net) if getattr(self.opt, "compile", False) else net
+        return wrappers.compile_network(net) if getattr(self.opt, "compile", False) else net
 
     def eval(self) -> None:
         """Put every network in eval mode (BatchNorm running stats, no dropout)."""
-        for net in self.networks().values():
+        for net in self.named_networks().values():
             net.eval()
 
     def test(self) -> None:
@@ -187,6 +178,22 @@ class BaseModel(ABC):
         """Step ``optimizer`` (through the GradScaler under fp16), then free its gradients right away."""
         amp.step(optimizer, self.grad_scaler)
         optimizer.zero_grad(set_to_none=True)
+
+    def add_image_pool(self, name: str, pool_size: int) -> ImagePool:
+        """A history of generated images for a discriminator, registered so that resuming restores it."""
+        pool = ImagePool(pool_size)
+        self.image_pools[name] = pool
+        return pool
+
+    # ------------------------------------------------------------------ what --eval_freq compares
+    def eval_generators(self) -> Dict[str, str]:
+        """Unaligned data: the network (a ``model_names`` entry) that translates each direction, ``AtoB`` = dataset
+        domain A to B. A model that translates one way names one direction; the base model names none."""
+        return {}
+
+    def eval_pair(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Paired data, after ``forward()``: (output, ground truth) of the batch as uint8 RGB images."""
+        return from_model_range(self.fake_B.float().cpu()), from_model_range(self.real_B.float().cpu())
 
     def compute_visuals(self) -> None:
         """Hook for extra visual outputs (colorization turns Lab back into RGB)."""
@@ -245,19 +252,19 @@ class BaseModel(ABC):
         if getattr(self.opt, "rank", 0) != 0:
             return
         os.makedirs(self.save_dir, exist_ok=True)
-        for name, net in self.networks().items():
+        for name, net in self.named_networks().items():
             path = os.path.join(self.save_dir, "%s_net_%s.pth" % (epoch, name))
-            legacy.save_weights(legacy.plain_state_dict(unwrap(net)), path)
+            checkpoint_io.save_weights(checkpoint_io.plain_state_dict(unwrap(net)), path)
         arch_config.write_config(self.save_dir, arch_config.build_config(self.opt, self.net_specs))
 
     def load_networks(self, epoch: int | str) -> None:
         """Load ``<epoch>_net_<name>.pth`` into every network (official, old and wrapped checkpoints accepted)."""
-        for name, net in self.networks().items():
+        for name, net in self.named_networks().items():
             path = os.path.join(self.save_dir, "%s_net_%s.pth" % (epoch, name))
             log.info("loading the model from %s", path)
             if not os.path.isfile(path):
-                raise legacy.CheckpointError(self._missing_checkpoint_message(path, name))
-            legacy.load_network(unwrap(net), path, name=name, map_location=self.device)
+                raise checkpoint_io.CheckpointError(self._missing_checkpoint_message(path, name))
+            checkpoint_io.load_network(unwrap(net), path, name=name, map_location=self.device)
 
     def _missing_checkpoint_message(self, path: str, name: str) -> str:
         """Explain a missing network file and list the checkpoints that do exist for that network."""
@@ -273,7 +280,7 @@ class BaseModel(ABC):
         """Parameter count per network (and the discriminators' receptive field); the modules if verbose."""
         log.info("---------- Networks initialized -------------")
         size = getattr(self.opt, "crop_size", 256)
-        for name, net in self.networks().items():
+        for name, net in self.named_networks().items():
             bare = unwrap(net)
             if verbose:
                 log.info("%s", bare)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Tuple
 
 import numpy as np
 import torch
 
-from data.lab import lab2rgb
+from util.color import lab2rgb
 
 from .pix2pix_model import Pix2PixModel
 
@@ -33,6 +34,16 @@ class ColorizationModel(Pix2PixModel):
         Lab = torch.cat([L2, AB2], dim=1)[0].detach().float().cpu().numpy().astype(np.float64)
         rgb = lab2rgb(np.transpose(Lab, (1, 2, 0))) * 255
         return rgb
+
+    def eval_pair(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """--eval_freq compares the predicted and the true colour images, Lab -> RGB per image (as the visuals)."""
+        fakes, reals = [], []
+        for i in range(self.real_A.shape[0]):
+            L = self.real_A[i:i + 1].float()
+            for ab, out in ((self.fake_B[i:i + 1].float(), fakes), (self.real_B[i:i + 1].float(), reals)):
+                rgb = np.clip(self.lab2rgb(L, ab), 0, 255).astype(np.uint8)
+                out.append(torch.from_numpy(rgb).permute(2, 0, 1))
+        return torch.stack(fakes), torch.stack(reals)
 
     def compute_visuals(self) -> None:
         """RGB versions of the real and the predicted colour images."""

@@ -3,16 +3,37 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from typing import Any, Dict
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
 
 from util import amp
-from util.image_pool import ImagePool
 
 from . import networks, step_utils
 from .base_model import BaseModel
+
+
+@dataclass
+class CycleTerms:
+    """One direction's generator terms (``CycleGANModel.cycle_terms``), with the graph until back-propagated."""
+
+    fake: torch.Tensor  # G(real)
+    rec: torch.Tensor  # G_back(G(real))
+    gan: torch.Tensor  # GAN(D(G(real)), real label)
+    cycle: torch.Tensor  # lambda_cycle |rec - real|
+    idt: Optional[torch.Tensor] = None  # G(other domain's real), when computed
+    loss_idt: Optional[torch.Tensor] = None
+
+    def total(self) -> torch.Tensor:
+        """The sum of the terms computed so far."""
+        return self.gan + self.cycle if self.loss_idt is None else self.gan + self.cycle + self.loss_idt
+
+
+def _detached(value: Optional[torch.Tensor], default: Any = None) -> Any:
+    """``value.detach()``, or ``default`` when the term was not computed."""
+    return default if value is None else value.detach()
 
 
 class CycleGANModel(BaseModel):
@@ -51,8 +72,8 @@ class CycleGANModel(BaseModel):
             if opt.lambda_identity > 0.0 and opt.input_nc != opt.output_nc:
                 raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc "
                                  f"(got {opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
-            self.fake_A_pool = ImagePool(opt.pool_size)
-            self.fake_B_pool = ImagePool(opt.pool_size)
+            self.fake_A_pool = self.add_image_pool("fake_A_pool", opt.pool_size)
+            self.fake_B_pool = self.add_image_pool("fake_B_pool", opt.pool_size)
             self.criterionGAN = networks.GANLoss(opt.gan_mode).to(self.device)
             self.criterionCycle = nn.L1Loss()
             self.criterionIdt = nn.L1Loss()
@@ -83,6 +104,10 @@ class CycleGANModel(BaseModel):
         self.fake_A = self.netG_B(self.real_B)
         self.rec_B = self.netG_A(self.fake_A)
 
+    def eval_generators(self) -> Dict[str, str]:
+        """--eval_freq on unaligned data: G_A maps dataset domain A to B, unless --direction BtoA swaps the roles."""
+        return {"AtoB": "G_A", "BtoA": "G_B"} if self.opt.direction == "AtoB" else {"AtoB": "G_B", "BtoA": "G_A"}
+
     def compute_visuals(self) -> None:
         """Fill in the visuals a discriminator-only step (``--d_steps``) skipped, only when they are displayed."""
         missing = [n for n in ("rec_A", "rec_B", "idt_A", "idt_B") if n in self.visual_names
@@ -96,75 +121,61 @@ class CycleGANModel(BaseModel):
                 setattr(self, name, amp.to_float(made[name]()))
 
     # ------------------------------------------------------------------ generator step
-    def _direction_part(self, netG: nn.Module, netG_back: nn.Module, netD: nn.Module, real: torch.Tensor,
-                        other: torch.Tensor, lambda_cycle: float, lambda_idt: float) -> Dict[str, torch.Tensor]:
-        """One direction's terms: GAN(D(G(real))) + L1(G_back(G(real)), real) * lambda_cycle.
+    def backward_G(self, scale: float = 1.0) -> None:
+        """The generators' loss and its gradients: the official sum of six terms,
 
-        With ``lambda_idt > 0`` (batched path) G also translates ``other`` in the same call and the identity term
-        L1(G(other), other) * lambda_idt is added. Returns the detached images and the undetached ``loss``.
+            loss_G = GAN(D_A(G_A(A))) + lambda_A |G_B(G_A(A)) - A|              direction A
+                   + GAN(D_B(G_B(B))) + lambda_B |G_A(G_B(B)) - B|              direction B
+                   + lambda_idt (lambda_B |G_A(B) - B| + lambda_A |G_B(A) - A|)   identity
+
+        back-propagated in three pieces. The pieces share no activations, so each is back-propagated as soon as
+        it is built and only a third of the official step's generator activations are alive at once; the
+        gradients are the same sum. Every network call stays separate, in the official per-network order (so
+        BatchNorm statistics and dropout masks follow the same sequence), except on the batched path
+        (``batch_G``: per-sample norm on a GPU), where each identity pass shares one call with its translation.
         """
+        lambda_idt, lambda_A, lambda_B = self.opt.lambda_identity, self.opt.lambda_A, self.opt.lambda_B
+        idt_in_translation = self.batch_G and lambda_idt > 0
+        # 1. direction A: A -> G_A -> fake_B (judged by D_A) -> G_B -> rec_A
+        a = self.cycle_terms(self.netG_A, self.netG_B, self.netD_A, self.real_A, lambda_A,
+                             self.real_B if idt_in_translation else None, lambda_idt * lambda_B)
+        self.backward_loss(a.total() * scale)
+        # 2. direction B: B -> G_B -> fake_A (judged by D_B) -> G_A -> rec_B
+        b = self.cycle_terms(self.netG_B, self.netG_A, self.netD_B, self.real_B, lambda_B,
+                             self.real_A if idt_in_translation else None, lambda_idt * lambda_A)
+        self.backward_loss(b.total() * scale)
+        # 3. identity, when it did not share the translation calls: G_A(B) should be B, G_B(A) should be A
+        if lambda_idt > 0 and not idt_in_translation:
+            with self.autocast():
+                idt_A = amp.to_float(self.netG_A(self.real_B))
+                idt_B = amp.to_float(self.netG_B(self.real_A))
+            a.idt, a.loss_idt = idt_A, self.criterionIdt(idt_A, self.real_B) * lambda_B * lambda_idt
+            b.idt, b.loss_idt = idt_B, self.criterionIdt(idt_B, self.real_A) * lambda_A * lambda_idt
+            self.backward_loss((a.loss_idt + b.loss_idt) * scale)
+        # what is printed and shown (no graph kept)
+        self.fake_B, self.rec_A, self.idt_A = a.fake.detach(), a.rec.detach(), _detached(a.idt)
+        self.fake_A, self.rec_B, self.idt_B = b.fake.detach(), b.rec.detach(), _detached(b.idt)
+        self.loss_G_A, self.loss_cycle_A, self.loss_idt_A = a.gan.detach(), a.cycle.detach(), _detached(a.loss_idt, 0)
+        self.loss_G_B, self.loss_cycle_B, self.loss_idt_B = b.gan.detach(), b.cycle.detach(), _detached(b.loss_idt, 0)
+        self.loss_G = a.total().detach() + b.total().detach()
+
+    def cycle_terms(self, netG: nn.Module, netG_back: nn.Module, netD: nn.Module, real: torch.Tensor,
+                    lambda_cycle: float, idt_input: Optional[torch.Tensor], lambda_idt: float) -> "CycleTerms":
+        """One direction's terms: GAN(D(G(real))) and lambda_cycle |G_back(G(real)) - real|; with ``idt_input``,
+        also G(idt_input) in the same call and its identity term lambda_idt |G(idt_input) - idt_input|."""
         with self.autocast():
-            inputs = [real, other] if lambda_idt > 0 else [real]
+            inputs = [real] if idt_input is None else [real, idt_input]
             outs = step_utils.run_batched(netG, inputs, True)
             fake = outs[0]
             rec = netG_back(fake)
             pred = netD(fake)
-        gan = self.criterionGAN(amp.to_float(pred), True)
-        cycle = self.criterionCycle(amp.to_float(rec), real) * lambda_cycle
-        out = {"fake": amp.to_float(fake).detach(), "rec": amp.to_float(rec).detach(), "gan": gan, "cycle": cycle,
-               "loss": gan + cycle}
-        if lambda_idt > 0:
-            idt = amp.to_float(outs[1])
-            out["idt_loss"] = self.criterionIdt(idt, other) * lambda_idt
-            out["idt"] = idt.detach()
-            out["loss"] = out["loss"] + out["idt_loss"]
-        return out
-
-    def _identity_part(self, lambda_A: float, lambda_B: float, lambda_idt: float) -> torch.Tensor:
-        """Both identity terms with separate calls: idt_A = G_A(real_B), idt_B = G_B(real_A)."""
-        with self.autocast():
-            idt_A = amp.to_float(self.netG_A(self.real_B))
-            idt_B = amp.to_float(self.netG_B(self.real_A))
-        loss_idt_A = self.criterionIdt(idt_A, self.real_B) * lambda_B * lambda_idt
-        loss_idt_B = self.criterionIdt(idt_B, self.real_A) * lambda_A * lambda_idt
-        self.idt_A, self.idt_B = idt_A.detach(), idt_B.detach()
-        self.loss_idt_A, self.loss_idt_B = loss_idt_A.detach(), loss_idt_B.detach()
-        return loss_idt_A + loss_idt_B
-
-    def backward_G(self, scale: float = 1.0) -> None:
-        """Adversarial + cycle (+ identity) losses of both generators, and their gradients.
-
-        ``loss_G`` is the official sum of six terms, but its graph falls apart into independent pieces: direction A
-        (G_A(real_A) -> D_A, G_B) and direction B (G_B(real_B) -> D_B, G_A) share no activations, nor do the
-        identity passes. Each piece is back-propagated as soon as it is built, so only a third of the official
-        generator activations are alive at once (half on the batched path); the gradients are the same sum. On
-        the batched path (``batch_G``: per-sample norm on a GPU) each generator's identity pass shares one call
-        with its translation pass. Otherwise every call stays separate, in the official per-network call order,
-        so BatchNorm running statistics (and dropout masks) follow the same sequence.
-        """
-        lambda_idt, lambda_A, lambda_B = self.opt.lambda_identity, self.opt.lambda_A, self.opt.lambda_B
-        batched_idt = lambda_idt if (self.batch_G and lambda_idt > 0) else 0.0
-        part_A = self._direction_part(self.netG_A, self.netG_B, self.netD_A, self.real_A, self.real_B, lambda_A,
-                                      batched_idt * lambda_B)
-        self.backward_loss(part_A["loss"] * scale)
-        part_B = self._direction_part(self.netG_B, self.netG_A, self.netD_B, self.real_B, self.real_A, lambda_B,
-                                      batched_idt * lambda_A)
-        self.backward_loss(part_B["loss"] * scale)
-        total = part_A["loss"].detach() + part_B["loss"].detach()
-        self.fake_B, self.rec_A, self.fake_A, self.rec_B = part_A["fake"], part_A["rec"], part_B["fake"], part_B["rec"]
-        self.loss_G_A, self.loss_cycle_A = part_A["gan"].detach(), part_A["cycle"].detach()
-        self.loss_G_B, self.loss_cycle_B = part_B["gan"].detach(), part_B["cycle"].detach()
-        if batched_idt > 0:
-            self.idt_A, self.idt_B = part_A["idt"], part_B["idt"]
-            self.loss_idt_A, self.loss_idt_B = part_A["idt_loss"].detach(), part_B["idt_loss"].detach()
-        elif lambda_idt > 0:
-            loss_idt = self._identity_part(lambda_A, lambda_B, lambda_idt)
-            self.backward_loss(loss_idt * scale)
-            total = total + loss_idt.detach()
-        else:
-            self.loss_idt_A = 0
-            self.loss_idt_B = 0
-        self.loss_G = total
+        terms = CycleTerms(fake=amp.to_float(fake), rec=amp.to_float(rec),
+                           gan=self.criterionGAN(amp.to_float(pred), True),
+                           cycle=self.criterionCycle(amp.to_float(rec), real) * lambda_cycle)
+        if idt_input is not None:
+            terms.idt = amp.to_float(outs[1])
+            terms.loss_idt = self.criterionIdt(terms.idt, idt_input) * lambda_idt
+        return terms
 
     # ------------------------------------------------------------------ discriminator step
     def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Helpers for fast training steps: batched forward passes, the fused Adam, and the opt-in network wrappers.
+"""Helpers for fast training steps: batched forward passes and optimizer updates inside backward.
 
 The batched forward runs one network once on several inputs stacked on the batch axis. That equals separate calls
 only when every layer treats the samples independently: instance norm or no norm (``PER_SAMPLE_NORMS``). Batch
@@ -11,7 +11,6 @@ from typing import Iterator, List, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 PER_SAMPLE_NORMS = ("instance", "none")
 
@@ -69,48 +68,3 @@ def step_in_backward(optimizer: torch.optim.Optimizer, enabled: bool = True) -> 
     finally:
         for handle in handles:
             handle.remove()
-
-
-class FastInstanceNorm2d(nn.InstanceNorm2d):
-    """InstanceNorm2d (no running statistics) computed as ``group_norm`` with one group per channel.
-
-    The same function with other kernels: about twice as fast on the CPU (forward + backward), a fresh output
-    instead of a view (so the in-place ReLU behind it needs no CopySlices in backward), better fp32 accuracy on
-    nearly flat channels, channels-last activations kept, and free of a PyTorch bug (seen in 2.14 on the CPU)
-    where ``instance_norm``'s backward returns wrong gradients for a batch of one with a channels-last incoming
-    gradient. Parameters, buffers, state_dict keys and the printed name stay those of InstanceNorm2d.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalize each channel of each sample over H, W (the official InstanceNorm2d for N, C, H, W inputs)."""
-        if x.dim() != 4 or self.track_running_stats:
-            return super().forward(x)
-        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
-
-    def _get_name(self) -> str:
-        """Print as the official layer."""
-        return "InstanceNorm2d"
-
-
-def use_fast_kernels(net: nn.Module) -> nn.Module:
-    """Switch every plain InstanceNorm2d of ``net`` to ``FastInstanceNorm2d`` (in place; same weights and keys)."""
-    for module in net.modules():
-        if type(module) is nn.InstanceNorm2d and not module.track_running_stats:
-            module.__class__ = FastInstanceNorm2d
-    return net
-
-
-def to_channels_last(net: nn.Module) -> nn.Module:
-    """Convert the 4-D parameters and buffers of ``net`` to channels-last memory format (in place).
-
-    Its instance norms must be ``FastInstanceNorm2d`` (``use_fast_kernels``), which keeps activations
-    channels-last and avoids the channels-last instance-norm bug described there.
-    """
-    return use_fast_kernels(net).to(memory_format=torch.channels_last)
-
-
-def compile_network(net: nn.Module) -> nn.Module:
-    """``torch.compile(net)``; the original module stays reachable as ``_orig_mod`` (see ``base_model.unwrap``)."""
-    if not hasattr(torch, "compile"):
-        raise RuntimeError("--compile needs PyTorch >= 2.0 (torch.compile is missing)")
-    return torch.compile(net)

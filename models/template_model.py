@@ -3,13 +3,22 @@
 Copy this file to ``models/<name>_model.py``, rename the class to ``<Name>Model`` and fill in the five parts:
 ``modify_commandline_options``, ``__init__`` (loss_names, visual_names, model_names, networks, optimizers),
 ``set_input``, ``forward`` and ``optimize_parameters``. ``--model <name>`` then finds it.
+
+Keep the BaseModel helpers it uses, and every option works for the copy too: networks from ``build_generator``
+(recorded in config.json), Adam from ``make_optimizer``, network calls under ``self.autocast()`` with outputs
+through ``amp.to_float`` (``--amp``), ``backward_loss``/``step_optimizer`` (fp16 loss scaling), and
+``next_step_plan`` (``--accum_steps``). ``eval_pair`` says what ``--eval_freq`` compares; image pools, if any,
+come from ``add_image_pool`` so that resuming restores them. See docs/adding_a_model.md.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import torch
+
+from util import amp
+from util.metrics.images import from_model_range
 
 from .base_model import BaseModel
 
@@ -49,16 +58,24 @@ class TemplateModel(BaseModel):
         self.output = self.netG(self.data_A)
 
     def backward(self, scale: float = 1.0) -> None:
-        """L1(output, data_B) * lambda_regression."""
-        self.loss_G = self.criterionLoss(self.output, self.data_B) * self.opt.lambda_regression
-        (self.loss_G * scale).backward()
+        """L1(output, data_B) * lambda_regression (the loss in fp32 also under ``--amp``)."""
+        loss = self.criterionLoss(amp.to_float(self.output), self.data_B) * self.opt.lambda_regression
+        self.backward_loss(loss * scale)
+        self.loss_G = loss.detach()
 
     def optimize_parameters(self) -> None:
         """Forward, backward, step (with gradient accumulation when asked)."""
         plan = self.next_step_plan()
-        self.forward()
+        with self.autocast():
+            self.forward()
         if plan.zero_grad:
             self.optimizer.zero_grad(set_to_none=True)
         self.backward(plan.scale)
         if plan.step:
-            self.optimizer.step()
+            self.step_optimizer(self.optimizer)
+            amp.update(self.grad_scaler)
+        self.output = amp.to_float(self.output).detach()  # only a visual from here on
+
+    def eval_pair(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """--eval_freq compares the output with data_B."""
+        return from_model_range(self.output.float().cpu()), from_model_range(self.data_B.float().cpu())

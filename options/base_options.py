@@ -4,13 +4,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Iterable, List, Optional, Sequence, Set, Union
+from typing import List, Optional, Sequence, Set, Union
 
 import torch
 
 import data
 import models
+from data.base_dataset import PREPROCESS_MODES
+from models import networks
+from util.amp import AMP_MODES
 from util.logger import get_logger
+from util.util import atomic_write_text, mkdirs
 
 log = get_logger(__name__)
 
@@ -201,18 +205,12 @@ class BaseOptions:
         log.info(message.rstrip("\n"))
         if getattr(opt, "rank", 0) != 0:
             return
-        from util.util import atomic_write_text, mkdirs
-
         expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
         mkdirs(expr_dir)
         atomic_write_text(os.path.join(expr_dir, f"{opt.phase}_opt.txt"), message)
 
     def validate(self, opt: argparse.Namespace) -> None:
         """One-line errors for values and combinations that cannot work (raised before anything runs)."""
-        from data.base_dataset import PREPROCESS_MODES
-        from models import networks
-        from util.amp import AMP_MODES
-
         checks = [("--netG", opt.netG, networks.list_generators()),
                   ("--netD", opt.netD, networks.list_discriminators()),
                   ("--norm", opt.norm, networks.list_norms()),

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from models.arch_config import apply_config
+
 from .base_options import BaseOptions
 
 
@@ -26,8 +28,6 @@ class TestOptions(BaseOptions):
 
     def finalize(self, opt: argparse.Namespace) -> None:
         """Official test-time settings; architecture flags from the checkpoint config unless given explicitly."""
-        from models.arch_config import apply_config
-
         explicit = set(opt.explicit_flags)
         opt.num_threads = 0
         if "batch_size" not in explicit:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from models import networks
+
 from .base_options import BaseOptions
+from .evaluation import check_eval_options
 
 
 class TrainOptions(BaseOptions):
@@ -92,8 +95,6 @@ class TrainOptions(BaseOptions):
     def validate(self, opt: argparse.Namespace) -> None:
         """Training-specific checks on top of the shared ones."""
         super().validate(opt)
-        from models import networks
-
         if opt.gan_mode not in networks.GAN_MODES:
             raise ValueError(f"--gan_mode '{opt.gan_mode}' is not valid; choose one of: "
                              f"{', '.join(networks.GAN_MODES)}")
@@ -129,6 +130,4 @@ class TrainOptions(BaseOptions):
         if opt.world_size > 1 and opt.norm == "batch":
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")
-        from util.evaluation import check_eval_options
-
         check_eval_options(opt)  # --eval_freq, --eval_metrics, --eval_best, --inception_weights

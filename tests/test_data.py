@@ -1,4 +1,4 @@
-"""Tests of the data package (behaviour.md §5) and the dataset scripts (§7.1, §7.2)."""
+"""Tests of the data package and the dataset scripts (combine_A_and_B, make_dataset_aligned, cityscapes)."""
 from __future__ import annotations
 
 import argparse
@@ -24,7 +24,7 @@ from PIL import Image
 import data
 from data.base_dataset import PREPROCESS_MODES, ImageReadError, get_params, get_transform, load_image
 from data.image_folder import IMG_EXTENSIONS, EmptyDatasetError, is_image_file, make_dataset
-from data.lab import lab2rgb, rgb2lab
+from util.color import lab2rgb, rgb2lab
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET_SCRIPTS = REPO / "datasets"
@@ -191,7 +191,7 @@ def test_unknown_dataset_mode_lists_valid_names(name: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- transforms
 def expected_size(mode: str, w: int, h: int, load: int, crop: int) -> tuple[int, int]:
-    """The (w, h) that behaviour.md §5.3 gives (our 'none' keeps the exact size)."""
+    """The (w, h) the official get_transform gives (our 'none' keeps the exact size)."""
     if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
         return crop, crop
     if mode == "scale_width":

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 
 from conftest import ROOT, run_train, tiny_flags
-from models import networks
+from models import layers, networks, wrappers
 from util import distributed
 
 TIMEOUT = 300  # seconds for one torchrun call (a few CPU steps normally take ~10 s)
@@ -113,7 +113,7 @@ def _numerics_worker(rank: int, world: int, init_file: str, results: str) -> Non
             torch.manual_seed(1)
             ref = nn.Sequential(nn.Conv2d(3, 4, 3), networks.get_norm_layer("batch" if norm == "syncbatch" else
                                                                             norm)(4), nn.ReLU(), nn.Conv2d(4, 2, 3))
-            ddp = distributed.wrap_ddp(net, "cpu")
+            ddp = wrappers.wrap_ddp(net, "cpu")
             out = ddp(mine)
             (out ** 2).mean().backward()
             expected = ref(x)
@@ -152,7 +152,7 @@ def test_single_process_is_untouched() -> None:
     assert not dist.is_initialized() and not distributed.is_distributed()
     assert distributed.is_main_process() and distributed.get_world_size() == 1
     net = nn.Conv2d(3, 3, 1)
-    assert distributed.wrap_ddp(net, "cpu") is net
+    assert wrappers.wrap_ddp(net, "cpu") is net
     distributed.barrier()  # a no-op
     distributed.cleanup_distributed()
 
@@ -161,11 +161,11 @@ def test_buffer_broadcast_only_for_plain_batchnorm() -> None:
     """DDP copies rank 0's buffers before each forward only where per-process statistics would drift."""
     for norm, expected in (("batch", True), ("syncbatch", False), ("instance", False), ("none", False)):
         net = networks.define_G(3, 3, 4, "resnet_6blocks", norm, False)
-        assert distributed.needs_buffer_broadcast(net) is expected, norm
+        assert layers.needs_buffer_broadcast(net) is expected, norm
     net = networks.define_G(3, 3, 4, "unet_128", "syncbatch", False)
     keys = list(net.state_dict())
-    assert distributed.enable_cpu_syncbatch(net) > 0
-    assert list(net.state_dict()) == keys and not distributed.needs_buffer_broadcast(net)
+    assert layers.enable_cpu_syncbatch(net) > 0
+    assert list(net.state_dict()) == keys and not layers.needs_buffer_broadcast(net)
     net.eval()
     with torch.no_grad():
         assert net(torch.randn(1, 3, 8, 8)).shape == (1, 3, 8, 8)  # eval without a process group: plain BN
@@ -266,7 +266,7 @@ def test_resume_under_ddp(pix2pix_run) -> None:
     assert f"loading the model from {exp / '1_net_G.pth'}" in out
     assert out.count("(epoch: 2, iters: ") == 2 and "(epoch: 1, iters: " not in out
     resumed = load(exp / "2_net_G.pth")
-    if full_state:  # optimizers, LR schedule, RNG states and data order restored (util/training_state.py)
+    if full_state:  # optimizers, LR schedule, RNG states and data order restored (training/resume.py)
         assert "resuming from" in out
         assert weight_diff(resumed, uninterrupted) < 1e-5
     # Adam moves weights by about lr per step; a fresh initialisation would be ~init_gain (0.02) away
@@ -277,7 +277,7 @@ def _nonfinite_worker(rank: int, world: int, init_file: str, results: str) -> No
     """One process of test_nonfinite_decision_is_collective: only rank 1 sees a NaN loss."""
     import types
 
-    from util.nonfinite import NonFiniteGuard, NonFiniteLossError
+    from training.nonfinite import NonFiniteGuard, NonFiniteLossError
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:

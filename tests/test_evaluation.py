@@ -13,8 +13,9 @@ import torch
 
 import models
 from conftest import run_test, run_train, tiny_flags
-from util import evaluation
-from util.evaluation import BestTracker, Evaluator, best_value, higher_is_better
+from training import evaluator as evaluation
+from training.evaluator import BestTracker, Evaluator, best_value
+from util.metrics import METRICS, higher_is_better
 
 
 # every trainable model: dataroot sub-folder of demo_root, extra train flags, networks saved as best_net_*
@@ -77,7 +78,7 @@ def test_eval_freq_logs_metrics_and_keeps_best(model: str, demo_root: Path, tmp_
 
 
 # ---------------------------------------------------------------------------------------------------- best logic
-@pytest.mark.parametrize("key", list(evaluation.KEY_SOURCE))
+@pytest.mark.parametrize("key", [metric.key for metric in METRICS.values()])
 def test_every_best_metric_has_a_direction(key: str) -> None:
     higher = higher_is_better(key)
     assert higher == (key in {"psnr", "ssim", "domain_score"})

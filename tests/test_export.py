@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from conftest import load_script
-from models import arch_config, legacy, networks
+from models import arch_config, checkpoint_io, networks
 
 # Multiples of 4 (ResNet) and not; below 64 the U-Nets replicate-pad, at 100x120 they reflect-pad.
 SIZES = [(32, 48), (37, 45), (100, 120)]
@@ -42,7 +42,7 @@ def make_checkpoint(root: Path, name: str, net_name: str, netG: str, norm: str =
                 b.normal_(0.0, 0.1)
     save_dir = root / name
     save_dir.mkdir(parents=True, exist_ok=True)
-    legacy.save_weights(legacy.plain_state_dict(net), save_dir / f"latest_net_{net_name}.pth")
+    checkpoint_io.save_weights(checkpoint_io.plain_state_dict(net), save_dir / f"latest_net_{net_name}.pth")
     if config:
         spec = {"kind": "G", "netG": netG, "input_nc": 3, "output_nc": 3, "ngf": ngf, "norm": norm,
                 "use_dropout": dropout, "upsample": upsample}
@@ -151,7 +151,7 @@ def test_official_checkpoint_uses_flags(export_module, tmp_path: Path) -> None:
     net = make_checkpoint(ckpt, "official", "G_A", "resnet_6blocks", ngf=8, config=False)
     base = ["--name", "official", "--checkpoints_dir", str(ckpt), "--out", str(tmp_path / "out"),
             "--format", "torchscript", "--check_size", "24", "--netG", "resnet_6blocks", "--ngf", "8"]
-    with pytest.raises(legacy.CheckpointError, match="--no_dropout"):
+    with pytest.raises(checkpoint_io.CheckpointError, match="--no_dropout"):
         export_module.main(base)  # official default: dropout on; this checkpoint has none
     report = export_module.main(base + ["--no_dropout"])
     assert report["config_json"] is False and report["net"] == "G_A"

@@ -52,7 +52,7 @@ def test_model_declares_names_and_steps(model_name: str, demo_root: Path, tmp_pa
     assert model.loss_names and model.visual_names and model.model_names
     for name in model.model_names:
         assert isinstance(getattr(model, "net" + name), torch.nn.Module)
-    before = {n: copy.deepcopy(net.state_dict()) for n, net in model.networks().items()}
+    before = {n: copy.deepcopy(net.state_dict()) for n, net in model.named_networks().items()}
     model.set_input(first_batch(opt))
     model.optimize_parameters()
     losses = model.get_current_losses()
@@ -61,7 +61,7 @@ def test_model_declares_names_and_steps(model_name: str, demo_root: Path, tmp_pa
     model.compute_visuals()
     visuals = model.get_current_visuals()
     assert list(visuals) == model.visual_names
-    for name, net in model.networks().items():
+    for name, net in model.named_networks().items():
         changed = any(not torch.equal(before[name][k], v) for k, v in net.state_dict().items())
         assert changed, f"{name} was not updated by optimize_parameters"
     # save + load round trip
@@ -70,7 +70,7 @@ def test_model_declares_names_and_steps(model_name: str, demo_root: Path, tmp_pa
         assert (Path(model.save_dir) / f"latest_net_{name}.pth").is_file()
     other = create_model(opt)
     other.load_networks("latest")
-    for name, net in model.networks().items():
+    for name, net in model.named_networks().items():
         for k, v in net.state_dict().items():
             assert torch.equal(v, getattr(other, "net" + name).state_dict()[k])
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models import legacy, networks
+from models import checkpoint_io, networks
 
 GENERATORS = networks.list_generators()
 DISCRIMINATORS = networks.list_discriminators()
@@ -95,7 +95,7 @@ def test_unet256_parameter_count_prints_as_official() -> None:
 
 # ----------------------------------------------------------------------------- key layouts
 def expected_resnet_keys(n_blocks: int, dropout: bool, norm: str) -> list:
-    """Key list written from behaviour.md section 3.3 (independent of networks.py)."""
+    """Key list written out from the official ResNet generator's layout (independent of networks.py)."""
     bias = norm == "instance"
     bn = norm == "batch"
 
@@ -219,7 +219,7 @@ def test_load_legacy_instance_norm_checkpoint(tmp_path) -> None:
     legacy_sd = official_style(src.state_dict(), src)
     assert any(k.endswith("running_mean") for k in legacy_sd)
     dst = networks.define_G(3, 3, 8, "resnet_6blocks", "instance", init_type="xavier")
-    legacy.load_network(dst, roundtrip(tmp_path, legacy_sd))
+    checkpoint_io.load_network(dst, roundtrip(tmp_path, legacy_sd))
     assert outputs_equal(src, dst)
 
 
@@ -228,7 +228,7 @@ def test_load_module_and_compile_prefixes(tmp_path) -> None:
     wrapped = OrderedDict(("module._orig_mod." + k, v) for k, v in src.state_dict().items())
     dst = small_G("unet_128", "batch", ngf=4)
     networks.init_weights(dst, "kaiming")
-    legacy.load_network(dst, roundtrip(tmp_path, wrapped))
+    checkpoint_io.load_network(dst, roundtrip(tmp_path, wrapped))
     assert outputs_equal(src, dst, size=128)
 
 
@@ -236,7 +236,7 @@ def test_load_batchnorm_without_num_batches_tracked(tmp_path) -> None:
     src = networks.define_D(6, 8, "basic", norm="batch")
     old = OrderedDict((k, v) for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked"))
     dst = networks.define_D(6, 8, "basic", norm="batch", init_type="xavier")
-    legacy.load_network(dst, roundtrip(tmp_path, old))
+    checkpoint_io.load_network(dst, roundtrip(tmp_path, old))
     x = torch.randn(1, 6, 64, 64)
     assert torch.equal(src.eval()(x), dst.eval()(x))
 
@@ -244,11 +244,11 @@ def test_load_batchnorm_without_num_batches_tracked(tmp_path) -> None:
 def test_saved_file_is_plain_and_reloads(tmp_path) -> None:
     net = nn.parallel.DataParallel(small_G("resnet_6blocks"))
     path = tmp_path / "latest_net_G.pth"
-    legacy.save_weights(legacy.plain_state_dict(net.module), path)
+    checkpoint_io.save_weights(checkpoint_io.plain_state_dict(net.module), path)
     sd = torch.load(path, weights_only=True)
     assert not any(k.startswith("module.") for k in sd)
     assert all(v.device.type == "cpu" for v in sd.values())
-    legacy.load_network(small_G("resnet_6blocks"), path)
+    checkpoint_io.load_network(small_G("resnet_6blocks"), path)
 
 
 @pytest.mark.parametrize("built,saved,flag", [
@@ -261,8 +261,8 @@ def test_saved_file_is_plain_and_reloads(tmp_path) -> None:
 ])
 def test_mismatch_names_the_flag(tmp_path, built: dict, saved: dict, flag: str) -> None:
     path = roundtrip(tmp_path, small_G(**saved).state_dict())
-    with pytest.raises(legacy.CheckpointError, match=flag):
-        legacy.load_network(small_G(**built), path)
+    with pytest.raises(checkpoint_io.CheckpointError, match=flag):
+        checkpoint_io.load_network(small_G(**built), path)
 
 
 def test_malicious_pickle_is_refused(tmp_path) -> None:
@@ -274,8 +274,8 @@ def test_malicious_pickle_is_refused(tmp_path) -> None:
 
     path = tmp_path / "evil.pth"
     torch.save({"model.0.weight": Evil()}, path)
-    with pytest.raises(legacy.CheckpointError, match="refusing"):
-        legacy.read_weights(path)
+    with pytest.raises(checkpoint_io.CheckpointError, match="refusing"):
+        checkpoint_io.read_weights(path)
     assert not marker.exists()
 
 

@@ -9,7 +9,7 @@ import models
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 
-# Every official flag with a non-default value (behaviour.md section 1).
+# Every official flag with a non-default value (the official option files).
 OFFICIAL_BASE = {
     "--name": "exp", "--gpu_ids": "-1", "--model": "cycle_gan", "--input_nc": "3", "--output_nc": "3",
     "--ngf": "32", "--ndf": "32", "--netD": "n_layers", "--netG": "resnet_6blocks", "--n_layers_D": "4",

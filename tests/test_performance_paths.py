@@ -1,6 +1,6 @@
 """The fast training/inference paths give the official numbers: losses and gradients against a plain reference.
 
-The reference implementations below are written out the straightforward way (behaviour.md §2.1, §2.2): every
+The reference implementations below are written out the straightforward way (the official cycle_gan and pix2pix steps): every
 network call separate, one ``loss_G.backward()``. The models' steps batch calls and back-propagate in pieces
 (models/cycle_gan_model.py, models/pix2pix_model.py); the results must agree within float tolerance.
 """
@@ -135,7 +135,7 @@ def test_cycle_gan_step_equals_reference(case: str, demo_root: Path, tmp_path: P
     assert model.batch_G == (per_sample and torch.device(model.device).type == "cuda")  # generators: GPU only
     model.batch_G = batched  # both generator paths are tested on any device
     ref_dtype, rtol = (torch.float64, 1e-3) if "--channels_last" in extra else (torch.float32, 1e-4)
-    nets = {name: copy.deepcopy(net).to(ref_dtype) for name, net in model.networks().items()}
+    nets = {name: copy.deepcopy(net).to(ref_dtype) for name, net in model.named_networks().items()}
     model.setup(opt)  # the opt-in wrappers (channels-last) apply here; the reference stays plain
     if "--channels_last" in extra:
         conv = next(m for m in model.netG_A.modules() if isinstance(m, torch.nn.Conv2d))
@@ -181,7 +181,7 @@ def test_cycle_gan_without_identity_equals_reference(demo_root: Path, tmp_path: 
                     "--lambda_identity", "0")
     torch.manual_seed(0)
     model = create_model(opt)
-    nets = {name: copy.deepcopy(net) for name, net in model.networks().items()}
+    nets = {name: copy.deepcopy(net) for name, net in model.named_networks().items()}
     model.set_input(noise_batch(opt))
     model.set_requires_grad([model.netD_A, model.netD_B], False)
     model.backward_G()
@@ -409,7 +409,8 @@ def test_test_py_channels_last_default_equals_contiguous(demo_root: Path, tmp_pa
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_channels_last_inference_equals_contiguous(netG: str, norm: str) -> None:
     """Every generator in eval mode gives the same output (to float rounding) with channels-last weights."""
-    from models.step_utils import to_channels_last, use_fast_kernels
+    from models.layers import use_fast_kernels
+    from models.wrappers import to_channels_last
 
     torch.manual_seed(0)
     net = networks.define_G(3, 3, 8, netG, norm, False, "normal", 0.02)

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from conftest import run_train, tiny_flags
-from models.legacy import CheckpointError
-from util import training_state
-from util.seed import ResumableSampler, capture_rng_state, restore_rng_state
+from models.checkpoint_io import CheckpointError
+from training import checkpoints, resume
+from data.sampler import ResumableSampler
+from util.seed import capture_rng_state, restore_rng_state
 
 # Per model: flags that keep it tiny but keep every random element (pool, dropout, batch norm, random crop/flip).
 MODELS: Dict[str, List[str]] = {
@@ -38,7 +39,7 @@ def train_flags(model: str, name: str, ckpt: Path, root: Path, *extra: str) -> L
 def load_dir(folder: Path, prefix: str = "latest") -> Dict[str, Dict]:
     """Every ``<prefix>_net_*.pth`` of a folder, plus the training state under the key ``state``."""
     out = {p.name[len(prefix) + 5:-4]: torch.load(p, weights_only=True) for p in folder.glob(f"{prefix}_net_*.pth")}
-    out["state"] = training_state.read_state(str(folder / f"{prefix}_train_state.pth"))
+    out["state"] = checkpoints.read_state(str(folder / f"{prefix}_train_state.pth"))
     return out
 
 
@@ -88,7 +89,7 @@ def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path) -> None
                           "--batch_size", str(batch)))
     straight = ckpt / "straight"
     prefix, load = (f"iter_{resume_at}", ["--load_iter", str(resume_at)]) if kind == "iter" else ("1", ["--epoch", "1"])
-    state = training_state.read_state(str(straight / f"{prefix}_train_state.pth"))
+    state = checkpoints.read_state(str(straight / f"{prefix}_train_state.pth"))
     assert state["total_iters"] == resume_at and state["epoch"] == (resume_at - 1) // N_TRAIN + 1
     assert state["epoch_complete"] == (kind == "epoch")
     copy_checkpoint(straight, ckpt / "resumed", prefix)
@@ -113,15 +114,15 @@ def test_resume_restores_optimizer_and_schedule(demo_root: Path, tmp_path: Path)
 
     ckpt = tmp_path / "ck"
     run_train(train_flags("cycle_gan", "run", ckpt, demo_root, "--save_latest_freq", "1000"))
-    saved = training_state.read_state(str(ckpt / "run" / "latest_train_state.pth"))
+    saved = checkpoints.read_state(str(ckpt / "run" / "latest_train_state.pth"))
     assert saved["epoch"] == 2 and saved["epoch_complete"] and saved["total_iters"] == 2 * N_TRAIN
     opt = TrainOptions().parse(train_flags("cycle_gan", "run", ckpt, demo_root, "--continue_train", "--n_epochs_decay",
                                            "4"), save=False)
-    state = training_state.load_for_resume(opt)
+    state = resume.load_for_resume(opt)
     dataset = create_dataset(opt)
     model = create_model(opt)
     model.setup(opt)
-    point = training_state.restore(model, dataset, opt, state)
+    point = resume.restore(model, dataset, opt, state)
     assert (point.epoch, point.epoch_iter, point.total_iters) == (3, 0, 2 * N_TRAIN)
     assert_same(model.optimizers[0].state_dict(), saved["optimizers"][0], "optimizer_G")
     assert model.optimizers[0].param_groups[0]["lr"] == pytest.approx(saved["schedulers"][0]["_last_lr"][0])
@@ -138,7 +139,7 @@ def test_official_checkpoint_resumes_weights_only(demo_root: Path, tmp_path: Pat
     run_train(train_flags("pix2pix", "off", ckpt, demo_root, "--continue_train", "--epoch_count", "2",
                           "--n_epochs_decay", "0", "--n_epochs", "2", "--save_latest_freq", "1000"))
     assert "resuming the official way" in caplog.text
-    state = training_state.read_state(str(ckpt / "off" / "latest_train_state.pth"))
+    state = checkpoints.read_state(str(ckpt / "off" / "latest_train_state.pth"))
     assert state["epoch"] == 2 and state["total_iters"] == N_TRAIN  # official: total_iters restarts at 0
 
 
@@ -164,9 +165,9 @@ def test_malicious_state_file_is_refused(demo_root: Path, tmp_path: Path) -> Non
     target = tmp_path / "pwned.txt"
     evil = tmp_path / "ck" / "x" / "latest_train_state.pth"
     evil.parent.mkdir(parents=True)
-    torch.save({"format": training_state.STATE_FORMAT, "payload": _CreatesFile(str(target))}, evil)
+    torch.save({"format": checkpoints.STATE_FORMAT, "payload": _CreatesFile(str(target))}, evil)
     with pytest.raises(CheckpointError, match="refusing to load .*latest_train_state.pth"):
-        training_state.read_state(str(evil))
+        checkpoints.read_state(str(evil))
     assert not target.exists()
     # the same through the training entry point (the networks would be read first: give it a real run)
     ckpt = tmp_path / "ck2"
@@ -188,7 +189,7 @@ def test_unreadable_state_names_the_file(content, tmp_path: Path) -> None:
     else:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match="latest_train_state.pth"):
-        training_state.read_state(str(path))
+        checkpoints.read_state(str(path))
 
 
 def test_state_holds_only_plain_data(demo_root: Path, tmp_path: Path) -> None:
@@ -224,7 +225,7 @@ def test_stale_temp_files_are_removed(tmp_path: Path) -> None:
     (staging / "latest_net_G.pth").write_bytes(b"half")
     keep = tmp_path / ".hidden.tmp"
     keep.write_bytes(b"not ours")
-    assert training_state.remove_stale_temp_files(str(tmp_path)) == 2
+    assert checkpoints.remove_stale_temp_files(str(tmp_path)) == 2
     assert not stale.exists() and not staging.exists() and keep.exists()
 
 
@@ -297,16 +298,16 @@ def poison_input(monkeypatch: pytest.MonkeyPatch, model_class: type, at_call: in
 def test_nan_stops_and_keeps_the_good_checkpoint(demo_root: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from models.pix2pix_model import Pix2PixModel
-    from util.nonfinite import NonFiniteLossError
+    from training.nonfinite import NonFiniteLossError
 
     poison_input(monkeypatch, Pix2PixModel, at_call=3)
     ckpt = tmp_path / "ck"
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(.*nan.*\) at epoch 1, iters 3: stopping"):
         run_train(train_flags("pix2pix", "nan", ckpt, demo_root, "--save_latest_freq", "2"))
     exp = ckpt / "nan"
-    state = training_state.read_state(str(exp / "latest_train_state.pth"))
+    state = checkpoints.read_state(str(exp / "latest_train_state.pth"))
     assert state["total_iters"] == 2
-    training_state.verify_networks(state, str(exp), "latest", "state")  # the files of iteration 2, untouched
+    resume.verify_networks(state, str(exp), "latest", "state")  # the files of iteration 2, untouched
     for p in exp.glob("latest_net_*.pth"):
         assert all(torch.isfinite(t).all() for t in torch.load(p, weights_only=True).values() if t.is_floating_point())
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from conftest import ROOT, run_train, tiny_flags
-from models.legacy import CheckpointError, read_weights
-from util import training_state
-from util.signals import GracefulStop
+from models.checkpoint_io import CheckpointError, read_weights
+from training import checkpoints, resume
+from training.signals import GracefulStop
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals needed")
 
@@ -85,11 +85,11 @@ def test_signal_saves_and_resume_finishes_the_run(signame: str, workers: int, gr
     assert done.returncode == 128 + signum, done.stdout[-3000:]
     assert f"received {signame}" in done.stdout and "saved a resumable checkpoint (latest)" in done.stdout
     assert "Traceback" not in done.stdout, done.stdout[-3000:]
-    state = training_state.read_state(str(ckpt / "run" / "latest_train_state.pth"))
+    state = checkpoints.read_state(str(ckpt / "run" / "latest_train_state.pth"))
     stopped_at = state["total_iters"]
     assert 1 <= stopped_at < 4 * EPOCHS
     run_train(argv + ["--continue_train"])
-    final = training_state.read_state(str(ckpt / "run" / "latest_train_state.pth"))
+    final = checkpoints.read_state(str(ckpt / "run" / "latest_train_state.pth"))
     assert final["total_iters"] == 4 * EPOCHS and final["epoch"] == EPOCHS
     log = (ckpt / "run" / "loss_log.txt").read_text()
     assert log.count("(epoch: ") == 4 * EPOCHS  # every iteration printed once: none lost, none repeated
@@ -137,8 +137,8 @@ SAVER = textwrap.dedent("""
     # model (four ~2 MB networks, real Adam optimizers) keeps the start-up short (no options, no torchvision).
     import os, sys
     import torch
-    from models import legacy
-    from util.training_state import Checkpointer
+    from models import checkpoint_io
+    from training.checkpoints import Checkpointer
 
     class Model:
         model_names = ["G_A", "G_B", "D_A", "D_B"]
@@ -151,7 +151,7 @@ SAVER = textwrap.dedent("""
         def save_networks(self, prefix):  # what BaseModel.save_networks does per network
             os.makedirs(self.save_dir, exist_ok=True)
             for name in self.model_names:
-                legacy.save_weights(legacy.plain_state_dict(getattr(self, "net" + name)),
+                checkpoint_io.save_weights(checkpoint_io.plain_state_dict(getattr(self, "net" + name)),
                                     os.path.join(self.save_dir, "%s_net_%s.pth" % (prefix, name)))
 
     class Data:
@@ -198,16 +198,16 @@ def test_sigkill_during_saves_leaves_loadable_checkpoints(tmp_path: Path) -> Non
                 proc.kill()
         nets = {p.name: read_weights(p) for p in exp.glob("latest_net_*.pth")}  # raises on a half-written file
         assert set(nets) == {f"latest_net_{n}.pth" for n in ("G_A", "G_B", "D_A", "D_B")}
-        state = training_state.read_state(str(exp / "latest_train_state.pth"))
+        state = checkpoints.read_state(str(exp / "latest_train_state.pth"))
         g_a = float(nets["latest_net_G_A.pth"]["0.weight"].flatten()[0])
         try:
-            training_state.verify_networks(state, str(exp), "latest", "state")
+            resume.verify_networks(state, str(exp), "latest", "state")
             assert g_a == state["epoch_iter"], "a consistent set: the state describes these weights"
             outcomes.append("consistent")
         except CheckpointError as err:  # killed during the final renames (microseconds): detected, by name
             assert "was not written together with" in str(err)
             outcomes.append("mixed, detected")
-        training_state.remove_stale_temp_files(str(exp))
+        checkpoints.remove_stale_temp_files(str(exp))
         assert sorted(p.name for p in exp.iterdir() if p.name.startswith(".")) == []  # no temp file or staging
     assert len(outcomes) == 2
 
@@ -217,7 +217,7 @@ AGREE = textwrap.dedent("""
     import os, signal, sys
     import torch.distributed as dist
     import torch.multiprocessing as mp
-    from util.signals import GracefulStop
+    from training.signals import GracefulStop
 
     def run(rank, port):
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

@@ -41,7 +41,7 @@ def noise_image(w: int, h: int, seed: int, mode: str = "RGB") -> Image.Image:
 
 
 def torchvision_chain(opt: argparse.Namespace, params: dict | None, grayscale: bool) -> "tv.Compose":
-    """The official get_transform written with torchvision (behaviour.md §5.3), for the modes that use it."""
+    """The official get_transform written with torchvision (the official code), for the modes that use it."""
     steps = []
     if grayscale:
         steps.append(tv.Grayscale(1))

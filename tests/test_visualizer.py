@@ -287,7 +287,7 @@ def test_no_visdom_server_warns_once_and_finishes(tmp_path, captured, capsys) ->
 
 
 def test_visdom_not_imported_when_display_id_is_zero(tmp_path) -> None:
-    """display_id <= 0 never imports visdom (decisions.md: imports only when asked); checked in a fresh process."""
+    """display_id <= 0 never imports visdom (docs/differences.md: imported only when asked for); checked in a fresh process."""
     code = (
         "import sys, argparse\n"
         "from util.visualizer import Visualizer\n"
@@ -345,7 +345,7 @@ def test_save_images_results_page(tmp_path) -> None:
 # ----------------------------------------------------------------------------- optional loggers
 def test_missing_logger_packages_give_clear_errors(tmp_path, monkeypatch) -> None:
     """--use_wandb / --use_tensorboard without their package: an error naming the flag and the pip package."""
-    from util.loggers import TensorBoardLogger, WandbLogger
+    from util.trackers import TensorBoardLogger, WandbLogger
 
     monkeypatch.setitem(sys.modules, "wandb", None)
     with pytest.raises(RuntimeError, match=r"--use_wandb.*pip install wandb"):

@@ -10,7 +10,6 @@ import contextlib
 from typing import Any, ContextManager, Optional
 
 import torch
-import torch.nn as nn
 
 AMP_MODES = ("none", "bf16", "fp16")
 
@@ -69,44 +68,3 @@ def update(scaler: Optional[torch.amp.GradScaler]) -> None:
     """Adjust the loss scale once per iteration, after every optimizer of the iteration has stepped."""
     if scaler is not None:
         scaler.update()
-
-
-class _DtypeKeepingPad:
-    """Mixin: run the padding with autocast off, so half-precision activations stay half (a pure copy)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - the padding layer's forward
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return super().forward(x)  # type: ignore[misc]
-
-
-class ReflectionPad2dKeepDtype(_DtypeKeepingPad, nn.ReflectionPad2d):
-    """ReflectionPad2d that does not upcast bf16/fp16 activations under autocast (CPU autocast runs pads in fp32)."""
-
-    def _get_name(self) -> str:
-        """Print as the official layer."""
-        return "ReflectionPad2d"
-
-
-class ReplicationPad2dKeepDtype(_DtypeKeepingPad, nn.ReplicationPad2d):
-    """ReplicationPad2d that does not upcast bf16/fp16 activations under autocast."""
-
-    def _get_name(self) -> str:
-        """Print as the official layer."""
-        return "ReplicationPad2d"
-
-
-_KEEP_DTYPE = {nn.ReflectionPad2d: ReflectionPad2dKeepDtype, nn.ReplicationPad2d: ReplicationPad2dKeepDtype}
-
-
-def keep_dtype_in_padding(net: nn.Module) -> nn.Module:
-    """Switch the padding layers of ``net`` to their dtype-keeping versions (in place; no parameters change).
-
-    CPU autocast lists the padding ops as fp32 ops, so every padded convolution of the ResNet generator would
-    cast its bf16 input to fp32 and back (twice more in backward). Padding only copies values, so running it in
-    the input's dtype gives identical numbers without the casts.
-    """
-    for module in net.modules():
-        cls = _KEEP_DTYPE.get(type(module))
-        if cls is not None:
-            module.__class__ = cls
-    return net

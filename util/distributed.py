@@ -1,9 +1,9 @@
-"""Several processes with ``torchrun``: the process group, rank helpers, rank-aware console, DDP wrapping.
+"""Several processes with ``torchrun``: the process group, rank helpers, the rank-aware console.
 
 ``torchrun --nproc_per_node=N train.py ...`` (one node) or with ``--nnodes/--rdzv_*`` (several nodes) starts N
 processes with the environment variables RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; nothing else
 is needed in the code. ``init_distributed(opt)`` joins the process group (NCCL on GPUs, gloo on the CPU) when
-WORLD_SIZE > 1, and ``wrap_ddp`` puts each trainable network in ``DistributedDataParallel``. See
+WORLD_SIZE > 1 (``models.wrappers.wrap_ddp`` then puts each trainable network in ``DistributedDataParallel``). See
 docs/distributed.md for the recipes and what is per process.
 """
 from __future__ import annotations
@@ -12,17 +12,14 @@ import argparse
 import inspect
 import logging
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
 from util.logger import ROOT_NAME, get_logger
 
 log = get_logger(__name__)
-
-_DDP_ARGS = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
 
 
 # ---------------------------------------------------------------------------------------------------- environment
@@ -164,116 +161,3 @@ def setup_rank_logging(rank: Optional[int] = None) -> None:
             handler.removeFilter(old)
         if rank != 0:
             handler.addFilter(RankFilter(rank))
-
-
-# ---------------------------------------------------------------------------------------------------- DDP
-class AllReduceSum(torch.autograd.Function):
-    """Sum a tensor over the processes; the gradient is summed over the processes too (autograd-aware)."""
-
-    @staticmethod
-    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
-        """All-reduce (sum) a copy of ``tensor``."""
-        ctx.group = group
-        out = tensor.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:
-        """Every process's output depends on every input: sum the incoming gradients."""
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
-        return grad, None
-
-
-class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Synchronised batch norm for CPU processes (gloo); PyTorch's SyncBatchNorm only supports GPUs.
-
-    ``enable_cpu_syncbatch`` turns ``nn.SyncBatchNorm`` layers into this class in place (same parameters, buffers
-    and state_dict keys; DDP refuses SyncBatchNorm on the CPU, hence not a subclass of it). In training under a
-    process group, the batch mean and variance are taken over the samples of every process (autograd-aware
-    all-reduces of the sums, then of the squared deviations), so the result and the gradients equal BatchNorm on
-    the concatenated global batch. In eval mode, or without a process group, it is plain batch norm.
-    """
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        """Any input with a channel axis (N, C, ...), as nn.SyncBatchNorm."""
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Batch norm with global statistics in distributed training; plain batch norm otherwise."""
-        group = getattr(self, "process_group", None)
-        if group is None and dist.is_available() and dist.is_initialized():
-            group = dist.group.WORLD
-        if not self.training or group is None or dist.get_world_size(group) < 2:
-            return super().forward(input)
-        self._check_input_dim(input)
-        dtype = input.dtype
-        x = input.float() if dtype in (torch.float16, torch.bfloat16) else input  # statistics in fp32 at least
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked)
-        channels = x.shape[1]
-        dims = [0] + list(range(2, x.dim()))
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        count = torch.tensor([x.numel() // max(channels, 1)], dtype=x.dtype)
-        sums = AllReduceSum.apply(torch.cat([x.sum(dims), count]), group)
-        n = sums[channels]
-        mean = sums[:channels] / n
-        centred = x - mean.view(shape)
-        var = AllReduceSum.apply((centred * centred).sum(dims), group) / n
-        out = centred * torch.rsqrt(var + self.eps).view(shape)
-        if self.weight is not None:
-            out = out * self.weight.view(shape) + self.bias.view(shape)
-        if self.track_running_stats and self.running_mean is not None:
-            with torch.no_grad():
-                unbiased = var.detach() * (n / torch.clamp(n - 1, min=1))
-                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
-                self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
-        return out.to(dtype)
-
-
-def enable_cpu_syncbatch(net: nn.Module) -> int:
-    """Turn every ``nn.SyncBatchNorm`` in ``net`` into ``CPUSyncBatchNorm`` in place; return how many."""
-    n = 0
-    for module in net.modules():
-        if isinstance(module, nn.SyncBatchNorm):
-            module.__class__ = CPUSyncBatchNorm
-            n += 1
-    return n
-
-
-def needs_buffer_broadcast(net: nn.Module) -> bool:
-    """Plain BatchNorm keeps per-process running statistics: DDP must copy rank 0's before each forward.
-
-    SyncBatchNorm's statistics are already global (identical everywhere) and instance norm has none, so they
-    skip the broadcast (which also breaks networks called twice before one backward).
-    """
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-               and not isinstance(m, (nn.SyncBatchNorm, CPUSyncBatchNorm)) and m.track_running_stats
-               for m in net.modules())
-
-
-def wrap_ddp(net: nn.Module, device: torch.device | str) -> nn.Module:
-    """``DistributedDataParallel(net)`` under a multi-process group; ``net`` unchanged otherwise.
-
-    Networks without trainable parameters stay unwrapped. The construction broadcasts rank 0's parameters and
-    buffers, so every process starts from the same weights whatever its seed. Gradients are averaged over the
-    processes (a mean, like one process with the global batch).
-    """
-    if not is_distributed() or not any(p.requires_grad for p in net.parameters()):
-        return net
-    device = torch.device(device)
-    if device.type == "cpu":
-        enable_cpu_syncbatch(net)
-    kwargs: Dict[str, Any] = {"gradient_as_bucket_view": True}
-    # Whether to copy rank 0's buffers before every forward (parameters are always copied at construction).
-    sync_key = "forward_sync_buffers" if "forward_sync_buffers" in _DDP_ARGS else "broadcast_buffers"
-    kwargs[sync_key] = needs_buffer_broadcast(net)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        kwargs.update(device_ids=[index], output_device=index)
-    return nn.parallel.DistributedDataParallel(net, **kwargs)

@@ -33,7 +33,7 @@ def tensor2im(input_image, imtype: type = np.uint8) -> np.ndarray:
     if image_numpy.shape[0] == 1:  # grayscale is tiled to RGB, as the official code does
         image_numpy = np.tile(image_numpy, (3, 1, 1))
     image_numpy = (np.transpose(image_numpy, (1, 2, 0)) + 1.0) / 2.0 * 255.0
-    # DELIBERATE FIX (decisions.md): clip to [0, 255] before the integer cast. The official code casts without
+    # DELIBERATE FIX (docs/differences.md): clip to [0, 255] before the integer cast. The official code casts without
     # clipping, so values slightly outside [-1, 1] (e.g. bf16 overshoot of Tanh) wrap around to the opposite colour.
     if np.issubdtype(np.dtype(imtype), np.integer):
         image_numpy = np.clip(np.nan_to_num(image_numpy, nan=0.0), 0.0, 255.0)
@@ -50,7 +50,7 @@ def save_image(image_numpy: np.ndarray, image_path: PathLike, aspect_ratio: floa
     """Save an HWC uint8 array to disk (atomically), stretched by ``aspect_ratio`` (width / height factor)."""
     image_pil = Image.fromarray(image_numpy)
     w, h = image_pil.size
-    # DELIBERATE FIX (decisions.md): PIL sizes are (width, height). aspect_ratio > 1 makes the image wider,
+    # DELIBERATE FIX (docs/differences.md): PIL sizes are (width, height). aspect_ratio > 1 makes the image wider,
     # < 1 makes it taller; the official code passed (h, w*ar) and so swapped the axes of non-square images.
     if aspect_ratio > 1.0:
         image_pil = image_pil.resize((int(w * aspect_ratio), h), Image.BICUBIC)

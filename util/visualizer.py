@@ -24,6 +24,7 @@ from util import util
 from util.html import HTML
 from util.logger import get_logger
 from util.loss_plot import render_loss_plot
+from util.trackers import TensorBoardLogger, WandbLogger
 
 log = get_logger(__name__)
 
@@ -219,10 +220,8 @@ class Visualizer:
             log.info("create web directory %s...", self.web_dir)
             util.mkdirs([self.web_dir, self.img_dir])
         if getattr(opt, "use_wandb", False):
-            from util.loggers import WandbLogger  # noqa: PLC0415
             self.loggers.append(WandbLogger(opt))
         if getattr(opt, "use_tensorboard", False):
-            from util.loggers import TensorBoardLogger  # noqa: PLC0415
             self.loggers.append(TensorBoardLogger(opt))
         if getattr(opt, "continue_train", False):
             self.records = self._load_records(int(getattr(opt, "epoch_count", 1)))

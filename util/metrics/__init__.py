@@ -1,4 +1,4 @@
-"""Evaluation metrics for translated images: registry and ``compute_metrics``.
+"""Evaluation metrics for translated images: the one metric table (``METRICS``) and ``compute_metrics``.
 
 Every metric takes uint8 Nx3xHxW RGB tensors (``fake`` = translated images, ``real`` = target-domain images;
 for the paired metrics pair i is ``fake[i]`` vs ``real[i]``) and returns a dict of floats:
@@ -16,6 +16,7 @@ generator outputs in [-1, 1].
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
@@ -29,22 +30,56 @@ from util.metrics.swd import swd_metric
 
 MetricFn = Callable[..., dict[str, float]]
 
-METRICS: Mapping[str, MetricFn] = MappingProxyType({
-    "fid": fid_metric,
-    "kid": kid_metric,
-    "swd": swd_metric,
-    "classifier": classifier_metric,
-    "psnr": psnr_metric,
-    "ssim": ssim_metric,
-    "l1": l1_metric,
-})
-PAIRED_METRICS = frozenset({"psnr", "ssim", "l1"})
-INCEPTION_METRICS = frozenset({"fid", "kid"})
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: its name, the result key that ranks checkpoints, its direction, what it needs, its function."""
+
+    name: str  # evaluate.py --metrics / train.py --eval_metrics
+    key: str  # the headline result key (--eval_best; ``classifier`` reports ``domain_score``)
+    higher_is_better: bool
+    paired: bool  # compares fake[i] with real[i]: needs ground-truth pairs
+    inception: bool  # needs the TF-Inception weights (fid, kid)
+    two_domains: bool  # needs real training images of both domains (the domain classifier)
+    fn: MetricFn
+
+
+METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in (
+    Metric("fid", "fid", higher_is_better=False, paired=False, inception=True, two_domains=False, fn=fid_metric),
+    Metric("kid", "kid", higher_is_better=False, paired=False, inception=True, two_domains=False, fn=kid_metric),
+    Metric("swd", "swd", higher_is_better=False, paired=False, inception=False, two_domains=False, fn=swd_metric),
+    Metric("classifier", "domain_score", higher_is_better=True, paired=False, inception=False, two_domains=True,
+           fn=classifier_metric),
+    Metric("psnr", "psnr", higher_is_better=True, paired=True, inception=False, two_domains=False, fn=psnr_metric),
+    Metric("ssim", "ssim", higher_is_better=True, paired=True, inception=False, two_domains=False, fn=ssim_metric),
+    Metric("l1", "l1", higher_is_better=False, paired=True, inception=False, two_domains=False, fn=l1_metric),
+)})
 
 
 def list_metrics() -> list[str]:
     """Names of all registered metrics, in registry order."""
     return list(METRICS)
+
+
+def metric_for_key(key: str) -> Metric:
+    """The metric whose headline result is ``key`` (``domain_score`` -> classifier); ValueError listing the keys."""
+    for metric in METRICS.values():
+        if metric.key == key:
+            return metric
+    raise ValueError(f"no metric reports '{key}'; valid: {', '.join(m.key for m in METRICS.values())}")
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of a headline result key: True for psnr/ssim/domain_score, False for swd/fid/kid/l1."""
+    try:
+        return metric_for_key(key).higher_is_better
+    except ValueError:
+        raise ValueError(f"no known direction for metric '{key}'") from None
+
+
+def needing(names: Iterable[str], what: str) -> list[str]:
+    """The metrics among ``names`` whose ``what`` (``paired``, ``inception``, ``two_domains``) is true."""
+    return [n for n in names if getattr(METRICS[n], what)]
 
 
 def parse_metric_names(names: str | Iterable[str]) -> list[str]:
@@ -78,12 +113,12 @@ def compute_metrics(names: str | Iterable[str], fake: torch.Tensor | None, real:
     reuse features, e.g. the real set's during training).
     """
     selected = parse_metric_names(names)
-    known = set().union(*(_keywords(fn) for fn in METRICS.values()))
+    known = set().union(*(_keywords(m.fn) for m in METRICS.values()))
     unknown = sorted(set(kw) - known)
     if unknown:
         raise TypeError(f"unknown metric option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     kw = dict(kw)
-    wanted = INCEPTION_METRICS.intersection(selected)
+    wanted = needing(selected, "inception")
     if wanted and (kw.get("fake_features") is None or kw.get("real_features") is None):
         extractor = get_extractor(kw.pop("inception", None), kw.pop("inception_weights", None),
                                   kw.get("device", "cpu"))
@@ -95,7 +130,7 @@ def compute_metrics(names: str | Iterable[str], fake: torch.Tensor | None, real:
                 kw["real_features"] = extractor(real)
     results: dict[str, float] = {}
     for name in selected:
-        fn = METRICS[name]
+        fn = METRICS[name].fn
         accepted = _keywords(fn)
         results.update(fn(fake, real, **{k: v for k, v in kw.items() if k in accepted}))
     return results

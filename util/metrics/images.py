@@ -1,7 +1,7 @@
 """Image loading and conversion shared by every metric: all metrics take uint8 NCHW RGB tensors.
 
 Protocol: files are listed recursively and sorted, keeping the dataset extension list
-(``data.image_folder.IMG_EXTENSIONS``); each file is opened with PIL and converted to RGB; when a ``size`` is
+(``util.image_io.IMG_EXTENSIONS``); each file is opened with PIL and converted to RGB; when a ``size`` is
 given the image is resized to ``size x size`` (square, aspect ratio not kept, as the datasets' ``resize``)
 with PIL bicubic. Without a size every image of a set must have the same size.
 """
@@ -16,14 +16,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from data.image_folder import IMG_EXTENSIONS
+from util.image_io import IMG_EXTENSIONS, is_image_file
 
 PathLike = str | os.PathLike
-
-
-def is_image_file(name: str) -> bool:
-    """True when ``name`` ends with one of the dataset image extensions (case-sensitive, as the datasets)."""
-    return any(name.endswith(ext) for ext in IMG_EXTENSIONS)
 
 
 def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:

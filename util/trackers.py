@@ -1,4 +1,7 @@
-"""Optional experiment loggers (W&B, TensorBoard). Their packages are imported only when a logger is created."""
+"""Experiment trackers (W&B, TensorBoard), optional. Their packages are imported only when a tracker is created.
+
+(The console and file logging of the whole project is util/logger.py.)
+"""
 from __future__ import annotations
 
 import math

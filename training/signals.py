@@ -12,6 +12,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import Any, Dict, Optional, Type
 
+from util.distributed import all_reduce_max
 from util.logger import get_logger
 
 log = get_logger(__name__)
@@ -59,8 +60,6 @@ class GracefulStop:
 
         All processes then stop after the same iteration, so none waits forever for the others.
         """
-        from util.distributed import all_reduce_max
-
         agreed = int(all_reduce_max(float(self.signum or 0)))
         if self.signum is None and agreed > 0:
             self.signum = agreed

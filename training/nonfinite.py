@@ -20,7 +20,6 @@ from typing import Any, Callable, List, Tuple
 import torch
 
 from util.distributed import any_process
-from util.image_pool import ImagePool
 from util.logger import get_logger
 
 log = get_logger(__name__)
@@ -63,10 +62,10 @@ def describe_losses(model: Any) -> str:
 
 
 def purge_pools(model: Any) -> int:
-    """Remove non-finite images from every ImagePool attribute of ``model``; return how many were removed."""
+    """Remove non-finite images from every image pool of ``model``; return how many were removed."""
     removed = 0
-    for value in vars(model).values():
-        if isinstance(value, ImagePool) and value.images:
+    for value in getattr(model, "image_pools", {}).values():
+        if value.images:
             keep = [img for img in value.images if bool(torch.isfinite(img).all())]
             removed += len(value.images) - len(keep)
             value.images = keep

@@ -6,10 +6,12 @@ Protocol (docs/evaluation.md):
   (unaligned data, e.g. cycle_gan) or of ``<dataroot>/test`` (paired data: pix2pix, colorization, template);
   ``val`` is used when there is no ``test`` split. It is loaded once, with test.py's transform for the default
   preprocessing: a bicubic resize to ``--crop_size`` x ``--crop_size`` (square), no crop, no flip.
-* Unaligned data: ``AtoB`` = the generator that maps dataset domain A to B (G_A, or G_B with
-  ``--direction BtoA``) applied to testA and compared with testB; ``BtoA`` the other way. Each metric key gets
-  the suffix (``swd_AtoB``, ``domain_score_BtoA``...); ``domain_acc_real`` (the classifier's accuracy on the
-  real test subset of both domains, a sanity figure) is computed once. Paired data: ``G(A)`` vs ``B``.
+* Unaligned data: ``AtoB`` = the generator that maps dataset domain A to B, as the model names it in
+  ``eval_generators()`` (cycle_gan: G_A, or G_B with ``--direction BtoA``), applied to testA and compared with
+  testB; ``BtoA`` the other way, when the model translates that way too. Each metric key gets the suffix
+  (``swd_AtoB``, ``domain_score_BtoA``...); ``domain_acc_real`` (the classifier's accuracy on the real test
+  subset of both domains, a sanity figure) is computed once. Paired data: the model's ``forward()`` on the
+  subset, and ``eval_pair()`` says what it compares (``G(A)`` vs ``B`` by default).
 * Generators run as test.py runs them by default (training mode, no ``--eval``; BatchNorm networks one image
   at a time), under ``torch.no_grad`` and the ``--amp`` autocast, unwrapped from DDP/compile. Dropout draws
   from a fixed seed; every global RNG state, BatchNorm buffer and module mode is restored afterwards, so
@@ -35,21 +37,22 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from torch.utils.data import default_collate
+
+from data import find_dataset_using_name
+from data.base_dataset import direction_nc, get_transform, list_images, load_image
+from models.wrappers import unwrap
+from options.evaluation import is_unpaired, resolve_best, resolve_metrics
 from util.logger import get_logger
-from util.metrics import INCEPTION_METRICS, PAIRED_METRICS, compute_metrics, parse_metric_names
+from util.metrics import compute_metrics, higher_is_better, needing
+from util.metrics.classifier import get_domain_classifier
 from util.metrics.images import from_model_range
+from util.metrics.inception import get_extractor
+from util.seed import capture_rng_state, restore_rng_state
+from util.util import atomic_write_text
 
 log = get_logger(__name__)
 
-UNPAIRED_DEFAULT_METRICS = "swd,classifier"
-PAIRED_DEFAULT_METRICS = "psnr,ssim,l1"
-UNPAIRED_DEFAULT_BEST = "swd"
-PAIRED_DEFAULT_BEST = "l1"
-LOWER_IS_BETTER = frozenset({"swd", "fid", "kid", "l1"})
-HIGHER_IS_BETTER = frozenset({"psnr", "ssim", "domain_score"})
-# result key -> the metric (registry name) that produces it
-KEY_SOURCE: Mapping[str, str] = {"swd": "swd", "fid": "fid", "kid": "kid", "l1": "l1", "psnr": "psnr",
-                                 "ssim": "ssim", "domain_score": "classifier"}
 DIRECTIONS = ("AtoB", "BtoA")
 SPLITS = ("test", "val")  # the first that exists holds the fixed test subset
 EVAL_BATCH = 16
@@ -59,79 +62,13 @@ BEST_FILE = "best.json"
 FIXED = {"crop_pos": (0, 0), "flip": False}  # get_transform params: no crop offset, no flip
 
 
-# ---------------------------------------------------------------------------------------------------- options
-def is_unpaired(opt: argparse.Namespace) -> bool:
-    """True for unaligned data (two generators, no ground truth), i.e. cycle_gan's protocol."""
-    return getattr(opt, "dataset_mode", "") == "unaligned"
-
-
-def resolve_metrics(opt: argparse.Namespace) -> List[str]:
-    """``--eval_metrics`` as a validated list; empty means the model's default (see module docstring)."""
-    text = getattr(opt, "eval_metrics", "") or (UNPAIRED_DEFAULT_METRICS if is_unpaired(opt) else
-                                                 PAIRED_DEFAULT_METRICS)
-    try:
-        names = parse_metric_names(text)
-    except ValueError as exc:
-        raise ValueError(f"--eval_metrics: {exc}") from None
-    if is_unpaired(opt):
-        bad = sorted(PAIRED_METRICS.intersection(names))
-        if bad:
-            raise ValueError(f"--eval_metrics {','.join(bad)} need ground-truth pairs, which unaligned data "
-                             f"(--dataset_mode unaligned) does not have; use swd, classifier, fid or kid")
-    elif "classifier" in names:
-        raise ValueError(f"--eval_metrics classifier needs two domains (<dataroot>/trainA and trainB); with "
-                         f"--dataset_mode {opt.dataset_mode} use psnr, ssim, l1, swd, fid or kid")
-    return names
-
-
-def resolve_best(opt: argparse.Namespace, metrics: Sequence[str]) -> str:
-    """``--eval_best``, checked against the metrics. Default: swd (unaligned data) or l1 (paired data) when
-    computed, else the headline key of the first metric of ``--eval_metrics`` (classifier -> domain_score)."""
-    key = getattr(opt, "eval_best", "")
-    if not key:
-        key = UNPAIRED_DEFAULT_BEST if is_unpaired(opt) else PAIRED_DEFAULT_BEST
-        if key not in metrics:
-            key = next(k for m in metrics for k, source in KEY_SOURCE.items() if source == m)
-    if key == "classifier":
-        key = "domain_score"
-    if key not in KEY_SOURCE:
-        raise ValueError(f"--eval_best '{key}' is not valid; choose one of: {', '.join(KEY_SOURCE)}")
-    if KEY_SOURCE[key] not in metrics:
-        raise ValueError(f"--eval_best {key} is not computed: add {KEY_SOURCE[key]} to --eval_metrics "
-                         f"(now {','.join(metrics)})")
-    return key
-
-
-def higher_is_better(key: str) -> bool:
-    """Direction of a best-checkpoint metric: True for psnr/ssim/domain_score, False for swd/fid/kid/l1."""
-    if key in HIGHER_IS_BETTER:
-        return True
-    if key in LOWER_IS_BETTER:
-        return False
-    raise ValueError(f"no known direction for metric '{key}'")
-
-
-def check_eval_options(opt: argparse.Namespace) -> None:
-    """Validate the evaluation flags at parse time (clear one-line errors naming the flag)."""
-    if opt.eval_freq < 0:
-        raise ValueError(f"--eval_freq must be >= 0 (0 = off), got {opt.eval_freq}")
-    if opt.eval_num < 2:
-        raise ValueError(f"--eval_num must be >= 2, got {opt.eval_num}")
-    metrics = resolve_metrics(opt)
-    resolve_best(opt, metrics)
-    if opt.eval_freq > 0 and INCEPTION_METRICS.intersection(metrics):
-        from util.metrics.inception import resolve_weights_path
-
-        resolve_weights_path(opt.inception_weights or None)
-
-
 def best_value(results: Mapping[str, float], key: str) -> float:
-    """The value of ``key``: itself, or the mean of ``key_AtoB`` and ``key_BtoA`` (both directions)."""
+    """The value of ``key``: itself, or the mean of ``key_AtoB`` and ``key_BtoA`` over the directions scored."""
     if key in results:
         return float(results[key])
-    both = [f"{key}_{d}" for d in DIRECTIONS]
-    if all(k in results for k in both):
-        return float(sum(results[k] for k in both) / len(both))
+    scored = [results[k] for k in (f"{key}_{d}" for d in DIRECTIONS) if k in results]
+    if scored:
+        return float(sum(scored) / len(scored))
     raise KeyError(f"metric '{key}' is not among the results ({', '.join(results)})")
 
 
@@ -162,8 +99,6 @@ def eval_options(opt: argparse.Namespace, phase: str) -> argparse.Namespace:
 def load_folder(folder: str, opt: argparse.Namespace, count: int,
                 grayscale: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     """First ``count`` sorted images of ``folder``: (network inputs in [-1, 1], uint8 RGB for the metrics)."""
-    from data.base_dataset import get_transform, list_images, load_image
-
     paths = list_images(folder, opt, f"the fixed test subset of --eval_freq reads the images of {folder}")[:count]
     transform = get_transform(opt, FIXED, grayscale=grayscale, convert=False)
     inputs, rgb = [], []
@@ -179,8 +114,6 @@ def load_folder(folder: str, opt: argparse.Namespace, count: int,
 @contextlib.contextmanager
 def preserved_state(nets: Sequence[nn.Module]) -> Iterator[None]:
     """Restore every global RNG state, the networks' buffers and module modes on exit; seed dropout."""
-    from util.seed import capture_rng_state, restore_rng_state
-
     rng = capture_rng_state()
     buffers = [[b.detach().clone() for b in net.buffers()] for net in nets]
     modes = [[m.training for m in net.modules()] for net in nets]
@@ -215,8 +148,6 @@ def prepare_for_eval(nets: Sequence[nn.Module]) -> int:
 @contextlib.contextmanager
 def bare_networks(model: Any) -> Iterator[List[nn.Module]]:
     """Temporarily replace the model's generators by their bare modules (no DDP/compile wrapper)."""
-    from models.base_model import unwrap
-
     names = [n for n in model.model_names if n.startswith("G")]
     wrapped = {n: getattr(model, "net" + n) for n in names}
     try:
@@ -239,38 +170,6 @@ def translate(model: Any, net: nn.Module, inputs: torch.Tensor, batch_size: int)
     return torch.cat(out)
 
 
-# ---------------------------------------------------------------------------------------------------- paired outputs
-def _attr_pair(fake: str, real: str) -> Callable[[Any], Tuple[torch.Tensor, torch.Tensor]]:
-    """(fake, ground truth) read from two model attributes in [-1, 1]."""
-    def pair(model: Any) -> Tuple[torch.Tensor, torch.Tensor]:
-        for name in (fake, real):
-            if not torch.is_tensor(getattr(model, name, None)):
-                raise ValueError(f"--eval_freq on paired data reads model.{fake} vs model.{real}, but "
-                                 f"{type(model).__name__} has no tensor '{name}'; add the model to "
-                                 f"util.evaluation.PAIRED_OUTPUTS")
-        return tuple(from_model_range(getattr(model, n).float().cpu()) for n in (fake, real))  # type: ignore
-    return pair
-
-
-def _lab_pair(model: Any) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Colorization: predicted and true colour images, Lab -> RGB per image (as its visuals)."""
-    fakes, reals = [], []
-    for i in range(model.real_A.shape[0]):
-        L = model.real_A[i:i + 1].float()
-        for ab, out in ((model.fake_B[i:i + 1].float(), fakes), (model.real_B[i:i + 1].float(), reals)):
-            rgb = np.clip(model.lab2rgb(L, ab), 0, 255).astype(np.uint8)
-            out.append(torch.from_numpy(rgb).permute(2, 0, 1))
-    return torch.stack(fakes), torch.stack(reals)
-
-
-PAIRED_OUTPUTS: Mapping[str, Callable[[Any], Tuple[torch.Tensor, torch.Tensor]]] = {
-    "pix2pix": _attr_pair("fake_B", "real_B"),
-    "colorization": _lab_pair,
-    "template": _attr_pair("output", "data_B"),
-}
-DEFAULT_PAIR = _attr_pair("fake_B", "real_B")
-
-
 # ---------------------------------------------------------------------------------------------------- suites
 def _clean(results: Mapping[str, float]) -> Dict[str, float]:
     """Drop the per-level SWD values (``swd_64``...); keep the headline numbers."""
@@ -282,8 +181,6 @@ class UnpairedSuite:
 
     def __init__(self, opt: argparse.Namespace, metrics: Sequence[str], device: torch.device) -> None:
         """Load the subsets; train/load the domain classifier and Inception features when asked for."""
-        from data.base_dataset import direction_nc
-
         self.metrics = list(metrics)
         self.device = device
         self.split = find_split(opt.dataroot, lambda s: (s + "A", s + "B"))
@@ -294,32 +191,28 @@ class UnpairedSuite:
         self.real: Dict[str, torch.Tensor] = {}
         for d, nc in (("A", nc_A), ("B", nc_B)):
             self.inputs[d], self.real[d] = load_folder(self.folders[d], eopt, opt.eval_num, grayscale=nc == 1)
-        # AtoB: the generator from dataset domain A to B (G_A, or G_B when --direction BtoA swaps the roles)
-        a_to_b = opt.direction == "AtoB"
-        self.generator = {"AtoB": "G_A" if a_to_b else "G_B", "BtoA": "G_B" if a_to_b else "G_A"}
         self.kw: Dict[str, Any] = {"device": device, "seed": EVAL_SEED}
         self.real_features: Dict[str, Any] = {}
-        if INCEPTION_METRICS.intersection(self.metrics):
-            from util.metrics.inception import get_extractor
-
+        if needing(self.metrics, "inception"):
             self.kw["inception"] = get_extractor(None, opt.inception_weights or None, device)
             self.real_features = {d: self.kw["inception"](self.real[d]) for d in "AB"}
         self.classifier = None
         self.domain_acc_real: Optional[float] = None
         if "classifier" in self.metrics:
-            from util.metrics.classifier import get_domain_classifier
-
             train = [os.path.join(opt.dataroot, opt.phase + d) for d in "AB"]
             self.classifier = get_domain_classifier(train[0], train[1], device=device)
             self.domain_acc_real = self.classifier.accuracy(self.real["A"], self.real["B"])
         log.info("evaluation subset: %d images of %s, %d of %s at %dx%d", len(self.real["A"]), self.folders["A"],
                  len(self.real["B"]), self.folders["B"], opt.crop_size, opt.crop_size)
 
-    def score(self, fake_B: torch.Tensor, fake_A: torch.Tensor) -> Dict[str, float]:
-        """Metrics of uint8 translations of testA (``fake_B``) and testB (``fake_A``) against the real subsets."""
+    def score(self, fake_B: Optional[torch.Tensor], fake_A: Optional[torch.Tensor] = None) -> Dict[str, float]:
+        """Metrics of uint8 translations of testA (``fake_B``) and testB (``fake_A``, None for a model that
+        translates one way) against the real subsets."""
         out: Dict[str, float] = {}
         others = [m for m in self.metrics if m != "classifier"]
         for direction, fake, target in (("AtoB", fake_B, "B"), ("BtoA", fake_A, "A")):
+            if fake is None:
+                continue
             res: Dict[str, float] = {}
             if others:
                 kw = dict(self.kw)
@@ -334,13 +227,16 @@ class UnpairedSuite:
         return out
 
     def evaluate(self, model: Any) -> Dict[str, float]:
-        """Translate both subsets with the model's generators and score them."""
+        """Translate the subsets with the generators the model names per direction and score them."""
+        names = model.eval_generators()
+        fakes: Dict[str, Optional[torch.Tensor]] = {"AtoB": None, "BtoA": None}
         with bare_networks(model) as nets, preserved_state(nets):
             batch = prepare_for_eval(nets)
-            g = {d: getattr(model, "net" + self.generator[d]) for d in DIRECTIONS}
-            fake_B = translate(model, g["AtoB"], self.inputs["A"], batch)
-            fake_A = translate(model, g["BtoA"], self.inputs["B"], batch)
-        return self.score(fake_B, fake_A)
+            for direction, source in (("AtoB", "A"), ("BtoA", "B")):
+                if direction in names:
+                    net = getattr(model, "net" + names[direction])
+                    fakes[direction] = translate(model, net, self.inputs[source], batch)
+        return self.score(fakes["AtoB"], fakes["BtoA"])
 
 
 class PairedSuite:
@@ -348,14 +244,11 @@ class PairedSuite:
 
     def __init__(self, opt: argparse.Namespace, metrics: Sequence[str], device: torch.device) -> None:
         """Load the first ``--eval_num`` items of the test split with the dataset class of ``--dataset_mode``."""
-        from data import find_dataset_using_name
-
         self.metrics = list(metrics)
         self.split = find_split(opt.dataroot, lambda s: (s,))
         dataset = find_dataset_using_name(opt.dataset_mode)(eval_options(opt, self.split))
         n = min(opt.eval_num, len(dataset))
         self.items = [dataset[i] for i in range(n)]
-        self.pair = PAIRED_OUTPUTS.get(opt.model, DEFAULT_PAIR)
         self.kw: Dict[str, Any] = {"device": device, "seed": EVAL_SEED}
         self.inception_weights = opt.inception_weights or None
         self.real: Optional[torch.Tensor] = None
@@ -364,17 +257,13 @@ class PairedSuite:
 
     def score(self, fake: torch.Tensor, real: torch.Tensor) -> Dict[str, float]:
         """Metrics of uint8 outputs against the uint8 ground truth (real-set Inception features cached)."""
-        if INCEPTION_METRICS.intersection(self.metrics) and "real_features" not in self.kw:
-            from util.metrics.inception import get_extractor
-
+        if needing(self.metrics, "inception") and "real_features" not in self.kw:
             self.kw["inception"] = get_extractor(None, self.inception_weights, self.kw["device"])
             self.kw["real_features"] = self.kw["inception"](real)
         return _clean(compute_metrics(self.metrics, fake, real, **self.kw))
 
     def evaluate(self, model: Any) -> Dict[str, float]:
-        """Run the model's forward on the subset (as test.py) and score its outputs."""
-        from torch.utils.data import default_collate
-
+        """Run the model's forward on the subset (as test.py) and score what its ``eval_pair()`` compares."""
         fakes, reals = [], []
         with bare_networks(model) as nets, preserved_state(nets):
             batch = prepare_for_eval(nets)
@@ -382,7 +271,7 @@ class PairedSuite:
                 model.set_input(default_collate(self.items[start:start + batch]))
                 with torch.no_grad(), model.autocast():
                     model.forward()
-                fake, real = self.pair(model)
+                fake, real = model.eval_pair()
                 fakes.append(fake)
                 reals.append(real)
         if self.real is None:
@@ -431,8 +320,6 @@ class BestTracker:
 
     def record(self, value: float, epoch: int, total_iters: int) -> None:
         """Remember ``value`` and write ``best.json`` (metric, value, direction, epoch, total_iters) atomically."""
-        from util.util import atomic_write_text
-
         self.value = value
         payload = {"metric": self.metric, "value": _json_number(value),
                    "direction": "higher" if self.higher else "lower", "epoch": int(epoch),
@@ -458,17 +345,15 @@ class Evaluator:
         self.best: Optional[BestTracker] = None
         if self.enabled:
             if self.suite is None:
-                from util.seed import capture_rng_state, restore_rng_state
-
                 rng = capture_rng_state()  # building draws no random numbers, but make sure training sees none
                 try:
                     self.suite = make_suite(opt, model.device)
                 finally:
                     restore_rng_state(rng)
-            missing = [g for g in getattr(self.suite, "generator", {}).values() if not hasattr(model, "net" + g)]
-            if missing:
-                raise ValueError(f"--eval_freq on unaligned data translates with the generators G_A and G_B "
-                                 f"(cycle_gan); --model {opt.model} has no {', '.join(sorted(set(missing)))}")
+            if isinstance(self.suite, UnpairedSuite) and not model.eval_generators():
+                raise ValueError(f"--eval_freq on unaligned data translates testA and testB with a generator per "
+                                 f"direction, as cycle_gan's G_A and G_B; --model {opt.model} has no G_A, G_B or "
+                                 f"other generator named by its eval_generators()")
             key = resolve_best(opt, self.suite.metrics)
             self.best = BestTracker(Path(model.save_dir) / BEST_FILE, key, higher_is_better(key))
             if getattr(opt, "continue_train", False):

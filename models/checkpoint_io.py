@@ -1,13 +1,15 @@
-"""Loading network weights, old and new, in one place.
+"""Reading and writing network weight files (``<prefix>_net_<name>.pth``), old and new, in one place.
 
-Every ``*_net_*.pth`` we read goes through ``load_network``: it reads the file with ``weights_only=True`` (a file
-that would run code when unpickled is refused), turns checkpoints written by the official code, by older PyTorch
-versions, or by wrapped models (DataParallel/DDP ``module.``, ``torch.compile`` ``_orig_mod.``) into a plain
-state_dict that matches our modules, and loads it strictly. When keys or shapes still do not match, the error
-names the flag (``--netG``, ``--norm``, ``--no_dropout``, ``--ngf``, ``--input_nc`` ...) that most likely differs.
+``save_weights`` writes a plain CPU state_dict atomically. Every ``*_net_*.pth`` we read goes through
+``load_network``: it reads the file with ``weights_only=True`` (a file that would run code when unpickled is
+refused), turns checkpoints written by the official code, by older PyTorch versions, or by wrapped models
+(DataParallel/DDP ``module.``, ``torch.compile`` ``_orig_mod.``) into a plain state_dict that matches our modules,
+and loads it strictly. When keys or shapes still do not match, the error names the flag (``--netG``, ``--norm``,
+``--no_dropout``, ``--ngf``, ``--input_nc`` ...) that most likely differs.
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -16,6 +18,8 @@ from typing import Dict, Iterable, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
+
+from util.util import atomic_write_bytes
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 INSTANCE_NORM_STATE = ("running_mean", "running_var", "num_batches_tracked")
@@ -185,10 +189,6 @@ def plain_state_dict(net: nn.Module) -> "OrderedDict[str, torch.Tensor]":
 
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Save a state_dict atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
-    import io
-
-    from util.util import atomic_write_bytes
-
     buffer = io.BytesIO()
     torch.save(dict(state_dict) if not isinstance(state_dict, OrderedDict) else state_dict, buffer)
     atomic_write_bytes(os.fspath(path), buffer.getvalue())

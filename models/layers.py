@@ -1,0 +1,181 @@
+"""Layers that replace official ones in place, with the same parameters, buffers and state_dict keys.
+
+``BaseModel.wrap_networks`` swaps them in (``__class__`` assignment) after the networks are built and loaded, so
+checkpoints stay official:
+
+* ``FastInstanceNorm2d``: the instance norm computed by other kernels (always on).
+* ``ReflectionPad2dKeepDtype`` / ``ReplicationPad2dKeepDtype``: padding that keeps bf16/fp16 activations under
+  ``--amp`` instead of upcasting them.
+* ``CPUSyncBatchNorm``: ``--norm syncbatch`` for CPU processes under torchrun (gloo).
+"""
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ---------------------------------------------------------------------------------------------------- instance norm
+class FastInstanceNorm2d(nn.InstanceNorm2d):
+    """InstanceNorm2d (no running statistics) computed as ``group_norm`` with one group per channel.
+
+    The same function with other kernels: about twice as fast on the CPU (forward + backward), a fresh output
+    instead of a view (so the in-place ReLU behind it needs no CopySlices in backward), better fp32 accuracy on
+    nearly flat channels, channels-last activations kept, and free of a PyTorch bug (seen in 2.14 on the CPU)
+    where ``instance_norm``'s backward returns wrong gradients for a batch of one with a channels-last incoming
+    gradient. Parameters, buffers, state_dict keys and the printed name stay those of InstanceNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize each channel of each sample over H, W (the official InstanceNorm2d for N, C, H, W inputs)."""
+        if x.dim() != 4 or self.track_running_stats:
+            return super().forward(x)
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+    def _get_name(self) -> str:
+        """Print as the official layer."""
+        return "InstanceNorm2d"
+
+
+def use_fast_kernels(net: nn.Module) -> nn.Module:
+    """Switch every plain InstanceNorm2d of ``net`` to ``FastInstanceNorm2d`` (in place; same weights and keys)."""
+    for module in net.modules():
+        if type(module) is nn.InstanceNorm2d and not module.track_running_stats:
+            module.__class__ = FastInstanceNorm2d
+    return net
+
+
+# ---------------------------------------------------------------------------------------------------- padding under --amp
+class _DtypeKeepingPad:
+    """Mixin: run the padding with autocast off, so half-precision activations stay half (a pure copy)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - the padding layer's forward
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return super().forward(x)  # type: ignore[misc]
+
+
+class ReflectionPad2dKeepDtype(_DtypeKeepingPad, nn.ReflectionPad2d):
+    """ReflectionPad2d that does not upcast bf16/fp16 activations under autocast (CPU autocast runs pads in fp32)."""
+
+    def _get_name(self) -> str:
+        """Print as the official layer."""
+        return "ReflectionPad2d"
+
+
+class ReplicationPad2dKeepDtype(_DtypeKeepingPad, nn.ReplicationPad2d):
+    """ReplicationPad2d that does not upcast bf16/fp16 activations under autocast."""
+
+    def _get_name(self) -> str:
+        """Print as the official layer."""
+        return "ReplicationPad2d"
+
+
+_KEEP_DTYPE = {nn.ReflectionPad2d: ReflectionPad2dKeepDtype, nn.ReplicationPad2d: ReplicationPad2dKeepDtype}
+
+
+def keep_dtype_in_padding(net: nn.Module) -> nn.Module:
+    """Switch the padding layers of ``net`` to their dtype-keeping versions (in place; no parameters change).
+
+    CPU autocast lists the padding ops as fp32 ops, so every padded convolution of the ResNet generator would
+    cast its bf16 input to fp32 and back (twice more in backward). Padding only copies values, so running it in
+    the input's dtype gives identical numbers without the casts.
+    """
+    for module in net.modules():
+        cls = _KEEP_DTYPE.get(type(module))
+        if cls is not None:
+            module.__class__ = cls
+    return net
+
+
+# ---------------------------------------------------------------------------------------------------- sync batch norm on the CPU
+class AllReduceSum(torch.autograd.Function):
+    """Sum a tensor over the processes; the gradient is summed over the processes too (autograd-aware)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, group: Any) -> torch.Tensor:
+        """All-reduce (sum) a copy of ``tensor``."""
+        ctx.group = group
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:
+        """Every process's output depends on every input: sum the incoming gradients."""
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        return grad, None
+
+
+class CPUSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Synchronised batch norm for CPU processes (gloo); PyTorch's SyncBatchNorm only supports GPUs.
+
+    ``enable_cpu_syncbatch`` turns ``nn.SyncBatchNorm`` layers into this class in place (same parameters, buffers
+    and state_dict keys; DDP refuses SyncBatchNorm on the CPU, hence not a subclass of it). In training under a
+    process group, the batch mean and variance are taken over the samples of every process (autograd-aware
+    all-reduces of the sums, then of the squared deviations), so the result and the gradients equal BatchNorm on
+    the concatenated global batch. In eval mode, or without a process group, it is plain batch norm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        """Any input with a channel axis (N, C, ...), as nn.SyncBatchNorm."""
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """Batch norm with global statistics in distributed training; plain batch norm otherwise."""
+        group = getattr(self, "process_group", None)
+        if group is None and dist.is_available() and dist.is_initialized():
+            group = dist.group.WORLD
+        if not self.training or group is None or dist.get_world_size(group) < 2:
+            return super().forward(input)
+        self._check_input_dim(input)
+        dtype = input.dtype
+        x = input.float() if dtype in (torch.float16, torch.bfloat16) else input  # statistics in fp32 at least
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        channels = x.shape[1]
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        count = torch.tensor([x.numel() // max(channels, 1)], dtype=x.dtype)
+        sums = AllReduceSum.apply(torch.cat([x.sum(dims), count]), group)
+        n = sums[channels]
+        mean = sums[:channels] / n
+        centred = x - mean.view(shape)
+        var = AllReduceSum.apply((centred * centred).sum(dims), group) / n
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.weight is not None:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                unbiased = var.detach() * (n / torch.clamp(n - 1, min=1))
+                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(unbiased, alpha=factor)
+        return out.to(dtype)
+
+
+def enable_cpu_syncbatch(net: nn.Module) -> int:
+    """Turn every ``nn.SyncBatchNorm`` in ``net`` into ``CPUSyncBatchNorm`` in place; return how many."""
+    n = 0
+    for module in net.modules():
+        if isinstance(module, nn.SyncBatchNorm):
+            module.__class__ = CPUSyncBatchNorm
+            n += 1
+    return n
+
+
+def needs_buffer_broadcast(net: nn.Module) -> bool:
+    """Plain BatchNorm keeps per-process running statistics: DDP must copy rank 0's before each forward.
+
+    SyncBatchNorm's statistics are already global (identical everywhere) and instance norm has none, so they
+    skip the broadcast (which also breaks networks called twice before one backward).
+    """
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and not isinstance(m, (nn.SyncBatchNorm, CPUSyncBatchNorm)) and m.track_running_stats
+               for m in net.modules())

@@ -1,0 +1,151 @@
+"""The training run: ``run(opt)`` builds everything, resumes, trains the epochs, reports and saves.
+
+The official loop (epochs of batches; display, print and save at their frequencies; the learning rate steps at
+each epoch's end), in labelled phases, with what we add on top (docs/resume.md): every save also writes the
+training state; ``--continue_train`` restores it and continues mid-epoch; Ctrl-C/SIGTERM save ``latest`` after
+the current iteration and stop; ``--nan_policy``; ``--eval_freq``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Optional, Tuple
+
+from data import create_dataset
+from models import create_model
+from util.logger import get_logger
+from util.progress import Progress
+from util.seed import set_deterministic
+from util.visualizer import Visualizer
+
+from training.checkpoints import Checkpointer, remove_stale_temp_files
+from training.evaluator import Evaluator
+from training.nonfinite import NonFiniteGuard
+from training.resume import ResumePoint, load_for_resume, restore, restore_rng, start_epoch
+from training.signals import GracefulStop, TrainingInterrupted, signal_name
+
+log = get_logger("train")
+
+
+def logs_due(opt: argparse.Namespace, evaluator: Evaluator, total_iters: int) -> bool:
+    """Whether this iteration prints losses, saves or evaluates (each writes console lines)."""
+    freqs = [opt.print_freq, opt.save_latest_freq] + ([evaluator.freq] if evaluator.enabled else [])
+    return any(total_iters % f == 0 for f in freqs)
+
+
+class Run:
+    """One training run: the objects built for it and the counters the loop advances."""
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        """Phase 1, build: data, model (set up, loaded when resuming), guards and reports."""
+        self.opt = opt
+        state = load_for_resume(opt)  # before the model: the LR schedule needs the first --epoch_count
+        self.dataset = create_dataset(opt)
+        self.dataset_size = len(self.dataset)
+        log.info("The number of training images = %d", self.dataset_size)
+        self.model = create_model(opt)
+        self.model.setup(opt)
+        if getattr(opt, "deterministic", False):
+            set_deterministic(True)  # after the model: BaseModel switches cuDNN autotuning on
+        # Phase 2, resume: optimizers, schedules, pools and counters of the training state (if any)
+        self.point: ResumePoint = restore(self.model, self.dataset, opt, state)
+        self.model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
+        self.checkpoints = Checkpointer(self.model, self.dataset, opt)
+        self.guard = NonFiniteGuard(self.model, getattr(opt, "nan_policy", "stop"))
+        self.visualizer = Visualizer(opt)
+        self.evaluator = Evaluator(opt, self.model, self.visualizer)  # --eval_freq: fixed test subset, best checkpoint
+        self.n_total = opt.n_epochs + opt.n_epochs_decay
+        if self.point.epoch > self.n_total:
+            raise ValueError(f"nothing left to train: the run would start at epoch {self.point.epoch}, after the last "
+                             f"one (--n_epochs + --n_epochs_decay = {self.n_total}); raise them to train longer")
+        if getattr(opt, "rank", 0) == 0:
+            remove_stale_temp_files(self.model.save_dir)
+        self.total_iters = self.point.total_iters
+        self.saved_at: Optional[Tuple[str, int]] = None  # (prefix, total_iters) of the last save
+        restore_rng(self.point, opt)  # last: after everything that draws random numbers while being built
+
+    # ------------------------------------------------------------------------------------------------ phase 5: save
+    def save(self, prefix: Any, epoch: int, epoch_iter: int, complete: bool = False) -> None:
+        """Networks + training state under ``prefix`` (training/checkpoints.py)."""
+        self.checkpoints.save(prefix, epoch, epoch_iter, self.total_iters, epoch_complete=complete)
+        self.saved_at = (str(prefix), self.total_iters)
+
+    def stop_now(self, signum: int, epoch: int, epoch_iter: int) -> TrainingInterrupted:
+        """Save ``latest`` (unless just saved) and return the exception that ends the run."""
+        if self.saved_at != ("latest", self.total_iters):
+            self.save("latest", epoch, epoch_iter)
+        return TrainingInterrupted(signum, f"training stopped by {signal_name(signum)} at epoch {epoch}, "
+                                   f"total_iters {self.total_iters}: saved a resumable checkpoint (latest) in "
+                                   f"{self.model.save_dir}; run the same command with --continue_train to go on")
+
+    # ------------------------------------------------------------------------------------------------ phase 4: report
+    def report(self, epoch: int, epoch_iter: int, iter_start: float, t_data: float) -> None:
+        """Visuals every --display_freq images, losses every --print_freq, evaluation every --eval_freq."""
+        opt, model, visualizer = self.opt, self.model, self.visualizer
+        if self.total_iters % opt.display_freq == 0:
+            save_result = self.total_iters % opt.update_html_freq == 0
+            model.compute_visuals()
+            visualizer.display_current_results(model.get_current_visuals(), epoch, self.total_iters, save_result)
+        if self.total_iters % opt.print_freq == 0:
+            losses = model.get_current_losses()
+            t_comp = (time.time() - iter_start) / opt.batch_size
+            visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp, t_data)
+            visualizer.plot_current_losses(epoch, float(epoch_iter) / self.dataset_size, losses, self.total_iters)
+        self.evaluator.maybe_evaluate(epoch, self.total_iters)  # every --eval_freq images (docs/evaluation.md)
+
+    # ------------------------------------------------------------------------------------------------ phase 3: epochs
+    def train_epoch(self, epoch: int, stop: GracefulStop) -> None:
+        """One epoch of batches (the rest of it when resuming mid-epoch), then the LR step and the epoch save."""
+        opt, model = self.opt, self.model
+        epoch_start_time = time.time()
+        iter_data_time = time.time()
+        if stop.agreed():
+            raise self.stop_now(stop.signum, epoch, 0)
+        epoch_iter = start_epoch(self.dataset, epoch, self.point)  # set_epoch (+ resumed skip)
+        t_data = 0.0
+        self.visualizer.reset()
+        progress = Progress(total=max(self.dataset_size - epoch_iter, 0), desc=f"epoch {epoch}/{self.n_total}",
+                            unit="img", disable=getattr(opt, "rank", 0) != 0)
+        for data in self.dataset:
+            iter_start = time.time()
+            if self.total_iters % opt.print_freq == 0:
+                t_data = iter_start - iter_data_time
+            self.total_iters += opt.batch_size
+            epoch_iter += opt.batch_size
+            model.set_input(data)
+            model.optimize_parameters()
+            self.guard.check(epoch, self.total_iters)
+            progress.update(opt.batch_size)
+            if logs_due(opt, self.evaluator, self.total_iters):
+                progress.clear()  # log lines go on their own lines, the bar is redrawn after them
+            self.report(epoch, epoch_iter, iter_start, t_data)
+            if self.total_iters % opt.save_latest_freq == 0:
+                log.info("saving the latest model (epoch %d, total_iters %d)", epoch, self.total_iters)
+                self.save("iter_%d" % self.total_iters if opt.save_by_iter else "latest", epoch, epoch_iter)
+            iter_data_time = time.time()
+            if stop.agreed():  # every process stops after the same iteration
+                raise self.stop_now(stop.signum, epoch, epoch_iter)
+        progress.close()
+        model.update_learning_rate()
+        if epoch % opt.save_epoch_freq == 0:
+            log.info("saving the model at the end of epoch %d, iters %d", epoch, self.total_iters)
+            self.save("latest", epoch, epoch_iter, complete=True)
+            self.save(epoch, epoch, epoch_iter, complete=True)
+        log.info("End of epoch %d / %d \t Time Taken: %d sec", epoch, self.n_total, time.time() - epoch_start_time)
+
+    def close(self) -> None:
+        """Remove the guard's hooks, close the reports, stop the data-loader workers."""
+        self.guard.close()
+        self.visualizer.close()
+        self.dataset.close()  # also when the run ends mid-epoch
+
+
+def run(opt: argparse.Namespace) -> None:
+    """Train as the options say: build, resume, then every remaining epoch (report and save along the way)."""
+    state = Run(opt)
+    try:
+        with GracefulStop() as stop:
+            for epoch in range(state.point.epoch, state.n_total + 1):
+                state.train_epoch(epoch, stop)
+    finally:
+        state.close()
