@@ -50,7 +50,7 @@ def train(opt) -> None:
     model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
     checkpoints = training_state.Checkpointer(model, dataset, opt)
     guard = NonFiniteGuard(model, getattr(opt, "nan_policy", "stop"))
-    visualizer = Visualizer(opt)
+    visualizer = Visualizer(opt, resume=point)  # the plot and loggers continue one curve (docs/resume.md)
     evaluator = Evaluator(opt, model, visualizer)  # --eval_freq: fixed test subset, best checkpoint
     total_iters = point.total_iters
     n_total = opt.n_epochs + opt.n_epochs_decay
@@ -110,7 +110,7 @@ def train(opt) -> None:
                         t_comp = (time.time() - iter_start_time) / opt.batch_size
                         visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp, t_data)
                         visualizer.plot_current_losses(epoch, float(epoch_iter) / dataset_size, losses, total_iters)
-                    evaluator.maybe_evaluate(epoch, total_iters)  # every --eval_freq images (docs/evaluation.md)
+                    evaluator.maybe_evaluate(epoch, total_iters, float(epoch_iter) / dataset_size)  # docs/evaluation.md
                     if total_iters % opt.save_latest_freq == 0:
                         log.info("saving the latest model (epoch %d, total_iters %d)", epoch, total_iters)
                         save("iter_%d" % total_iters if opt.save_by_iter else "latest", epoch, epoch_iter)
