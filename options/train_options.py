@@ -35,8 +35,8 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--no_html", action="store_true",
                             help="do not save intermediate training results to [opt.checkpoints_dir]/[opt.name]/web/")
         parser.add_argument("--plot_smoothing", type=float, default=0.6,
-                            help="[ours] weight in [0, 1) of the moving average drawn over each curve of "
-                                 "web/loss_plot.png and web/metrics_plot.png (raw points faint behind it); 0 = off")
+                            help="[ours] weight in [0, 1) of the moving average drawn over each loss curve of "
+                                 "web/loss_plot.png (raw points faint behind it); 0 = off")
         # network saving and loading parameters
         parser.add_argument("--save_latest_freq", type=int, default=5000, help="frequency of saving the latest results")
         parser.add_argument("--save_epoch_freq", type=int, default=5,

@@ -308,15 +308,28 @@ def test_resumed_run_page_skips_missing_epochs_and_keeps_curve(tmp_path) -> None
     resumed.close()
 
 
-def test_log_metrics(tmp_path, captured) -> None:
-    """Metrics: a JSON record with a 'metrics' key, a console line and web/metrics_plot.png on the page."""
-    v = Visualizer(make_opt(tmp_path))
+def test_log_metrics(tmp_path, captured, monkeypatch) -> None:
+    """Metrics: a JSON record with a 'metrics' key at the losses' x, a console line and web/metrics_plot.png on the
+    page, drawn without smoothing (the losses with --plot_smoothing)."""
+    smoothing = {}
+
+    def spy(records, path, key="losses", title="", xlabel="epoch", smoothing_weight=None, **kwargs):
+        smoothing[key] = kwargs["smoothing"]
+        return real(records, path, key=key, title=title, **kwargs)
+
+    real = vis_mod.render_loss_plot
+    monkeypatch.setattr(vis_mod, "render_loss_plot", spy)
+    v = Visualizer(make_opt(tmp_path, plot_smoothing=0.8))
     v.display_current_results(make_visuals(), 1, 1, False)
-    v.log_metrics(1, 100, {"FID": 42.5, "KID": 0.0123})
+    v.plot_current_losses(1, 0.5, LOSSES, 100)
+    v.log_metrics(1, 100, {"FID": 42.5, "KID": 0.0123}, counter_ratio=0.5)
     v.close()
+    assert smoothing == {"losses": 0.8, "metrics": 0.0}
     exp = tmp_path / "checkpoints" / "exp"
-    record = json.loads((exp / "loss_log.jsonl").read_text().splitlines()[-1])
+    lines = (exp / "loss_log.jsonl").read_text().splitlines()
+    loss_record, record = json.loads(lines[-2]), json.loads(lines[-1])
     assert record["metrics"] == {"FID": 42.5, "KID": 0.0123} and record["total_iters"] == 100
+    assert record["x"] == loss_record["x"] == 1.5 and record["counter_ratio"] == 0.5
     assert "(epoch: 1, total_iters: 100) metrics: FID: 42.5000 KID: 0.0123 " in captured.messages(logging.INFO)
     assert Image.open(exp / "web" / "metrics_plot.png").format == "PNG"
     assert 'src="metrics_plot.png"' in (exp / "web" / "index.html").read_text()

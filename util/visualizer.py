@@ -37,7 +37,9 @@ CONNECT_TIMEOUT = 2.0  # seconds to open the TCP connection to the visdom server
 REQUEST_TIMEOUT = 10.0  # seconds for one visdom request (an image grid can be a few MB)
 LOSS_PLOT = "loss_plot.png"
 METRICS_PLOT = "metrics_plot.png"
-PLOT_INTERVAL = 10.0  # seconds between redraws of a plot during training: one draw costs 0.1-0.4 s of CPU
+# Seconds between redraws of a plot during training: one draw of the 8 cycle_gan panels took 0.3-1.3 s on a busy
+# 2-core CPU (python bench/plot_draw.py), too much to pay at every --print_freq.
+PLOT_INTERVAL = 10.0
 
 
 def _read_jsonl(path: str) -> List[Dict[str, Any]]:
@@ -333,7 +335,9 @@ class Visualizer:
         self._pending.pop(file_name, None)
         path = self._plot_path(file_name)
         existed = os.path.exists(path)
-        render_loss_plot([r for r in self.records if key in r], path, key=key, title=title, smoothing=self.smoothing)
+        # metrics are few, costly points that pick the best checkpoint: drawn as measured, never averaged
+        smoothing = self.smoothing if key == "losses" else 0.0
+        render_loss_plot([r for r in self.records if key in r], path, key=key, title=title, smoothing=smoothing)
         self._drawn_at[file_name] = time.monotonic()
         if not existed and self._page_epoch is not None:
             self._write_page(self._page_epoch)
@@ -343,9 +347,9 @@ class Visualizer:
         self._page_epoch = epoch
         webpage = HTML(self.web_dir, "Experiment name = %s" % self.name, refresh=1)
         if os.path.exists(self._plot_path(LOSS_PLOT)):
-            webpage.add_figure(LOSS_PLOT, "losses (numbers: ../loss_log.jsonl)", width=900)
+            webpage.add_figure(LOSS_PLOT, "losses (numbers: ../loss_log.jsonl)")
         if os.path.exists(self._plot_path(METRICS_PLOT)):
-            webpage.add_figure(METRICS_PLOT, "evaluation metrics", width=900)
+            webpage.add_figure(METRICS_PLOT, "evaluation metrics")
         present = set(os.listdir(self.img_dir))
         for n in range(epoch, 0, -1):
             names = ["epoch%.3d_%s.png" % (n, label) for label in self.labels]
