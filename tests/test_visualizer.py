@@ -313,9 +313,9 @@ def test_log_metrics(tmp_path, captured, monkeypatch) -> None:
     page, drawn without smoothing (the losses with --plot_smoothing)."""
     smoothing = {}
 
-    def spy(records, path, key="losses", title="", xlabel="epoch", smoothing_weight=None, **kwargs):
-        smoothing[key] = kwargs["smoothing"]
-        return real(records, path, key=key, title=title, **kwargs)
+    def spy(records, path, **kwargs):
+        smoothing[kwargs["key"]] = kwargs["smoothing"]
+        return real(records, path, **kwargs)
 
     real = vis_mod.render_loss_plot
     monkeypatch.setattr(vis_mod, "render_loss_plot", spy)
@@ -384,6 +384,13 @@ def test_no_visdom_server_warns_once_and_finishes(tmp_path, captured, capsys) ->
     assert len(read_history(str(tmp_path / "checkpoints" / "exp" / "loss_log.jsonl"))) == 6
 
 
+def run_fresh_python(code: str) -> None:
+    """Run ``code`` in a new python process at the repository root; it must exit 0."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_visdom_not_imported_when_display_id_is_zero(tmp_path) -> None:
     """display_id <= 0 never imports visdom (decisions.md: imports only when asked); checked in a fresh process."""
     code = (
@@ -396,9 +403,7 @@ def test_visdom_not_imported_when_display_id_is_zero(tmp_path) -> None:
         "assert 'visdom' not in sys.modules, 'visdom was imported'\n"
         "assert 'wandb' not in sys.modules and 'torch.utils.tensorboard' not in sys.modules\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_fresh_python(code)
 
 
 def test_matplotlib_is_imported_only_when_a_plot_is_drawn(tmp_path) -> None:
@@ -420,9 +425,7 @@ def test_matplotlib_is_imported_only_when_a_plot_is_drawn(tmp_path) -> None:
         "assert 'matplotlib' in sys.modules\n"
         "v.close()\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_fresh_python(code)
 
 
 def test_visdom_error_mid_run_disables_with_one_warning(tmp_path, captured) -> None:
