@@ -20,9 +20,10 @@ from util.util import atomic_write_text, mkdirs
 DEFAULT_PAGE_SIZE = 200
 # An image row is still table > tr > td, laid out as a wrapping flex row: cells move to the next line instead of
 # running off the window; an image wider than the window shrinks to fit.
-# (Every table on these pages is an image row, so the rules need no class: the official markup stays as it is.)
+# (Every table on these pages is an image row, so the rules need no class: the official markup stays as it is.
+# No '>' in the rules: the page writer escapes it inside <style>.)
 ROW_CSS = """
-table, table > tbody { display: block; border: 0; }
+table, tbody { display: block; border: 0; }
 table tr { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 2px; }
 table td { display: block; max-width: 100%; box-sizing: border-box; }
 table img, div.figure img { max-width: 100%; height: auto; }
