@@ -37,6 +37,9 @@ class TrainOptions(BaseOptions):
                             help="frequency of showing training results on console")
         parser.add_argument("--no_html", action="store_true",
                             help="do not save intermediate training results to [opt.checkpoints_dir]/[opt.name]/web/")
+        parser.add_argument("--plot_smoothing", type=float, default=0.6,
+                            help="[ours] weight in [0, 1) of the moving average drawn over each loss curve of "
+                                 "web/loss_plot.png (raw points faint behind it); 0 = off")
         # network saving and loading parameters
         parser.add_argument("--save_latest_freq", type=int, default=5000, help="frequency of saving the latest results")
         parser.add_argument("--save_epoch_freq", type=int, default=5,
@@ -105,6 +108,8 @@ class TrainOptions(BaseOptions):
                      "save_epoch_freq", "update_html_freq"):
             if getattr(opt, flag) < 1:
                 raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
+        if not 0.0 <= opt.plot_smoothing < 1.0:
+            raise ValueError(f"--plot_smoothing must be in [0, 1) (0 = off), got {opt.plot_smoothing}")
         if opt.pool_size < 0:
             raise ValueError(f"--pool_size must be >= 0, got {opt.pool_size}")
         if opt.nan_policy not in ("stop", "skip"):

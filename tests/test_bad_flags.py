@@ -44,6 +44,8 @@ TRAIN_ERRORS = [
     (["--pool_size", "-1"], "--pool_size"),
     (["--save_latest_freq", "0"], "--save_latest_freq"),
     (["--accum_steps", "0"], "--accum_steps"),
+    (["--plot_smoothing", "1.0"], "--plot_smoothing must be in [0, 1)"),
+    (["--plot_smoothing", "-0.5"], "--plot_smoothing must be in [0, 1)"),
 ]
 
 
@@ -66,6 +68,7 @@ def test_train_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_pa
     ["--model", "pix2pix", "--input_nc", "1"],  # pix2pix has no identity loss
     ["--epoch_count", "300", "--continue_train"],  # the training state decides where to continue
     ["--seed", "0", "--deterministic", "--bad_data", "skip", "--nan_policy", "skip"],
+    ["--plot_smoothing", "0"],  # raw curves only
 ])
 def test_sensible_combinations_pass(flags: List[str], tmp_path: Path) -> None:
     parse_train(tmp_path, *flags)

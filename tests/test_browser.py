@@ -71,7 +71,7 @@ def test_training_page_renders(tmp_path) -> None:
         headers = [h.text for h in driver.find_elements("tag name", "h3")]
         assert headers == ["epoch [3]", "epoch [2]", "epoch [1]"]
         plot = driver.find_element("css selector", 'img[src="loss_plot.png"]')
-        assert plot.get_property("naturalWidth") == 900
+        assert plot.get_property("naturalWidth") == 1200  # 4 panels of 300 px per row
         browser.full_page_screenshot(driver, tmp_path / "training_page.png")
     with Image.open(tmp_path / "training_page.png") as shot:
         assert shot.format == "PNG" and shot.size[1] > 600
@@ -141,3 +141,59 @@ def test_pages_of_a_short_run_render(demo_root: Path, tmp_path: Path) -> None:
         assert_all_images_loaded(driver, 4 * 6)
         browser.full_page_screenshot(driver, tmp_path / "results_page.png")
     print("screenshots:", tmp_path / "training_page.png", tmp_path / "results_page.png")
+
+
+NARROW = 900  # px: 8 CycleGAN visuals at 256 px need ~2,100 px on one line
+
+
+def assert_fits_the_window(driver) -> None:
+    """No horizontal overflow: the page is no wider than the window."""
+    width, inner = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"the page is {width} px wide in a {inner} px window"
+
+
+def test_training_page_rows_wrap_to_a_narrow_window(tmp_path) -> None:
+    """8 visuals at 256 px and the loss plot fit a 900 px window: rows wrap, nothing runs off, all images load."""
+    v = Visualizer(make_opt(tmp_path, display_winsize=256))
+    (_, real), = photo_tensors(1, size=64)
+    visuals = {name: real * (0.5 + i / 16) for i, name in enumerate(
+        ["real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A"])}
+    for epoch in (1, 2):
+        v.reset()
+        v.display_current_results(visuals, epoch, epoch * 100, False)
+        v.plot_current_losses(epoch, 0.5, {k: val * epoch for k, val in LOSSES.items()}, epoch * 100)
+    v.close()
+    with browser.headless_chromium(width=NARROW) as driver:
+        browser.open_file(driver, tmp_path / "checkpoints" / "exp" / "web" / "index.html")
+        assert_all_images_loaded(driver, expected=1 + 2 * 8)
+        assert_fits_the_window(driver)
+        rows = driver.execute_script(  # distinct top edges of the first row's images: > 1 means it wrapped
+            "return new Set(Array.from(document.querySelectorAll('table')[0].querySelectorAll('img'))"
+            ".map(im => Math.round(im.getBoundingClientRect().top))).size")
+        assert rows >= 2
+        browser.full_page_screenshot(driver, tmp_path / "narrow_training_page.png")
+
+
+def test_results_page_rows_wrap_to_a_narrow_window(tmp_path) -> None:
+    """test.py's page with 6 visuals at 256 px per input fits a 900 px window; every image loads."""
+    web_dir = tmp_path / "results" / "exp" / "test_latest"
+    webpage = HTML(web_dir, "Experiment = exp, Phase = test, Epoch = latest")
+    for name, real in photo_tensors(3):
+        visuals = {label: real * (1 - i / 8) for i, label in enumerate(
+            ["real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"])}
+        save_images(webpage, visuals, [f"/data/testA/{name}"], width=256)
+    webpage.save()
+    with browser.headless_chromium(width=NARROW) as driver:
+        browser.open_file(driver, web_dir / "index.html")
+        assert_all_images_loaded(driver, expected=3 * 6)
+        assert_fits_the_window(driver)
+
+
+def test_overflow_check_fails_on_an_unwrapped_row(tmp_path) -> None:
+    """The width check really catches a row that runs off the window (guards the two tests above)."""
+    (tmp_path / "wide.html").write_text('<table><tr>' + '<td><div style="width:256px">x</div></td>' * 8
+                                        + '</tr></table>')
+    with browser.headless_chromium(width=NARROW) as driver:
+        browser.open_file(driver, tmp_path / "wide.html")
+        with pytest.raises(AssertionError, match="px wide in a"):
+            assert_fits_the_window(driver)

@@ -130,8 +130,8 @@ class RecordingVisualizer:
     def __init__(self) -> None:
         self.logged: List[tuple] = []
 
-    def log_metrics(self, epoch, total_iters, metrics) -> None:
-        self.logged.append((epoch, total_iters, dict(metrics)))
+    def log_metrics(self, epoch, total_iters, metrics, counter_ratio=0.0) -> None:
+        self.logged.append((epoch + counter_ratio, total_iters, dict(metrics)))
 
 
 def eval_opt(**kw) -> argparse.Namespace:
@@ -147,14 +147,14 @@ def test_best_is_replaced_only_on_improvement(tmp_path: Path) -> None:
     assert ev.maybe_evaluate(1, 15) is None  # not a multiple of --eval_freq
     saved_at = []
     for i, it in enumerate((10, 20, 30, 40, 50)):
-        ev.maybe_evaluate(1, it)
+        ev.maybe_evaluate(1, it, it / 100)  # the metrics share the losses' x = epoch + fraction of the epoch
         saved_at.append(len(model.saved))
         best = json.loads((tmp_path / "best.json").read_text())
     assert saved_at == [1, 2, 2, 2, 3]  # 0.45 is worse, 0.4 only ties
     assert model.saved == ["best"] * 3
     assert best == {"metric": "l1", "value": 0.3, "direction": "lower", "epoch": 1, "total_iters": 50,
                     "checkpoint": "best_net_*.pth"}
-    assert [t for _, t, _ in vis.logged] == [10, 20, 30, 40, 50]
+    assert [(x, t) for x, t, _ in vis.logged] == [(1.1, 10), (1.2, 20), (1.3, 30), (1.4, 40), (1.5, 50)]
 
 
 def test_resumed_run_keeps_the_earlier_best(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Tests for the training reports: loss logs, loss plot, training page, rank handling, visdom fallback, loggers."""
+"""Tests for the training reports: loss logs, loss plot, training page, rank handling, visdom fallback, loggers,
+and the one history (plot, JSON log, TensorBoard, W&B) across resumes."""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -20,10 +22,18 @@ from PIL import Image
 
 from util import visualizer as vis_mod
 from util.html import HTML
-from util.loss_plot import collect_series, nice_ticks, render_loss_plot
-from util.visualizer import Visualizer, save_images
+from util.loss_plot import build_figure, collect_series, grid_shape, render_loss_plot, smooth
+from util.visualizer import Visualizer, read_history, replay_history, save_images
 
 LOSSES = {"D_A": 0.25, "G_A": 1.5, "cycle_A": 2.125, "idt_A": 0.5}
+# What the plots draw: the loss names of cycle_gan and pix2pix (G_L1 ~ 50 next to GAN losses ~ 1) and the paired
+# metrics (PSNR ~ 20 next to SSIM ~ 0.5 and L1 ~ 0.1), each with a typical scale.
+SERIES_SETS = {
+    "cycle_gan": {"D_A": 0.25, "G_A": 0.9, "cycle_A": 2.0, "idt_A": 0.5, "D_B": 0.25, "G_B": 0.9, "cycle_B": 2.0,
+                  "idt_B": 0.5},
+    "pix2pix": {"G_GAN": 1.2, "G_L1": 50.0, "D_real": 0.4, "D_fake": 0.3},
+    "paired_metrics": {"psnr": 22.0, "ssim": 0.55, "l1": 0.12},
+}
 
 
 def make_opt(tmp_path, **overrides) -> argparse.Namespace:
@@ -114,6 +124,7 @@ def test_loss_log_txt_exact_format(tmp_path, captured) -> None:
 def test_jsonl_one_record_per_print_and_plot_changes(tmp_path) -> None:
     """Each plot_current_losses call appends one parseable record; web/loss_plot.png is a PNG that changes."""
     v = Visualizer(make_opt(tmp_path))
+    v.plot_interval = 0.0  # redraw on every call
     plot = tmp_path / "checkpoints" / "exp" / "web" / "loss_plot.png"
     digests = []
     for i in range(4):
@@ -126,7 +137,9 @@ def test_jsonl_one_record_per_print_and_plot_changes(tmp_path) -> None:
             digests.append(np.asarray(im.convert("RGB")).copy())
     v.plot_current_losses(2, 0.0, {"D_A": float("nan"), "G_A": 1.0}, total_iters=500)
     v.close()
-    records = [json.loads(line) for line in (tmp_path / "checkpoints" / "exp" / "loss_log.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "checkpoints" / "exp" / "loss_log.jsonl").read_text().splitlines()]
+    assert lines[0]["session"] == "fresh" and lines[0]["epoch"] == 1 and lines[0]["total_iters"] == 0
+    records = lines[1:]
     assert len(records) == 5
     assert records[1]["epoch"] == 1 and records[1]["counter_ratio"] == 0.25 and records[1]["x"] == 1.25
     assert records[1]["total_iters"] == 200 and isinstance(records[1]["time"], float)
@@ -137,19 +150,91 @@ def test_jsonl_one_record_per_print_and_plot_changes(tmp_path) -> None:
         assert before.shape == after.shape and not np.array_equal(before, after)
 
 
-def test_render_loss_plot_draws_every_series(tmp_path) -> None:
-    """Each loss gets its own colour on the canvas; non-finite values are skipped; empty input still renders."""
-    records = [{"epoch": e, "counter_ratio": 0.5, "losses": {"a": float(e), "b": 10.0 - e, "c": "bad"}}
-               for e in range(1, 6)]
-    series = collect_series(records)
-    assert list(series) == ["a", "b"] and series["a"][0] == (1.5, 1.0)
-    render_loss_plot(records, tmp_path / "p.png")
+def fake_records(names_values, epochs: int = 3, per_epoch: int = 4, key: str = "losses"):
+    """Records like plot_current_losses writes: per epoch ``per_epoch`` points, each series noisy around its scale."""
+    rng = np.random.default_rng(0)
+    records, total = [], 0
+    for epoch in range(1, epochs + 1):
+        for i in range(1, per_epoch + 1):
+            total += 1
+            values = {k: float(v * (1 + 0.3 * rng.standard_normal())) for k, v in names_values.items()}
+            records.append({"epoch": epoch, "counter_ratio": i / per_epoch, "x": epoch + i / per_epoch,
+                            "total_iters": total, key: values})
+    return records
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.6], ids=["raw", "smoothed"])
+@pytest.mark.parametrize("which", list(SERIES_SETS))
+def test_plot_has_one_panel_per_series_on_a_shared_epoch_axis(which: str, smoothing: float) -> None:
+    """Each loss/metric gets its own panel and y scale; every panel shares the x axis (epochs); smoothing draws the
+    raw points faintly behind the moving average."""
+    names = SERIES_SETS[which]
+    series = collect_series(fake_records(names))
+    figure = build_figure(series, "exp", smoothing=smoothing)
+    panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == list(names)
+    rows, columns = grid_shape(len(names))
+    assert len(figure.axes) == rows * columns and columns <= 4
+    for ax in panels:
+        assert ax.get_shared_x_axes().joined(ax, panels[0])
+        assert ax.get_xlim()[0] <= 1.25 and ax.get_xlim()[1] >= 4.0
+    bottoms = {ax for ax in panels if ax.get_xlabel() == "epoch"}
+    assert len(bottoms) == min(columns, len(names))  # one x label per column, under its lowest panel
+    for ax, (name, points) in zip(panels, series.items()):
+        ys = [y for _, y in points]
+        low, high = ax.get_ylim()
+        assert low <= min(ys) and high >= max(ys)
+        assert high - low < 4 * (max(ys) - min(ys))  # its own scale: the data fill the panel, not a flat line
+        lines = ax.get_lines()
+        if smoothing:
+            raw, avg = lines
+            assert raw.get_alpha() < 0.5 and list(raw.get_ydata()) == ys
+            assert list(avg.get_ydata()) == pytest.approx(smooth(ys, smoothing))
+        else:
+            (raw,) = lines
+            assert list(raw.get_ydata()) == ys and list(raw.get_xdata()) == [x for x, _ in points]
+
+
+def test_smooth_is_a_debiased_moving_average() -> None:
+    """weight 0 = the raw values; a constant stays constant from the first point; the known first values."""
+    assert smooth([3.0, -1.0, 2.0], 0.0) == [3.0, -1.0, 2.0]
+    assert smooth([5.0] * 4, 0.9) == pytest.approx([5.0] * 4)
+    assert smooth([0.0, 1.0], 0.5) == pytest.approx([0.0, 2 / 3])
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="smoothing weight"):
+            smooth([1.0], bad)
+
+
+@pytest.mark.parametrize("which", list(SERIES_SETS))
+def test_render_loss_plot_writes_the_grid_png(tmp_path, which: str) -> None:
+    """The PNG holds the whole grid; it returns the series it drew (non-finite values left out); empty input too."""
+    names = SERIES_SETS[which]
+    records = fake_records(names)
+    records[2]["losses"][next(iter(names))] = None  # a NaN logged as null
+    drawn = render_loss_plot(records, tmp_path / "p.png", title="exp")
+    assert list(drawn) == list(names) and len(drawn[next(iter(names))]) == len(records) - 1
+    rows, columns = grid_shape(len(names))
     with Image.open(tmp_path / "p.png") as im:
-        colors = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
-    assert (31, 119, 180) in colors and (255, 127, 14) in colors and (44, 160, 44) not in colors
-    render_loss_plot([], tmp_path / "empty.png")
+        assert im.format == "PNG" and im.size == (300 * columns, round((210 * rows + 40)))
+        assert len(im.convert("RGB").getcolors(1 << 20)) > 50  # curves and text, not a blank canvas
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left
+    assert render_loss_plot([], tmp_path / "empty.png") == {}
     assert Image.open(tmp_path / "empty.png").format == "PNG"
-    assert nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_plot_redraws_are_spaced_and_close_draws_the_rest(tmp_path) -> None:
+    """Within plot_interval a new point waits; close() draws it, so the final PNG shows every record."""
+    v = Visualizer(make_opt(tmp_path))
+    v.plot_interval = 3600.0
+    plot = tmp_path / "checkpoints" / "exp" / "web" / "loss_plot.png"
+    v.plot_current_losses(1, 0.25, LOSSES, 1)
+    first = plot.read_bytes()
+    v.plot_current_losses(1, 0.5, {k: val * 3 for k, val in LOSSES.items()}, 2)
+    assert plot.read_bytes() == first
+    records = list(v.records)
+    v.close()
+    render_loss_plot(records, tmp_path / "expected.png", title="exp loss over time")
+    assert plot.read_bytes() != first and plot.read_bytes() == (tmp_path / "expected.png").read_bytes()
 
 
 # ----------------------------------------------------------------------------- training page
@@ -223,15 +308,28 @@ def test_resumed_run_page_skips_missing_epochs_and_keeps_curve(tmp_path) -> None
     resumed.close()
 
 
-def test_log_metrics(tmp_path, captured) -> None:
-    """Metrics: a JSON record with a 'metrics' key, a console line and web/metrics_plot.png on the page."""
-    v = Visualizer(make_opt(tmp_path))
+def test_log_metrics(tmp_path, captured, monkeypatch) -> None:
+    """Metrics: a JSON record with a 'metrics' key at the losses' x, a console line and web/metrics_plot.png on the
+    page, drawn without smoothing (the losses with --plot_smoothing)."""
+    smoothing = {}
+
+    def spy(records, path, **kwargs):
+        smoothing[kwargs["key"]] = kwargs["smoothing"]
+        return real(records, path, **kwargs)
+
+    real = vis_mod.render_loss_plot
+    monkeypatch.setattr(vis_mod, "render_loss_plot", spy)
+    v = Visualizer(make_opt(tmp_path, plot_smoothing=0.8))
     v.display_current_results(make_visuals(), 1, 1, False)
-    v.log_metrics(1, 100, {"FID": 42.5, "KID": 0.0123})
+    v.plot_current_losses(1, 0.5, LOSSES, 100)
+    v.log_metrics(1, 100, {"FID": 42.5, "KID": 0.0123}, counter_ratio=0.5)
     v.close()
+    assert smoothing == {"losses": 0.8, "metrics": 0.0}
     exp = tmp_path / "checkpoints" / "exp"
-    record = json.loads((exp / "loss_log.jsonl").read_text().splitlines()[-1])
+    lines = (exp / "loss_log.jsonl").read_text().splitlines()
+    loss_record, record = json.loads(lines[-2]), json.loads(lines[-1])
     assert record["metrics"] == {"FID": 42.5, "KID": 0.0123} and record["total_iters"] == 100
+    assert record["x"] == loss_record["x"] == 1.5 and record["counter_ratio"] == 0.5
     assert "(epoch: 1, total_iters: 100) metrics: FID: 42.5000 KID: 0.0123 " in captured.messages(logging.INFO)
     assert Image.open(exp / "web" / "metrics_plot.png").format == "PNG"
     assert 'src="metrics_plot.png"' in (exp / "web" / "index.html").read_text()
@@ -283,7 +381,14 @@ def test_no_visdom_server_warns_once_and_finishes(tmp_path, captured, capsys) ->
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err and "Exception in user code" not in out.out + out.err
     assert (tmp_path / "checkpoints" / "exp" / "web" / "index.html").exists()
-    assert len((tmp_path / "checkpoints" / "exp" / "loss_log.jsonl").read_text().splitlines()) == 6
+    assert len(read_history(str(tmp_path / "checkpoints" / "exp" / "loss_log.jsonl"))) == 6
+
+
+def run_fresh_python(code: str) -> None:
+    """Run ``code`` in a new python process at the repository root; it must exit 0."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_visdom_not_imported_when_display_id_is_zero(tmp_path) -> None:
@@ -298,9 +403,29 @@ def test_visdom_not_imported_when_display_id_is_zero(tmp_path) -> None:
         "assert 'visdom' not in sys.modules, 'visdom was imported'\n"
         "assert 'wandb' not in sys.modules and 'torch.utils.tensorboard' not in sys.modules\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_fresh_python(code)
+
+
+def test_matplotlib_is_imported_only_when_a_plot_is_drawn(tmp_path) -> None:
+    """train.py and a Visualizer that shows images and prints losses leave matplotlib unloaded; the first plot loads
+    it (checked in a fresh process)."""
+    code = (
+        "import sys, argparse, torch\n"
+        "import importlib.util\n"
+        "spec = importlib.util.spec_from_file_location('train_script', 'train.py')\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "from util.visualizer import Visualizer\n"
+        f"opt = argparse.Namespace(name='exp', checkpoints_dir={str(tmp_path)!r}, isTrain=True, no_html=False,\n"
+        "                         display_id=0, display_winsize=64, use_wandb=False)\n"
+        "v = Visualizer(opt)\n"
+        "v.display_current_results({'real_A': torch.zeros(1, 3, 8, 8)}, 1, 1, False)\n"
+        "v.print_current_losses(1, 1, {'G': 1.0}, 0.1, 0.0)\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported before any plot'\n"
+        "v.plot_current_losses(1, 0.5, {'G': 1.0}, 1)\n"
+        "assert 'matplotlib' in sys.modules\n"
+        "v.close()\n"
+    )
+    run_fresh_python(code)
 
 
 def test_visdom_error_mid_run_disables_with_one_warning(tmp_path, captured) -> None:
@@ -415,6 +540,35 @@ def _read_wandb_records(path: str):
     return records
 
 
+def _wandb_run_records(run_file: str, timeout: float = 60.0):
+    """The records of a finished offline run; waits for its 'exit' record (wandb-core writes the file after
+    ``finish()`` returns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        records = _read_wandb_records(run_file)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
+def _wandb_history(run_file: str):
+    """{step: row} of a finished offline run's history."""
+    rows = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+            for r in _wandb_run_records(run_file) if r.WhichOneof("record_type") == "history"]
+    return {row["_step"]: row for row in rows}
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """W&B in offline mode with every folder under tmp_path."""
+    wandb = pytest.importorskip("wandb", reason="wandb is not installed (pip install wandb)")
+    for key, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(tmp_path / "wbcfg"),
+                       "WANDB_CACHE_DIR": str(tmp_path / "wbcache"), "WANDB_DATA_DIR": str(tmp_path / "wbdata"),
+                       "WANDB_DISABLE_GIT": "true", "WANDB_CONSOLE": "off"}.items():
+        monkeypatch.setenv(key, value)
+    return wandb
+
+
 def test_wandb_offline_run_holds_the_scalars(tmp_path, monkeypatch) -> None:
     """--use_wandb in offline mode: the run (project, name, config) and losses at step=total_iters are on disk."""
     wandb = pytest.importorskip("wandb", reason="wandb is not installed (pip install wandb)")
@@ -435,7 +589,7 @@ def test_wandb_offline_run_holds_the_scalars(tmp_path, monkeypatch) -> None:
     run_files = glob.glob(str(tmp_path / "checkpoints" / "exp" / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(run_files) == 1
     history, config = [], {}
-    for record in _read_wandb_records(run_files[0]):
+    for record in _wandb_run_records(run_files[0]):
         kind = record.WhichOneof("record_type")
         if kind == "history":
             history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
@@ -451,3 +605,190 @@ def test_wandb_offline_run_holds_the_scalars(tmp_path, monkeypatch) -> None:
     images = glob.glob(str(tmp_path / "checkpoints" / "exp" / "wandb" / "offline-run-*" / "files" / "media" / "images"
                            / "results" / "real_A_*.png"))
     assert len(images) == 1
+
+
+# ----------------------------------------------------------------------------- one history across resumes
+class Point:
+    """What train.py passes as ``resume``: a training_state.ResumePoint's epoch and total_iters."""
+
+    def __init__(self, epoch: int, total_iters: int) -> None:
+        self.epoch, self.total_iters = epoch, total_iters
+
+
+def exact(first: int, last: int):
+    """(epoch, total_iters) of iterations first..last at 4 images per epoch, batch size 1."""
+    return [((t - 1) // 4 + 1, t) for t in range(first, last + 1)]
+
+
+# id: sessions as (continue_train, resume point or None, [(epoch, total_iters) logged]), expected (session, t)
+HISTORIES = {
+    "crash-mid-epoch-then-two-resumes": (
+        [(False, Point(1, 0), exact(1, 8)),  # killed in epoch 2 after iteration 8; latest saved at 6
+         (True, Point(2, 6), exact(7, 10)),  # Ctrl-C after iteration 10: latest saved there
+         (True, Point(3, 10), exact(11, 12))],
+        [(0, t) for t in range(1, 7)] + [(1, t) for t in range(7, 11)] + [(2, 11), (2, 12)]),
+    "resume-from-epoch-end": (
+        [(False, Point(1, 0), exact(1, 10)), (True, Point(3, 8), exact(9, 12))],
+        [(0, t) for t in range(1, 9)] + [(1, t) for t in range(9, 13)]),
+    "resume-from-an-earlier-checkpoint": (
+        [(False, Point(1, 0), exact(1, 12)), (True, Point(2, 4), exact(5, 12))],
+        [(0, t) for t in range(1, 5)] + [(1, t) for t in range(5, 13)]),
+    "weights-only-resume": (  # no training state: --epoch_count 3, total_iters restarts at 0
+        [(False, Point(1, 0), exact(1, 10)), (True, None, [(3, t) for t in range(1, 5)])],
+        [(0, t) for t in range(1, 9)] + [(1, t) for t in range(1, 5)]),
+    "fresh-run-in-the-same-folder": (
+        [(False, Point(1, 0), exact(1, 8)), (False, Point(1, 0), exact(1, 4))],
+        [(1, t) for t in range(1, 5)]),
+}
+
+
+def run_sessions(tmp_path, sessions, **overrides):
+    """Log each session's losses (value 'session' = its index) as train.py would; return the last Visualizer."""
+    v = None
+    for index, (resumed, point, logged) in enumerate(sessions):
+        v = Visualizer(make_opt(tmp_path, continue_train=resumed, epoch_count=3 if point is None else 1,
+                                **overrides), resume=point)
+        for epoch, t in logged:
+            ratio = ((t - 1) % 4 + 1) / 4
+            v.plot_current_losses(epoch, ratio, {"G": 10.0 * index + ratio, "session": index}, t)
+        v.close()
+    return v
+
+
+@pytest.mark.parametrize("case", list(HISTORIES))
+def test_history_keeps_each_iteration_once_across_sessions(tmp_path, case: str) -> None:
+    """The plot's records (and read_history) hold every kept iteration once, from the session that trained it
+    last; loss_log.jsonl keeps every line ever written."""
+    sessions, expected = HISTORIES[case]
+    last = run_sessions(tmp_path, sessions)
+    jsonl = tmp_path / "checkpoints" / "exp" / "loss_log.jsonl"
+    history = read_history(str(jsonl))
+    assert [(r["losses"]["session"], r["total_iters"]) for r in history] == expected
+    assert [(r["losses"]["session"], r["total_iters"]) for r in last.records] == expected
+    xs = [x for x, _ in collect_series(history)["G"]]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # one curve: x only moves forward
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [line["session"] for line in lines if "session" in line] == [
+        "resume" if resumed else "fresh" for resumed, _, _ in sessions]
+    assert len([line for line in lines if "session" not in line]) == sum(len(s[2]) for s in sessions)
+    assert Image.open(tmp_path / "checkpoints" / "exp" / "web" / "loss_plot.png").format == "PNG"
+
+
+def test_history_survives_a_line_cut_short_by_a_crash(tmp_path) -> None:
+    """A crash mid-write leaves half a line; the next session's marker still starts on its own line."""
+    run_sessions(tmp_path, HISTORIES["crash-mid-epoch-then-two-resumes"][0][:1])
+    jsonl = tmp_path / "checkpoints" / "exp" / "loss_log.jsonl"
+    with open(jsonl, "a", encoding="utf-8") as handle:
+        handle.write('{"epoch": 3, "counter_ratio": 0.25, "x": 3.2')
+    run_sessions(tmp_path, [(True, Point(2, 6), exact(7, 8))])
+    assert [r["total_iters"] for r in read_history(str(jsonl))] == list(range(1, 9))
+    assert replay_history([{"epoch": 1, "total_iters": 1}, {"session": "resume", "epoch": 1, "total_iters": 0}]) == []
+
+
+def test_tensorboard_continues_one_curve_after_a_resume(tmp_path) -> None:
+    """An exact resume hides the steps the interrupted session wrote after the checkpoint: one value per step."""
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install tensorboard)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sessions, expected = HISTORIES["crash-mid-epoch-then-two-resumes"]
+    run_sessions(tmp_path, sessions, use_tensorboard=True)
+    acc = EventAccumulator(str(tmp_path / "checkpoints" / "exp" / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    assert [(int(e.value), e.step) for e in acc.Scalars("session")] == expected
+
+
+def test_wandb_resume_continues_the_same_run(tmp_path, wandb_offline) -> None:
+    """An exact resume logs into the same W&B run (id kept in the experiment folder) and does not send again the
+    steps that run already holds (W&B keeps one value per step and its steps only grow)."""
+    sessions, _ = HISTORIES["crash-mid-epoch-then-two-resumes"]
+    run_sessions(tmp_path, sessions[:2], use_wandb=True)
+    exp = tmp_path / "checkpoints" / "exp"
+    run_id = (exp / "wandb_run_id.txt").read_text().strip()
+    runs = sorted(glob.glob(str(exp / "wandb" / "offline-run-*")))  # offline-run-<time>-<id>[-1]: oldest first
+    assert len(runs) == 2 and all(run_id in os.path.basename(r) for r in runs)
+    first, second = (_wandb_history(glob.glob(os.path.join(r, "run-*.wandb"))[0]) for r in runs)
+    assert sorted(first) == list(range(1, 9)) and sorted(second) == [9, 10]
+    assert all(row["session"] == 1 for row in second.values())
+
+
+# What the user does: train, a double Ctrl-C mid-epoch (no save: the run resumes from an earlier checkpoint),
+# --continue_train, Ctrl-C (saves), --continue_train to the end. 3 epochs of 4 images, a loss line every image.
+E2E_MODELS = {
+    "cycle_gan": (["--model", "cycle_gan", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2"],
+                  "demo", "models.cycle_gan_model", "CycleGANModel"),
+    "pix2pix": (["--model", "pix2pix", "--netG", "unet_128", "--netD", "n_layers", "--n_layers_D", "2"],
+                "demo_pix2pix", "models.pix2pix_model", "Pix2PixModel"),
+}
+
+
+def ctrl_c_at(monkeypatch, model_class, call: int, times: int) -> None:
+    """Press Ctrl-C ``times`` times during this session's ``call``-th training step (before it when twice)."""
+    original = model_class.optimize_parameters
+    calls = {"n": 0}
+
+    def optimize_parameters(self):
+        calls["n"] += 1
+        if calls["n"] == call and times == 2:
+            signal.raise_signal(signal.SIGINT)  # a stop request ...
+            signal.raise_signal(signal.SIGINT)  # ... and the second Ctrl-C: KeyboardInterrupt now, nothing saved
+        original(self)
+        if calls["n"] == call and times == 1:
+            signal.raise_signal(signal.SIGINT)  # saves latest after this step, then stops
+
+    monkeypatch.setattr(model_class, "optimize_parameters", optimize_parameters)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", list(E2E_MODELS))
+def test_interrupted_and_twice_resumed_run_plots_one_curve(model: str, demo_root, tmp_path, monkeypatch) -> None:
+    """The loss plot after the last session is drawn from every iteration of all sessions, each once; TensorBoard
+    holds one value per step."""
+    import importlib
+
+    from conftest import run_train, tiny_flags
+
+    flags, root, module, cls = E2E_MODELS[model]
+    model_class = getattr(importlib.import_module(module), cls)
+    drawn = {}
+
+    def spy(records, path, *args, **kwargs):
+        drawn[os.path.basename(str(path))] = [dict(r) for r in records]
+        return real_render(records, path, *args, **kwargs)
+
+    real_render = vis_mod.render_loss_plot
+
+    def session(ctrl_c_call: int = 0, times: int = 0) -> None:
+        """Patches for the next session: the plot spy and, when asked, the Ctrl-C."""
+        monkeypatch.undo()
+        monkeypatch.setattr(vis_mod, "render_loss_plot", spy)
+        if ctrl_c_call:
+            ctrl_c_at(monkeypatch, model_class, ctrl_c_call, times)
+
+    argv = [*flags, *tiny_flags("run", tmp_path / "ck"), "--dataroot", str(demo_root / root), "--max_dataset_size",
+            "4", "--n_epochs", "2", "--n_epochs_decay", "1", "--print_freq", "1", "--display_freq", "100",
+            "--save_latest_freq", "3", "--save_epoch_freq", "100", "--seed", "0", "--use_tensorboard"]
+    session(ctrl_c_call=9, times=2)  # iterations 1-8 logged, latest saved at 6
+    with pytest.raises(SystemExit) as stopped:
+        run_train(argv)
+    assert stopped.value.code == 130
+    session(ctrl_c_call=4, times=1)  # iterations 7-10, latest saved at 10
+    with pytest.raises(SystemExit) as stopped:
+        run_train(argv + ["--continue_train"])
+    assert stopped.value.code == 130
+    session()
+    run_train(argv + ["--continue_train"])  # iterations 11-12
+
+    exp = tmp_path / "ck" / "run"
+    plotted = drawn["loss_plot.png"]
+    assert [r["total_iters"] for r in plotted] == list(range(1, 13))
+    assert [r["x"] for r in plotted] == [e + i / 4 for e in (1, 2, 3) for i in (1, 2, 3, 4)]
+    assert Image.open(exp / "web" / "loss_plot.png").format == "PNG"
+    lines = [json.loads(line) for line in (exp / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["total_iters"] for r in lines if "session" not in r] == [*range(1, 9), *range(7, 13)]
+    assert [r["total_iters"] for r in read_history(str(exp / "loss_log.jsonl"))] == list(range(1, 13))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(exp / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    first_loss = acc.Tags()["scalars"][0]
+    assert [e.step for e in acc.Scalars(first_loss)] == list(range(1, 13))

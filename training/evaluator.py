@@ -361,19 +361,22 @@ class Evaluator:
         if self.freq > 0 and torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # the other ranks wait while rank 0 prepares (classifier training)
 
-    def maybe_evaluate(self, epoch: int, total_iters: int) -> Optional[Dict[str, float]]:
-        """Evaluate when ``total_iters`` is a multiple of ``--eval_freq`` (rank 0); return the metrics or None."""
+    def maybe_evaluate(self, epoch: int, total_iters: int, counter_ratio: float = 0.0) -> Optional[Dict[str, float]]:
+        """Evaluate when ``total_iters`` is a multiple of ``--eval_freq`` (rank 0); return the metrics or None.
+
+        ``counter_ratio``: the fraction of the epoch done, so the metrics plot shares the loss plot's x axis.
+        """
         if not self.enabled or total_iters % self.freq != 0:
             return None
-        return self.evaluate(epoch, total_iters)
+        return self.evaluate(epoch, total_iters, counter_ratio)
 
-    def evaluate(self, epoch: int, total_iters: int) -> Dict[str, float]:
+    def evaluate(self, epoch: int, total_iters: int, counter_ratio: float = 0.0) -> Dict[str, float]:
         """Compute the metrics now, log them, and save the best checkpoint when the chosen metric improves."""
         assert self.suite is not None and self.best is not None
         start = time.time()
         metrics = self.suite.evaluate(self.model)
         if self.visualizer is not None:
-            self.visualizer.log_metrics(epoch, total_iters, metrics)
+            self.visualizer.log_metrics(epoch, total_iters, metrics, counter_ratio)
         value = best_value(metrics, self.best.metric)
         previous = self.best.value
         if self.best.improves(value):

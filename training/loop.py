@@ -52,7 +52,7 @@ class Run:
         self.model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
         self.checkpoints = Checkpointer(self.model, self.dataset, opt)
         self.guard = NonFiniteGuard(self.model, getattr(opt, "nan_policy", "stop"))
-        self.visualizer = Visualizer(opt)
+        self.visualizer = Visualizer(opt, resume=self.point)  # plots and trackers continue one curve
         self.evaluator = Evaluator(opt, self.model, self.visualizer)  # --eval_freq: fixed test subset, best checkpoint
         self.n_total = opt.n_epochs + opt.n_epochs_decay
         if self.point.epoch > self.n_total:
@@ -91,7 +91,8 @@ class Run:
             t_comp = (time.time() - iter_start) / opt.batch_size
             visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp, t_data)
             visualizer.plot_current_losses(epoch, float(epoch_iter) / self.dataset_size, losses, self.total_iters)
-        self.evaluator.maybe_evaluate(epoch, self.total_iters)  # every --eval_freq images (docs/evaluation.md)
+        # every --eval_freq images (docs/evaluation.md), plotted at the losses' x
+        self.evaluator.maybe_evaluate(epoch, self.total_iters, float(epoch_iter) / self.dataset_size)
 
     # ------------------------------------------------------------------------------------------------ phase 3: epochs
     def train_epoch(self, epoch: int, stop: GracefulStop) -> None:

@@ -2,7 +2,8 @@
 
 The structure follows the official pages (h3 headers; table > tr > td > p > a > img, br, p caption; relative
 ``images/<file>`` paths). Additions: a visible title, ``loading="lazy"`` on images, an optional figure block
-(e.g. the loss plot) and pagination (``index.html``, ``index_2.html`` ...) for pages with many rows.
+(e.g. the loss plot), pagination (``index.html``, ``index_2.html`` ...) for pages with many rows, and a style
+sheet that wraps each image row to the window width (8 CycleGAN visuals at 256 px would need ~2,100 px).
 """
 from __future__ import annotations
 
@@ -12,11 +13,21 @@ from typing import Dict, List, Sequence, Tuple
 from urllib.parse import quote
 
 import dominate
-from dominate.tags import a, br, div, h1, h3, img, meta, p, span, table, td, tr
+from dominate.tags import a, br, div, h1, h3, img, meta, p, span, style, table, td, tr
 
 from util.util import atomic_write_text, mkdirs
 
 DEFAULT_PAGE_SIZE = 200
+# An image row is still table > tr > td, laid out as a wrapping flex row: cells move to the next line instead of
+# running off the window; an image wider than the window shrinks to fit.
+# (Every table on these pages is an image row, so the rules need no class: the official markup stays as it is.
+# No '>' in the rules: the page writer escapes it inside <style>.)
+ROW_CSS = """
+table, tbody { display: block; border: 0; }
+table tr { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 2px; }
+table td { display: block; max-width: 100%; box-sizing: border-box; }
+table img, div.figure img { max-width: 100%; height: auto; }
+"""
 _EXTRA_PAGE = re.compile(r"^index_(\d+)\.html$")
 
 Entry = Tuple[str, Dict]
@@ -61,8 +72,11 @@ class HTML:
             raise ValueError(f"add_images needs as many captions and links as images ({len(ims)}, {len(txts)}, {len(links)})")
         self._entries.append(("images", {"ims": list(ims), "txts": list(txts), "links": list(links), "width": int(width)}))
 
-    def add_figure(self, src: str, caption: str = "", width: int = 800) -> None:
-        """Add a standalone image given relative to ``web_dir`` (e.g. ``loss_plot.png``), with an optional caption."""
+    def add_figure(self, src: str, caption: str = "", width: int = 0) -> None:
+        """Add a standalone image given relative to ``web_dir`` (e.g. ``loss_plot.png``), with an optional caption.
+
+        ``width``: display width in px (0 = the image's own); a narrower window shrinks it.
+        """
         self._entries.append(("figure", {"src": src, "caption": caption, "width": int(width)}))
 
     def num_pages(self) -> int:
@@ -103,8 +117,10 @@ class HTML:
         """Render one page to an HTML string."""
         title = self.title if total == 1 else f"{self.title} (page {page_number} of {total})"
         doc = dominate.document(title=title)
-        if self.refresh > 0:
-            with doc.head:
+        with doc.head:
+            meta(name="viewport", content="width=device-width, initial-scale=1")
+            style(ROW_CSS)
+            if self.refresh > 0:
                 meta(http_equiv="refresh", content=str(self.refresh))
         with doc:
             h1(self.title, style="font-size: 1.4em;")
@@ -115,8 +131,8 @@ class HTML:
                     h3(data["text"])
                 elif kind == "figure":
                     with div(cls="figure"):
-                        img(src=_url(data["src"]), alt=data["caption"] or data["src"],
-                            style="max-width:%dpx; width:100%%" % data["width"])
+                        attrs = {"style": "width:%dpx" % data["width"]} if data["width"] > 0 else {}
+                        img(src=_url(data["src"]), alt=data["caption"] or data["src"], **attrs)
                         if data["caption"]:
                             p(data["caption"])
                 else:

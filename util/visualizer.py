@@ -3,6 +3,12 @@ optional W&B / TensorBoard loggers; plus ``save_images`` for the test results pa
 
 Only rank 0 (``opt.rank``, default 0) writes files or talks to servers. visdom is imported only when
 ``--display_id > 0``; a server that cannot be reached costs one warning and the run goes on without it.
+
+One history across resumes: every session first appends a marker line ``{"session": "fresh"|"resume", "epoch": E,
+"total_iters": T, "time": ...}`` to loss_log.jsonl (E, T: where the session starts). ``read_history`` replays
+the file: a fresh start drops everything before it; a resume keeps the earlier records at or before its start,
+ordered by (epoch, total_iters), so records that an interrupted session wrote after the checkpoint it is resumed
+from (they are trained again) appear once. The file itself is append-only: nothing written is ever removed.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ import numpy as np
 from util import util
 from util.html import HTML
 from util.logger import get_logger
-from util.loss_plot import render_loss_plot
+from util.loss_plot import DEFAULT_SMOOTHING, position, render_loss_plot
 from util.trackers import TensorBoardLogger, WandbLogger
 
 log = get_logger(__name__)
@@ -32,6 +38,61 @@ CONNECT_TIMEOUT = 2.0  # seconds to open the TCP connection to the visdom server
 REQUEST_TIMEOUT = 10.0  # seconds for one visdom request (an image grid can be a few MB)
 LOSS_PLOT = "loss_plot.png"
 METRICS_PLOT = "metrics_plot.png"
+# Seconds between redraws of a plot during training: one draw of the 8 cycle_gan panels took 0.3-1.3 s on a busy
+# 2-core CPU (python bench/plot_draw.py), too much to pay at every --print_freq.
+PLOT_INTERVAL = 10.0
+
+
+def _read_jsonl(path: str) -> List[Dict[str, Any]]:
+    """Every JSON object line of ``path`` (none when it is absent); lines cut short by a crash are skipped."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _order(record: Mapping[str, Any]) -> tuple:
+    """Training order of a record or session start: (epoch, total_iters).
+
+    The epoch comes first because a weights-only resume (no training state) restarts total_iters at 0.
+    """
+    return int(record.get("epoch", 0) or 0), int(record.get("total_iters", 0) or 0)
+
+
+def replay_history(records: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Apply the session markers in file order; return the records of the run's one history (see module doc)."""
+    kept: List[Dict[str, Any]] = []
+    for record in records:
+        if "session" in record:
+            start = _order(record) if record["session"] == "resume" else (-1, -1)
+            kept = [r for r in kept if _order(r) <= start]
+        else:
+            kept.append(dict(record))
+    return kept
+
+
+def read_history(path: str) -> List[Dict[str, Any]]:
+    """The records of a loss_log.jsonl that make up the run's history across resumes (see module doc)."""
+    return replay_history(_read_jsonl(path))
+
+
+def last_logged_step(records: Sequence[Mapping[str, Any]]) -> int:
+    """The highest total_iters logged since the last fresh start, superseded records included (0 if none)."""
+    last = 0
+    for record in records:
+        if record.get("session") == "fresh":
+            last = 0
+        elif "session" not in record:
+            last = max(last, int(record.get("total_iters", 0) or 0))
+    return last
 
 
 def _finite_or_none(value: Any) -> Optional[float]:
@@ -187,8 +248,14 @@ class VisdomDisplay:
 class Visualizer:
     """Reports of a training run: console + loss_log.txt, loss_log.jsonl, loss plot, web page, visdom, loggers."""
 
-    def __init__(self, opt: Any) -> None:
-        """Set up the outputs enabled by the options (see module docstring)."""
+    def __init__(self, opt: Any, resume: Any = None) -> None:
+        """Set up the outputs enabled by the options (see module docstring).
+
+        ``resume``: where this session starts, anything with ``epoch`` and ``total_iters`` (train.py passes its
+        ``training_state.ResumePoint``). With ``--continue_train`` and ``total_iters`` > 0 (an exact resume),
+        the plot, the history, TensorBoard and W&B continue from there; without it the session is taken to
+        start at ``--epoch_count`` with total_iters 0, i.e. a weights-only resume.
+        """
         self.opt = opt
         self.name: str = opt.name
         self.rank = int(getattr(opt, "rank", 0) or 0)
@@ -196,6 +263,10 @@ class Visualizer:
         self.display_id = int(getattr(opt, "display_id", 0) or 0)
         self.win_size = int(getattr(opt, "display_winsize", 256))
         self.use_html = bool(getattr(opt, "isTrain", False)) and not getattr(opt, "no_html", False)
+        self.smoothing = float(getattr(opt, "plot_smoothing", DEFAULT_SMOOTHING))
+        self.plot_interval = PLOT_INTERVAL
+        self._drawn_at: Dict[str, float] = {}  # plot file -> time.monotonic() of its last draw
+        self._pending: Dict[str, tuple] = {}  # plot file -> (key, title) of a draw put off by plot_interval
         self.saved = False
         self.expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.log_name = os.path.join(self.expr_dir, "loss_log.txt")
@@ -211,6 +282,15 @@ class Visualizer:
             return
 
         util.mkdirs(self.expr_dir)
+        resumed = bool(getattr(opt, "continue_train", False))
+        start_epoch = int(getattr(resume, "epoch", getattr(opt, "epoch_count", 1)))
+        start_iters = int(getattr(resume, "total_iters", 0)) if resumed else 0
+        earlier = _read_jsonl(self.jsonl_name) if resumed else []
+        exact = resumed and start_iters > 0  # total_iters (the loggers' step) continues from the checkpoint
+        marker = {"session": "resume" if resumed else "fresh", "epoch": start_epoch, "total_iters": start_iters,
+                  "time": time.time()}
+        self._start_session(marker)
+        self.records = replay_history(earlier + [marker])
         if self.display_id > 0:
             self.visdom = VisdomDisplay(
                 getattr(opt, "display_server", "http://localhost"), getattr(opt, "display_port", 8097),
@@ -220,28 +300,20 @@ class Visualizer:
             log.info("create web directory %s...", self.web_dir)
             util.mkdirs([self.web_dir, self.img_dir])
         if getattr(opt, "use_wandb", False):
-            self.loggers.append(WandbLogger(opt))
+            self.loggers.append(WandbLogger(opt, skip_through=last_logged_step(earlier) if exact else None))
         if getattr(opt, "use_tensorboard", False):
-            self.loggers.append(TensorBoardLogger(opt))
-        if getattr(opt, "continue_train", False):
-            self.records = self._load_records(int(getattr(opt, "epoch_count", 1)))
+            self.loggers.append(TensorBoardLogger(opt, purge_step=start_iters + 1 if exact else None))
         util.append_text(self.log_name, "================ Training Loss (%s) ================\n" % time.strftime("%c"))
 
     # ------------------------------------------------------------------ helpers
-    def _load_records(self, epoch_count: int) -> List[Dict[str, Any]]:
-        """Read earlier records of this experiment (epochs before ``epoch_count``) so a resumed plot continues."""
-        if not os.path.exists(self.jsonl_name):
-            return []
-        records = []
-        with open(self.jsonl_name, encoding="utf-8") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # e.g. a line cut short by a crash
-                if isinstance(record, dict) and int(record.get("epoch", 0)) < epoch_count:
-                    records.append(record)
-        return records
+    def _start_session(self, marker: Mapping[str, Any]) -> None:
+        """Append the session marker (on a line of its own, even after a line cut short by a crash)."""
+        if os.path.exists(self.jsonl_name) and os.path.getsize(self.jsonl_name) > 0:
+            with open(self.jsonl_name, "rb") as handle:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    util.append_text(self.jsonl_name, "\n")
+        util.append_text(self.jsonl_name, json.dumps(marker) + "\n")
 
     def _append_record(self, record: Dict[str, Any]) -> None:
         """Keep a record in memory and append it as one JSON line."""
@@ -252,11 +324,20 @@ class Visualizer:
         """Path of a plot image inside the web folder."""
         return os.path.join(self.web_dir, file_name)
 
-    def _render_plot(self, key: str, file_name: str, title: str, ylabel: str) -> None:
-        """Re-render one plot PNG; rebuild the page when the plot appears for the first time."""
+    def _render_plot(self, key: str, file_name: str, title: str, force: bool = False) -> None:
+        """Redraw one plot PNG (at most every ``plot_interval`` s unless forced; ``close`` draws what is left);
+        rebuild the page when the plot appears for the first time."""
+        last = self._drawn_at.get(file_name)
+        if not force and last is not None and time.monotonic() - last < self.plot_interval:
+            self._pending[file_name] = (key, title)
+            return
+        self._pending.pop(file_name, None)
         path = self._plot_path(file_name)
         existed = os.path.exists(path)
-        render_loss_plot([r for r in self.records if key in r], path, key=key, title=title, ylabel=ylabel)
+        # metrics are few, costly points that pick the best checkpoint: drawn as measured, never averaged
+        smoothing = self.smoothing if key == "losses" else 0.0
+        render_loss_plot([r for r in self.records if key in r], path, key=key, title=title, smoothing=smoothing)
+        self._drawn_at[file_name] = time.monotonic()
         if not existed and self._page_epoch is not None:
             self._write_page(self._page_epoch)
 
@@ -265,9 +346,9 @@ class Visualizer:
         self._page_epoch = epoch
         webpage = HTML(self.web_dir, "Experiment name = %s" % self.name, refresh=1)
         if os.path.exists(self._plot_path(LOSS_PLOT)):
-            webpage.add_figure(LOSS_PLOT, "losses (numbers: ../loss_log.jsonl)", width=900)
+            webpage.add_figure(LOSS_PLOT, "losses (numbers: ../loss_log.jsonl)")
         if os.path.exists(self._plot_path(METRICS_PLOT)):
-            webpage.add_figure(METRICS_PLOT, "evaluation metrics", width=900)
+            webpage.add_figure(METRICS_PLOT, "evaluation metrics")
         present = set(os.listdir(self.img_dir))
         for n in range(epoch, 0, -1):
             names = ["epoch%.3d_%s.png" % (n, label) for label in self.labels]
@@ -311,7 +392,7 @@ class Visualizer:
         if not self.is_main:
             return
         values = OrderedDict((k, _finite_or_none(v)) for k, v in losses.items())
-        record = {"epoch": int(epoch), "counter_ratio": float(counter_ratio), "x": float(epoch) + float(counter_ratio),
+        record = {"epoch": int(epoch), "counter_ratio": float(counter_ratio), "x": position(epoch, counter_ratio),
                   "total_iters": int(total_iters), "time": time.time(), "losses": values}
         self._append_record(record)
         if self.visdom is not None:
@@ -321,7 +402,7 @@ class Visualizer:
         for logger in self.loggers:
             logger.log_scalars(finite, total_iters)
         if self.use_html:
-            self._render_plot("losses", LOSS_PLOT, self.name + " loss over time", "loss")
+            self._render_plot("losses", LOSS_PLOT, self.name + " loss over time")
 
     def print_current_losses(self, epoch: int, iters: int, losses: Mapping[str, float], t_comp: float,
                              t_data: float) -> None:
@@ -334,28 +415,32 @@ class Visualizer:
         log.info(message)
         util.append_text(self.log_name, "%s\n" % message)
 
-    def log_metrics(self, epoch: int, total_iters: int, metrics: Mapping[str, float]) -> None:
-        """Record evaluation metrics (FID, ...): console line, JSON line, loggers, visdom, web/metrics_plot.png."""
+    def log_metrics(self, epoch: int, total_iters: int, metrics: Mapping[str, float],
+                    counter_ratio: float = 0.0) -> None:
+        """Record evaluation metrics (FID, ...) at x = epoch + counter_ratio, as the losses: console line, JSON line,
+        loggers, visdom, web/metrics_plot.png."""
         if not self.is_main:
             return
         values = OrderedDict((k, _finite_or_none(v)) for k, v in metrics.items())
-        record = {"epoch": int(epoch), "x": float(epoch), "total_iters": int(total_iters), "time": time.time(),
-                  "metrics": values}
+        record = {"epoch": int(epoch), "counter_ratio": float(counter_ratio), "x": position(epoch, counter_ratio),
+                  "total_iters": int(total_iters), "time": time.time(), "metrics": values}
         self._append_record(record)
         message = "(epoch: %d, total_iters: %d) metrics: " % (epoch, total_iters)
         message += "".join("%s: %.4f " % (k, float(v)) for k, v in metrics.items())
         log.info(message)
         if self.visdom is not None:
-            self.visdom.plot("metrics", float(epoch), values, "%d_metrics" % self.display_id,
+            self.visdom.plot("metrics", record["x"], values, "%d_metrics" % self.display_id,
                              title=self.name + " metrics", ylabel="metric")
         finite = {"metrics/" + k: v for k, v in values.items() if v is not None}
         for logger in self.loggers:
             logger.log_scalars(finite, total_iters)
         if self.use_html:
-            self._render_plot("metrics", METRICS_PLOT, self.name + " metrics", "value")
+            self._render_plot("metrics", METRICS_PLOT, self.name + " metrics")
 
     def close(self) -> None:
-        """Close the loggers and stop using visdom."""
+        """Draw the plots put off by ``plot_interval``, close the loggers and stop using visdom."""
+        for file_name, (key, title) in list(self._pending.items()):
+            self._render_plot(key, file_name, title, force=True)
         for logger in self.loggers:
             logger.close()
         self.loggers = []
