@@ -792,3 +792,41 @@ def test_interrupted_and_twice_resumed_run_plots_one_curve(model: str, demo_root
     acc.Reload()
     first_loss = acc.Tags()["scalars"][0]
     assert [e.step for e in acc.Scalars(first_loss)] == list(range(1, 13))
+
+
+DAMAGED_LINES = {
+    "bad-bytes": b'{"epoch": 1, "total_iters": \xff\xfe}\n',
+    "not-an-object": b'[1, 2, 3]\n',
+    "bad-counter": b'{"epoch": "one", "total_iters": 5, "losses": {"G": 1.0}}\n',
+    "cut-short": b'{"epoch": 1, "total_iters": 3, "los\n',
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_LINES))
+def test_damaged_loss_log_line_is_skipped_with_a_warning(tmp_path, captured, case: str) -> None:
+    """A damaged line of loss_log.jsonl is left out with one warning naming the file; the other records stay."""
+    run_sessions(tmp_path, [(False, Point(1, 0), exact(1, 4))])
+    jsonl = tmp_path / "checkpoints" / "exp" / "loss_log.jsonl"
+    lines = jsonl.read_bytes().splitlines(keepends=True)
+    jsonl.write_bytes(b"".join(lines[:3] + [DAMAGED_LINES[case]] + lines[3:]))
+    captured.records.clear()
+    run_sessions(tmp_path, [(True, Point(1, 4), exact(5, 6))])
+    assert [r["total_iters"] for r in read_history(str(jsonl))] == list(range(1, 7))
+    warnings = [r.getMessage() for r in captured.records if r.levelno == logging.WARNING and "damaged" in r.getMessage()]
+    assert len(warnings) >= 1 and str(jsonl) in warnings[0] and "line 4" in warnings[0]
+
+
+@pytest.mark.slow
+def test_resume_over_a_damaged_loss_log(demo_root, tmp_path) -> None:
+    """What the user does: a finished run whose loss_log.jsonl got a bad byte is extended with --continue_train."""
+    from conftest import run_train, tiny_flags
+
+    argv = ["--model", "pix2pix", "--netG", "resnet_6blocks", *tiny_flags("run", tmp_path / "ck"), "--dataroot",
+            str(demo_root / "demo_pix2pix"), "--max_dataset_size", "4", "--n_epochs", "1", "--n_epochs_decay",
+            "0", "--print_freq", "1", "--save_epoch_freq", "1", "--seed", "0"]
+    run_train(argv)
+    jsonl = tmp_path / "ck" / "run" / "loss_log.jsonl"
+    lines = jsonl.read_bytes().splitlines(keepends=True)
+    jsonl.write_bytes(b"".join(lines[:2] + [b'{"epoch": 1, \xff\n'] + lines[2:]))
+    run_train(argv[:-6] + ["--n_epochs", "2", "--n_epochs_decay", "0", "--print_freq", "1", "--continue_train"])
+    assert [r["total_iters"] for r in read_history(str(jsonl))] == list(range(1, 9))

@@ -44,18 +44,30 @@ PLOT_INTERVAL = 10.0
 
 
 def _read_jsonl(path: str) -> List[Dict[str, Any]]:
-    """Every JSON object line of ``path`` (none when it is absent); lines cut short by a crash are skipped."""
+    """Every record line of ``path`` (none when it is absent).
+
+    A damaged line (cut short by a crash, bytes that are not UTF-8, not a JSON object, a non-numeric epoch or
+    total_iters) is skipped with one warning naming the file and the lines: it never stops a resume.
+    """
     if not os.path.exists(path):
         return []
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
+    records: List[Dict[str, Any]] = []
+    damaged: List[int] = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(raw.decode("utf-8"))
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                _order(record)  # epoch and total_iters must be numbers
+            except (UnicodeDecodeError, ValueError, TypeError):
+                damaged.append(number)
                 continue
-            if isinstance(record, dict):
-                records.append(record)
+            records.append(record)
+    if damaged:
+        shown = ", ".join(map(str, damaged[:10])) + (", ..." if len(damaged) > 10 else "")
+        log.warning("%s: skipped %d damaged line(s) (line %s); the plots leave those points out",
+                    path, len(damaged), shown)
     return records
 
 
