@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from options.cli import OptionParser
 from util.logger import get_logger, setup_logging
 from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
 from util.metrics.images import list_images, load_images, strip_suffix
@@ -24,10 +25,10 @@ from util.metrics.images import list_images, load_images, strip_suffix
 log = get_logger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line flags of evaluate.py."""
-    p = argparse.ArgumentParser(description="Evaluate translated images against real target-domain images.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> OptionParser:
+    """Command-line flags of evaluate.py (``@file`` arguments and "did you mean" from options/cli.py)."""
+    p = OptionParser(description="Evaluate translated images against real target-domain images.",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--fake_dir", required=True, help="folder of translated images (searched recursively)")
     p.add_argument("--real_dir", help="folder of real target-domain images (ground truth with --paired)")
     p.add_argument("--metrics", default="fid,kid,swd", help=f"comma-separated, from: {','.join(list_metrics())}")

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from models import arch_config, checkpoint_io, networks
+from options.cli import OptionParser
 from util.logger import get_logger, setup_logging
 
 log = get_logger("export")
@@ -279,10 +280,10 @@ def check_file(fmt: str, path: str, eager: nn.Module, inputs: Sequence[torch.Ten
 
 
 # ---------------------------------------------------------------------------------------------------- command
-def make_parser() -> argparse.ArgumentParser:
-    """The command-line flags of export.py."""
-    p = argparse.ArgumentParser(description="Export a trained generator to TorchScript and/or ONNX.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def make_parser() -> OptionParser:
+    """The command-line flags of export.py (``@file`` arguments and "did you mean" from options/cli.py)."""
+    p = OptionParser(description="Export a trained generator to TorchScript and/or ONNX.",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--name", required=True, help="experiment name (the folder under --checkpoints_dir)")
     p.add_argument("--checkpoints_dir", default="./checkpoints", help="models are saved here")
     p.add_argument("--epoch", default="latest", help="which checkpoint: latest, an epoch number, ...")
