@@ -5,6 +5,7 @@ import io
 import os
 import random
 import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -327,6 +328,26 @@ def test_progress_terminal_bar_resumed_position_and_run_eta() -> None:
                         last.strip()), last
     bar.close()
     assert out.getvalue() == text  # close is idempotent
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_progress_draws_on_a_terminal_that_reports_no_size() -> None:
+    """A fresh pseudo-terminal reports 0 x 0 characters (as some CI runners' do): the bar is still drawn."""
+    master, slave = os.openpty()
+    code = "from util.progress import Progress\nwith Progress(3, desc='pty', unit='img') as bar:\n    bar.update(3)\n"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stderr=slave, timeout=300)
+        screen = b""
+        while select.select([master], [], [], 0.5)[0]:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert re.search(r"pty: 100%\|\S+\| 3/3 \[", screen.decode()), screen
 
 
 def test_progress_log_lines_are_not_glued_to_the_bar(monkeypatch) -> None:

@@ -10,6 +10,7 @@ run's ETA: the units still to come after this bar (e.g. the epochs after this on
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 import time
 from contextlib import ExitStack
@@ -146,8 +147,11 @@ class Progress:
                                       file=stream, later=later)
         self._redirect = ExitStack()
         if self.terminal:
-            self.bar: tqdm = _Bar(mininterval=TTY_INTERVAL if interval is None else interval, dynamic_ncols=True,
-                                  leave=None, delay=delay, **common)  # a nested bar vanishes when done
+            # the size from shutil, which falls back to 80x24 where a terminal reports none (tqdm would then draw
+            # nothing); a nested bar vanishes when done
+            columns, rows = shutil.get_terminal_size()
+            self.bar: tqdm = _Bar(mininterval=TTY_INTERVAL if interval is None else interval, ncols=columns,
+                                  nrows=rows, leave=None, delay=delay, **common)
             if not disable:  # log lines go above the bar while it is open
                 self._redirect.enter_context(logging_redirect_tqdm([logging.getLogger(ROOT_NAME)], _Bar))
         else:
