@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import re
@@ -19,7 +20,7 @@ from util import html as html_mod
 from util import util
 from util.html import HTML, page_file_name
 from util.image_pool import ImagePool
-from util.logger import get_logger, setup_logging
+from util.logger import ROOT_NAME, get_logger, setup_logging
 from util.progress import Progress, run_eta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -476,3 +477,16 @@ def test_progress_adds_only_tqdm_to_a_fresh_process() -> None:
             "assert 'tqdm' in before and not extra, extra\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_progress_leaves_unconfigured_logging_alone(monkeypatch) -> None:
+    """A library user who never called setup_logging gets no handler added to the framework logger."""
+    screen = _TTY()
+    monkeypatch.setattr("sys.stderr", screen)
+    root = logging.getLogger(ROOT_NAME)
+    monkeypatch.setattr(root, "handlers", [])
+    seen = []
+    with Progress(2, desc="lib", interval=0) as bar:
+        seen.append(list(root.handlers))
+        bar.update(2)
+    assert seen == [[]] and "lib: 100%" in screen.getvalue()

@@ -38,6 +38,12 @@ def is_terminal(stream: Any) -> bool:
         return False
 
 
+def writes_to_console(logger: logging.Logger) -> bool:
+    """Whether ``logger`` has a handler writing to stdout or stderr (the redirect replaces those; a library user
+    who never set up the framework's logging gets no handler added)."""
+    return any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr) for h in logger.handlers)
+
+
 def format_duration(seconds: float) -> str:
     """Seconds as [H:]MM:SS (tqdm's format, as on the bars)."""
     return tqdm.format_interval(seconds)
@@ -152,8 +158,9 @@ class Progress:
             columns, rows = shutil.get_terminal_size()
             self.bar: tqdm = _Bar(mininterval=TTY_INTERVAL if interval is None else interval, ncols=columns,
                                   nrows=rows, leave=None, delay=delay, **common)
-            if not disable:  # log lines go above the bar while it is open
-                self._redirect.enter_context(logging_redirect_tqdm([logging.getLogger(ROOT_NAME)], _Bar))
+            framework = logging.getLogger(ROOT_NAME)
+            if not disable and writes_to_console(framework):  # log lines go above the bar while it is open
+                self._redirect.enter_context(logging_redirect_tqdm([framework], _Bar))
         else:
             self.bar = _PlainLines(logger=None if file is not None else log, mininterval=0, miniters=1, leave=False,
                                    interval=PLAIN_INTERVAL if interval is None else interval, clock=clock,
