@@ -43,6 +43,19 @@ class OptionParser(argparse.ArgumentParser):
         self.recorded.append(action)
         return action
 
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+        """A group of flags (argparse) whose flags are remembered too."""
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+
+        def add_and_record(*a: Any, **k: Any) -> argparse.Action:
+            action = add(*a, **k)
+            self.recorded.append(action)
+            return action
+
+        group.add_argument = add_and_record  # type: ignore[method-assign]
+        return group
+
     def add_help_flag(self) -> None:
         """Add ``-h/--help`` (for parsers built with ``add_help=False`` until all their flags are known)."""
         self.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,

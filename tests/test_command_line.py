@@ -157,6 +157,7 @@ def test_command_line_in_a_real_process(tmp_path: Path) -> None:
     ("export", ["--name maps cyclegan", "--out exported", "--format torchscript"],
      lambda a: a.name == "maps cyclegan" and a.out == "exported" and a.format == "torchscript",
      "--tolerence", "--tolerance"),
+    ("export", ["--name x", "--out y"], lambda a: a.name == "x" and a.out == "y", "--nrom", "--norm"),  # a group's
 ])
 def test_argument_files_for_evaluate_and_export(script: str, lines: List[str], check, typo: str, meant: str,
                                                 tmp_path: Path, capsys) -> None:
