@@ -14,23 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
+from options.cli import OptionParser
 from util.logger import get_logger, setup_logging
 from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
 from util.metrics.images import list_images, load_images, strip_suffix
+from util.metrics.inception import ENV_VAR as INCEPTION_ENV_VAR
 
 log = get_logger(__name__)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line flags of evaluate.py."""
-    p = argparse.ArgumentParser(description="Evaluate translated images against real target-domain images.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser() -> OptionParser:
+    """Command-line flags of evaluate.py (``@file`` arguments and "did you mean" from options/cli.py)."""
+    p = OptionParser(description="Evaluate translated images against real target-domain images.",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--fake_dir", required=True, help="folder of translated images (searched recursively)")
     p.add_argument("--real_dir", help="folder of real target-domain images (ground truth with --paired)")
-    p.add_argument("--metrics", default="fid,kid,swd", help=f"comma-separated, from: {','.join(list_metrics())}")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma-separated, from: {','.join(list_metrics())}; default: those that need no download "
+                        f"and fit the flags given: psnr,ssim,l1 with --paired, else swd, plus classifier with "
+                        f"--train_A/--train_B and fid,kid with Inception weights (--inception_weights or "
+                        f"${INCEPTION_ENV_VAR})")
     p.add_argument("--fake_suffix", default=None,
                    help="keep only fake files whose stem ends with this (e.g. _fake_B) and strip it for --paired")
     p.add_argument("--real_suffix", default=None, help="the same for --real_dir (e.g. _real_B)")
@@ -72,6 +79,26 @@ def _paired_lists(opt: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     return [fakes[s] for s in stems], [reals[s] for s in stems]
 
 
+def default_metrics(opt: argparse.Namespace) -> tuple[list[str], str]:
+    """The metrics to compute without ``--metrics``, and a line saying what the others need ('' if none)."""
+    if opt.paired:
+        return ["psnr", "ssim", "l1"], ""
+    names, others = [], []
+    if opt.real_dir:
+        names.append("swd")
+    if opt.train_A and opt.train_B:
+        names.append("classifier")
+    else:
+        others.append("classifier (pass --train_A and --train_B: real training images of both domains)")
+    if opt.inception_weights or os.environ.get(INCEPTION_ENV_VAR):
+        if opt.real_dir:
+            names += ["fid", "kid"]
+    else:
+        others.append(f"fid, kid (pass --inception_weights FILE or set {INCEPTION_ENV_VAR}: the TF-Inception "
+                      f"weights, never downloaded; see docs/evaluation.md)")
+    return names, ("also available: " + "; ".join(others)) if others else ""
+
+
 def _format(value: float) -> str:
     """A metric value for the table."""
     return f"{value:.4f}" if math.isfinite(value) else str(value)
@@ -84,7 +111,15 @@ def _json_safe(results: dict[str, float]) -> dict[str, float | str]:
 
 def evaluate(opt: argparse.Namespace) -> dict[str, float]:
     """Load the folders given by ``opt``, compute the metrics, print a table and optionally write JSON."""
-    names = parse_metric_names(opt.metrics)
+    if opt.metrics:
+        names = parse_metric_names(opt.metrics)
+    else:
+        names, others = default_metrics(opt)
+        if not names:
+            raise ValueError("nothing to compute: pass --real_dir (or --train_A and --train_B for the classifier)")
+        log.info(f"metrics: {','.join(names)} (choose with --metrics)")
+        if others:
+            log.info(others)
     paired_wanted = needing(names, "paired")
     if paired_wanted and not opt.paired:
         raise ValueError(f"{', '.join(sorted(paired_wanted))} compare with ground truth: add --paired")

@@ -1,4 +1,4 @@
-"""Export a trained generator to TorchScript and ONNX, and check the files against the eager model.
+"""Export a trained generator to TorchScript (default) and ONNX, and check the files against the eager model.
 
 Example:
     python export.py --name maps_cyclegan --net G_A --format torchscript,onnx --out exported/
@@ -10,6 +10,7 @@ also override the config. Both formats take any batch size, height and width. Se
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -22,11 +23,14 @@ import torch
 import torch.nn as nn
 
 from models import arch_config, checkpoint_io, networks
+from options.cli import OptionParser
 from util.logger import get_logger, setup_logging
 
 log = get_logger("export")
 
 FORMATS = ("torchscript", "onnx")
+DEFAULT_FORMATS = "torchscript"  # needs only the runtime requirements; ONNX needs the `export` extra
+INSTALL_EXPORT = "pip install -e .[export] (or pip install -r requirements-dev.txt)"
 ONNX_EXPORTERS = ("dynamo", "legacy")
 # Architecture flags and their defaults when neither the command line nor config.json gives them (official).
 ARCH_DEFAULTS: Dict[str, Any] = {"netG": "resnet_9blocks", "norm": "instance", "ngf": 64, "input_nc": 3,
@@ -238,8 +242,8 @@ def run_onnx(path: str, x: torch.Tensor) -> torch.Tensor:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ExportError("checking the ONNX file needs onnxruntime (pip install onnxruntime), or pass --no_check") \
-            from None
+        raise ExportError(f"checking the ONNX file needs the package onnxruntime: {INSTALL_EXPORT}; or pass "
+                          f"--no_check") from None
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
@@ -279,16 +283,18 @@ def check_file(fmt: str, path: str, eager: nn.Module, inputs: Sequence[torch.Ten
 
 
 # ---------------------------------------------------------------------------------------------------- command
-def make_parser() -> argparse.ArgumentParser:
-    """The command-line flags of export.py."""
-    p = argparse.ArgumentParser(description="Export a trained generator to TorchScript and/or ONNX.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def make_parser() -> OptionParser:
+    """The command-line flags of export.py (``@file`` arguments and "did you mean" from options/cli.py)."""
+    p = OptionParser(description="Export a trained generator to TorchScript and/or ONNX.",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--name", required=True, help="experiment name (the folder under --checkpoints_dir)")
     p.add_argument("--checkpoints_dir", default="./checkpoints", help="models are saved here")
     p.add_argument("--epoch", default="latest", help="which checkpoint: latest, an epoch number, ...")
     p.add_argument("--load_iter", type=int, default=0, help="if > 0, load iter_<load_iter> instead of --epoch")
     p.add_argument("--net", default=None, help="network to export (G_A, G_B, G, ...; default G, else G_A)")
-    p.add_argument("--format", default="torchscript,onnx", help="comma-separated: torchscript, onnx")
+    p.add_argument("--format", default=DEFAULT_FORMATS,
+                   help=f"comma-separated: torchscript, onnx (onnx needs the packages onnx, onnxscript, onnxruntime: "
+                        f"{INSTALL_EXPORT})")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--check_image", default=None, help="image to compare exported and eager outputs on "
                                                         "(default: a fixed synthetic image of --check_size)")
@@ -320,6 +326,28 @@ def parse_formats(text: str) -> List[str]:
     return list(dict.fromkeys(formats))
 
 
+def importable(name: str) -> bool:
+    """Whether the package ``name`` can be imported here."""
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def require_packages(formats: Sequence[str], args: argparse.Namespace) -> None:
+    """ExportError naming the packages that the ONNX export (and its check) needs and this install lacks."""
+    if "onnx" not in formats:
+        return
+    needed = ["onnx"] + (["onnxscript"] if args.onnx_exporter == "dynamo" else [])
+    missing = [name for name in needed if not importable(name)]
+    if missing:
+        raise ExportError(f"--format onnx needs the package(s) {', '.join(missing)}: {INSTALL_EXPORT}")
+    if not args.no_check and not importable("onnxruntime"):
+        raise ExportError(f"checking the ONNX file needs the package onnxruntime: {INSTALL_EXPORT}; or pass "
+                          f"--no_check")
+
+
 def validate(args: argparse.Namespace) -> None:
     """One-line errors for flags that cannot work."""
     checks = [("--netG", args.netG, networks.list_generators()), ("--norm", args.norm, networks.list_norms()),
@@ -340,6 +368,7 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     """Load the generator, write the requested formats and check them; return the report (also saved as JSON)."""
     formats = parse_formats(args.format)
     validate(args)
+    require_packages(formats, args)
     net, info = load_generator(args)
     module = exportable(net)
     os.makedirs(args.out, exist_ok=True)
@@ -364,13 +393,22 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")
     log.info("wrote %s", report_path)
+    if "onnx" not in formats:
+        log.info("for an ONNX file too, add --format torchscript,onnx (needs onnx, onnxscript, onnxruntime: %s)",
+                 INSTALL_EXPORT)
     return report
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Parse the command line (or ``argv``) and export."""
     setup_logging()
-    args = make_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = make_parser()
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    formats = parse_formats(args.format)
+    try:  # a missing optional package: argparse's one error line saying what to install (exit status 2)
+        require_packages(formats, args)
+    except ExportError as err:
+        parser.error(str(err))
     return export(args)
 
 

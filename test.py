@@ -59,8 +59,7 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
             for b in range(len(paths)):
                 if done >= opt.num_test:
                     break
-                if done % 5 == 0:
-                    progress.clear()  # the official line on its own line; the bar is redrawn after it
+                if done % 5 == 0:  # the official line (printed above the bar on a terminal)
                     log.info("processing (%04d)-th image... %s", done, [paths[b]])
                 save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
                             width=opt.display_winsize, use_wandb=opt.use_wandb)

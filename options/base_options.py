@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence, Set, Union
+from typing import Dict, List, Optional, Sequence, Set, Union
 
 import torch
 
@@ -16,23 +16,13 @@ from util.amp import AMP_MODES
 from util.logger import get_logger
 from util.util import atomic_write_text, mkdirs
 
+from .cli import OptionParser
+
 log = get_logger(__name__)
 
 
 # Attributes we add to opt after parsing; not options, so not in the printed table.
 INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank")
-
-
-def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[str]:
-    """Destinations of the options that appear literally on the command line ``argv``."""
-    by_string = {s: a.dest for a in parser._actions for s in a.option_strings}
-    found: Set[str] = set()
-    for token in argv:
-        if token.startswith("--"):
-            name = token.split("=", 1)[0]
-            if name in by_string:
-                found.add(by_string[name])
-    return found
 
 
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -167,23 +157,44 @@ class BaseOptions:
         self.initialized = True
         return parser
 
-    def make_parser(self) -> argparse.ArgumentParser:
-        """A fresh parser with this class's flags."""
-        parser = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    def make_parser(self) -> OptionParser:
+        """A fresh parser with this class's flags (``--help`` comes last: see ``gather_options``)."""
+        parser = OptionParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=False)
         return self.initialize(parser)
 
     def gather_options(self, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-        """Parse base flags, then the model's and the dataset's extra flags/defaults (official order)."""
+        """Parse base flags, then the model's and the dataset's extra flags/defaults (official order).
+
+        ``--help`` is added after the model's and the dataset mode's flags, so ``--model pix2pix --help`` lists
+        ``--lambda_L1``; ``@file`` arguments and "did you mean" come from ``options/cli.py``.
+        """
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.make_parser()
-        opt, _ = parser.parse_known_args(argv)
+        opt = parser.peek(argv)
         parser = models.get_option_setter(opt.model)(parser, self.isTrain)
-        opt, _ = parser.parse_known_args(argv)
+        opt = parser.peek(argv)
         parser = data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
+        parser.add_help_flag()
         self.parser = parser
-        opt = parser.parse_args(argv)
-        self.explicit = explicit_flags(parser, argv)
+        opt, extras = parser.parse_known_args(argv)
+        if extras:
+            parser.error(parser.unrecognized(extras, self.flags_elsewhere(parser)))
+        self.explicit = parser.given(argv)
         return opt
+
+    def flags_elsewhere(self, parser: OptionParser) -> Dict[str, List[str]]:
+        """Flags that ``parser`` lacks but another model or dataset mode has: flag -> ['--model cycle_gan', ...]."""
+        have = set(parser.flags())
+        owners: Dict[str, List[str]] = {}
+        for kind, names, setter in (("--model", models.list_models(), models.get_option_setter),
+                                    ("--dataset_mode", data.list_dataset_modes(), data.get_option_setter)):
+            for name in names:
+                try:
+                    flags = setter(name)(OptionParser(add_help=False), self.isTrain).flags()
+                except ValueError:  # not usable by this script (--model test in train.py)
+                    continue
+                owners.update((flag, owners.get(flag, []) + [f"{kind} {name}"]) for flag in flags if flag not in have)
+        return owners
 
     def format_options(self, opt: argparse.Namespace) -> str:
         """The official options table, with ``[default: X]`` where a value differs from its default."""

@@ -218,6 +218,7 @@ def test_cycle_gan_two_processes_equal_one_process_with_the_global_batch(demo_ro
     assert any("loss_log" in w for w in writes[0]) and any("index.html" in w for w in writes[0])
     assert out.count("The number of training images = 4") == 1
     assert out.count("(epoch: 1, iters: ") == 2  # rank 0's loss lines only (2 steps of 1 image per process)
+    assert out.count("epoch 1/1: 4/4 (100%)") == 1  # one progress line, counting both processes' images
     assert "distributed training: 2 processes, backend gloo" in out
 
 
@@ -233,6 +234,8 @@ def pix2pix_run(demo_root: Path, tmp_path_factory) -> Tuple[Path, Path, List[str
     out, writes = torchrun(flags, ckpt, work)
     assert writes[1] == [], writes[1][:5]
     assert out.count("(epoch: 1, iters: ") == 2 and out.count("(epoch: 2, iters: ") == 2, out[-3000:]
+    # the progress counts the whole dataset (both processes' images), not rank 0's share
+    assert "epoch 1/2: 4/4 (100%)" in out and "epoch 2/2: 4/4 (100%)" in out, out[-3000:]
     return ckpt, work, flags
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -328,6 +329,49 @@ def test_evaluate_py_reads_a_test_results_page(demo_root: Path, tmp_path: Path) 
     ours = evaluation.PairedSuite(opt, ["psnr", "ssim", "l1"], torch.device("cpu")).evaluate(model)
     for key in ("psnr", "ssim", "l1"):
         assert ours[key] == pytest.approx(results[key], rel=1e-6), key
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], ["swd"]),
+    (["--train_A", "{root}/trainA", "--train_B", "{root}/trainB"], ["swd", "classifier"]),
+])
+def test_evaluate_py_defaults_need_no_download(extra: List[str], expected: List[str], demo_root: Path,
+                                               monkeypatch, capsys) -> None:
+    """Without --metrics, evaluate.py computes what needs no download (torch-fidelity made unimportable, no
+    Inception weights) and says in one line what the other metrics need."""
+    import evaluate
+    from util.metrics.inception import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)
+    root = demo_root / "demo"
+    argv = ["--fake_dir", str(root / "testA"), "--real_dir", str(root / "testB")]
+    results = evaluate.main(argv + [a.format(root=root) for a in extra])
+    out = capsys.readouterr().out
+    assert "swd" in results and "fid" not in results and "kid" not in results
+    assert {k for k in results if not k.startswith("swd")} == (
+        {"domain_score", "domain_acc_real"} if "classifier" in expected else set())
+    assert f"metrics: {','.join(expected)} (choose with --metrics)" in out
+    also = [line for line in out.splitlines() if line.startswith("also available: ")]
+    assert len(also) == 1 and f"--inception_weights FILE or set {ENV_VAR}" in also[0]
+    assert ("--train_A and --train_B" in also[0]) == ("classifier" not in expected)
+
+
+def test_evaluate_py_default_metrics_follow_the_flags(tmp_path: Path, monkeypatch) -> None:
+    """FID/KID join the defaults when weights are given (flag or environment); --paired means psnr, ssim, l1."""
+    import evaluate
+    from util.metrics.inception import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    parse = evaluate.build_parser().parse_args
+    assert evaluate.default_metrics(parse(["--fake_dir", "f", "--real_dir", "r"]))[0] == ["swd"]
+    names, others = evaluate.default_metrics(parse(["--fake_dir", "f", "--real_dir", "r", "--inception_weights",
+                                                     str(tmp_path / "w.pth")]))
+    assert names == ["swd", "fid", "kid"] and "fid" not in others
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "w.pth"))
+    assert evaluate.default_metrics(parse(["--fake_dir", "f", "--real_dir", "r"]))[0] == ["swd", "fid", "kid"]
+    assert evaluate.default_metrics(parse(["--fake_dir", "f", "--real_dir", "r", "--paired"])) == (
+        ["psnr", "ssim", "l1"], "")
 
 
 # ---------------------------------------------------------------------------------------------------- bench

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Dict, List
@@ -13,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import load_script
+from conftest import ROOT, load_script
 from models import arch_config, checkpoint_io, networks
 
 # Multiples of 4 (ResNet) and not; below 64 the U-Nets replicate-pad, at 100x120 they reflect-pad.
@@ -100,7 +102,8 @@ def test_export_command_resnet_and_unet(netG: str, export_module, tmp_path: Path
     net = make_checkpoint(tmp_path / "ckpt", "exp", "G", netG, norm="batch", dropout=True)
     out = tmp_path / "out"
     report = export_module.main(["--name", "exp", "--checkpoints_dir", str(tmp_path / "ckpt"), "--out", str(out),
-                                 "--check_image", str(check_image(tmp_path / "img.png")), "--tolerance", "1e-4"])
+                                 "--check_image", str(check_image(tmp_path / "img.png")), "--tolerance", "1e-4",
+                                 "--format", "torchscript,onnx"])
     assert report["net"] == "G" and report["architecture"]["netG"] == netG
     assert report["architecture"]["no_dropout"] is False and report["architecture"]["norm"] == "batch"
     files = report["files"]
@@ -197,3 +200,48 @@ def test_missing_checkpoint_folder(export_module, tmp_path: Path) -> None:
     """A wrong --name says which folder is missing."""
     with pytest.raises(export_module.ExportError, match="checkpoint folder not found"):
         export_module.main(["--name", "nope", "--checkpoints_dir", str(tmp_path), "--out", str(tmp_path / "o")])
+
+
+# ---------------------------------------------------------------------------------------------------- installs
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the `export` extra, not in requirements.txt
+
+
+def test_default_export_needs_only_the_runtime_install(tmp_path: Path) -> None:
+    """With the ONNX packages unimportable (the runtime requirements only), the defaults export TorchScript and
+    say in one line how to get ONNX too."""
+    make_checkpoint(tmp_path / "ckpt", "exp", "G", "resnet_6blocks")
+    argv = ["export.py", "--name", "exp", "--checkpoints_dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "o"),
+            "--check_size", "24"]
+    code = (f"import runpy, sys\nsys.modules.update(dict.fromkeys({ONNX_PACKAGES!r}))\nsys.argv = {argv!r}\n"
+            "runpy.run_path('export.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["exp_latest_net_G.json",
+                                                                  "exp_latest_net_G.torchscript.pt"]
+    assert "add --format torchscript,onnx" in proc.stdout and "pip install -e .[export]" in proc.stdout
+
+
+@pytest.mark.parametrize("blocked, extra, message", [
+    (ONNX_PACKAGES, [], "--format onnx needs the package(s) onnx, onnxscript: pip install -e .[export]"),
+    (("onnxscript",), [], "--format onnx needs the package(s) onnxscript: pip install -e .[export]"),
+    (("onnxscript",), ["--onnx_exporter", "legacy", "--no_check"], None),  # the legacy exporter needs only onnx
+    (("onnxruntime",), [], "checking the ONNX file needs the package onnxruntime: pip install -e .[export]"),
+])
+def test_onnx_without_its_packages_says_what_to_install(blocked, extra, message, export_module, tmp_path: Path,
+                                                         monkeypatch, capsys) -> None:
+    """--format onnx with a package missing: one error line naming the packages and the install command, exit
+    status 2, before anything is loaded or written."""
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)  # import fails, whatever is installed
+    argv = ["--name", "exp", "--checkpoints_dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
+            "--format", "onnx"] + extra
+    if message is None:  # nothing missing for this choice: it goes on (and stops at the missing checkpoint)
+        pytest.importorskip("onnx", reason="onnx is in requirements-dev.txt")
+        with pytest.raises(export_module.ExportError, match="checkpoint folder not found"):
+            export_module.main(argv)
+        return
+    with pytest.raises(SystemExit) as stopped:
+        export_module.main(argv)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert stopped.value.code == 2 and message in last, last
+    assert not (tmp_path / "o").exists()

@@ -1,9 +1,12 @@
 """Tests of util.metrics (FID/KID maths, Inception weights plumbing, SWD, domain classifier, paired) and evaluate.py."""
 from __future__ import annotations
 
+import io
 import json
+import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ from PIL import Image
 from conftest import load_script, shared_dataset
 from util.metrics import METRICS, compute_metrics, list_metrics, parse_metric_names
 from util.metrics import classifier as clf
+from util.logger import ROOT_NAME
 from util.metrics import fid, inception, paired, swd
 from util.metrics.images import from_model_range, list_images, load_images, strip_suffix
 
@@ -564,3 +568,40 @@ def test_cli_unknown_metric(tmp_path: Path) -> None:
     folder = _save_pngs(_textured(2, 32, 0), tmp_path / "f")[0].parent
     with pytest.raises(SystemExit, match="unknown metric 'fcn'"):
         evaluate.main(["--fake_dir", str(folder), "--real_dir", str(folder), "--metrics", "fcn"])
+
+
+# ----------------------------------------------------------------------------------------------- progress
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """The framework's log records, each once (its logger does not propagate once an entry point set it up)."""
+    root = logging.getLogger(ROOT_NAME)
+    monkeypatch.setattr(root, "propagate", False)
+    root.addHandler(caplog.handler)
+    with caplog.at_level("INFO", logger=ROOT_NAME):
+        yield caplog
+    root.removeHandler(caplog.handler)
+
+
+def test_classifier_training_reports_each_epoch(logged: pytest.LogCaptureFixture) -> None:
+    """Training the domain classifier is never silent: one line per epoch with loss, accuracy and ETA."""
+    settings = clf.ClassifierSettings(size=32, width=8, epochs=3, batch_size=16)
+    clf.train_domain_classifier(_noise(24, 32, (200, 40, 40), 30, 1), _noise(24, 32, (40, 40, 200), 30, 2), settings)
+    lines = [r.getMessage() for r in logged.records if r.getMessage().startswith("domain classifier: epoch")]
+    assert len(lines) == 3, lines
+    pattern = r"domain classifier: epoch (\d)/3, loss (\d+\.\d{4}), accuracy (\d\.\d{3}) on the augmented " \
+              r"training batches, ETA (\d\d:\d\d)"
+    found = [re.fullmatch(pattern, line) for line in lines]
+    assert all(found), lines
+    assert [m.group(1) for m in found] == ["1", "2", "3"] and found[-1].group(4) == "00:00"
+    assert all(0.0 <= float(m.group(3)) <= 1.0 and float(m.group(2)) > 0 for m in found)
+
+
+def test_inception_features_show_progress(extractor: MemoExtractor, logged: pytest.LogCaptureFixture,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long feature extraction shows its progress (here without the few seconds' delay; stderr not a terminal:
+    plain lines through the logger)."""
+    monkeypatch.setattr(inception, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    inception.InceptionFeatureExtractor.__call__(extractor, _textured(6, 32, 11))
+    lines = [r.getMessage() for r in logged.records if r.getMessage().startswith("Inception features")]
+    assert len(lines) == 1 and lines[0].startswith("Inception features: 6/6 (100%)"), lines

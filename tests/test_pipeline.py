@@ -30,13 +30,15 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
-def test_train_then_test(case: str, demo_root: Path, tmp_path: Path) -> None:
+def test_train_then_test(case: str, demo_root: Path, tmp_path: Path, capsys) -> None:
     train_flags, root, nets, tests = CASES[case]
     ckpt = tmp_path / "checkpoints"
     run_train(train_flags + tiny_flags(case, ckpt) + [
         "--dataroot", str(demo_root / root), "--n_epochs", "1", "--n_epochs_decay", "0",
         "--print_freq", "2", "--display_freq", "2", "--update_html_freq", "2", "--save_latest_freq", "4",
         "--save_epoch_freq", "1"])
+    # not a terminal here: the progress of the epoch is a plain line (the whole dataset, the run's ETA)
+    assert re.search(r"^epoch 1/1: (\d+)/\1 \(100%\) \[.*, run ETA 00:00\]$", capsys.readouterr().out, re.M)
     exp = ckpt / case
     for prefix in ("latest", "1"):
         for net in nets:
@@ -55,6 +57,7 @@ def test_train_then_test(case: str, demo_root: Path, tmp_path: Path) -> None:
                                          "--checkpoints_dir", str(ckpt), "--results_dir", str(tmp_path / "results"),
                                          "--num_test", "3", "--gpu_ids", "-1"]))
         assert web_dir == tmp_path / "results" / case / "test_latest"
+        assert re.search(r"^test: 3/3 \(100%\) \[\d\d:\d\d<00:00, ", capsys.readouterr().out, re.M)
         html = (web_dir / "index.html").read_text()
         assert f"Experiment = {case}, Phase = test, Epoch = latest" in html
         images = sorted(p.name for p in (web_dir / "images").iterdir())

@@ -1,6 +1,7 @@
 """Exact resume: the training-state file, bit-identical N vs N/2 + resume + N/2, safe loading, RNG and data order."""
 from __future__ import annotations
 
+import io
 import pickle
 import random
 import shutil
@@ -80,9 +81,17 @@ RESUME_CASES = {  # id: (model, resume after this many images, batch size, check
 }
 
 
+class _Terminal(io.StringIO):
+    """A stderr that claims to be a terminal (the progress bar draws itself)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.mark.parametrize("case", list(RESUME_CASES))
-def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path) -> None:
-    """N iterations straight == N/2, stop, resume from the files, N/2: same weights, optimizers, pools, RNG."""
+def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """N iterations straight == N/2, stop, resume from the files, N/2: same weights, optimizers, pools, RNG.
+    The resumed epoch's progress bar starts at its place in the whole epoch."""
     model, resume_at, batch, kind = RESUME_CASES[case]
     ckpt = tmp_path / "ck"
     run_train(train_flags(model, "straight", ckpt, demo_root, "--save_by_iter", "--save_latest_freq", str(resume_at),
@@ -93,8 +102,15 @@ def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path) -> None
     assert state["total_iters"] == resume_at and state["epoch"] == (resume_at - 1) // N_TRAIN + 1
     assert state["epoch_complete"] == (kind == "epoch")
     copy_checkpoint(straight, ckpt / "resumed", prefix)
+    screen = _Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
     run_train(train_flags(model, "resumed", ckpt, demo_root, "--continue_train", *load, "--save_latest_freq", "1000",
                           "--batch_size", str(batch)))
+    monkeypatch.undo()
+    epoch = state["epoch"] + 1 if state["epoch_complete"] else state["epoch"]
+    done = 0 if state["epoch_complete"] else resume_at - (epoch - 1) * N_TRAIN
+    first_bar = screen.getvalue().split("\r")[1]  # the bar as it opens
+    assert first_bar.startswith(f"epoch {epoch}/2:") and f"| {done}/{N_TRAIN} [" in first_bar, first_bar
     a, b = load_dir(straight), load_dir(ckpt / "resumed")
     for key in ("optimizers", "schedulers", "image_pools", "rng", "total_iters", "epoch", "micro_step"):
         assert_same(a["state"][key], b["state"][key], key)

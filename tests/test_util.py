@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import re
+import select
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +20,10 @@ from util import html as html_mod
 from util import util
 from util.html import HTML, page_file_name
 from util.image_pool import ImagePool
-from util.progress import Progress, format_duration
+from util.logger import ROOT_NAME, get_logger, setup_logging
+from util.progress import Progress, run_eta
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- tensor2im / save_image
@@ -301,73 +309,184 @@ class _TTY(io.StringIO):
         return True
 
 
-def test_format_duration() -> None:
-    """MM:SS below an hour, H:MM:SS above."""
-    assert format_duration(65) == "01:05"
-    assert format_duration(3723) == "1:02:03"
+def shown_lines(text: str) -> list:
+    """What a terminal shows of each line: the text after its last carriage return."""
+    return [line.split("\r")[-1] for line in text.split("\n")]
 
 
-def test_progress_tty_redraws_one_line() -> None:
-    """On a TTY: \\r updates with a bar, counts, it/s and ETA; close ends the line."""
-    clock, out = _FakeClock(), _TTY()
-    with Progress(100, desc="epoch 1", stream=out, clock=clock) as bar:
-        for _ in range(50):
-            clock.now += 0.5
-            bar.update(1, loss=0.25)
-        text = out.getvalue()
-        assert "\n" not in text and text.count("\r") >= 40
-        last = text.split("\r")[-1]
-        assert "epoch 1:  50%|" in last and "50/100" in last
-        assert "2.00 it/s" in last and "ETA 00:25" in last and "loss=0.250" in last
-        bar.clear()
-        assert out.getvalue().endswith("\r")
-    assert out.getvalue().endswith("\n")
-    assert "100%" not in out.getvalue().split("\r")[-1]  # closed early: shows where it stopped
+def test_progress_terminal_bar_resumed_position_and_run_eta() -> None:
+    """A terminal gets one redrawn bar: counts from the resumed position, rate, epoch ETA, run ETA, one newline."""
+    out = _TTY()
+    bar = Progress(40, desc="epoch 3/10", unit="img", initial=28, later=7 * 40, file=out, interval=0)
+    assert "28/40" in out.getvalue()  # the resumed epoch shows its place in the whole epoch
+    for _ in range(8):
+        bar.update(2)  # the last update would pass the total (a padded last batch): it stops at 40
+    bar.close()
+    text = out.getvalue()
+    assert text.count("\n") == 1 and text.endswith("\n") and text.count("\r") >= 6
+    last = shown_lines(text)[-2]
+    assert re.fullmatch(r"epoch 3/10: 100%\|#+\| 40/40 \[\d\d:\d\d<00:00, +[\d.?]+s?/?img/?s?, run ETA [\d:?]+\]",
+                        last.strip()), last
+    bar.close()
+    assert out.getvalue() == text  # close is idempotent
 
 
-def test_progress_non_tty_prints_plain_lines_rarely() -> None:
-    """Not a TTY: no \\r, a line at most every min_interval seconds, plus the final one."""
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_progress_draws_on_a_terminal_that_reports_no_size() -> None:
+    """A fresh pseudo-terminal reports 0 x 0 characters (as some CI runners' do): the bar is still drawn."""
+    master, slave = os.openpty()
+    code = "from util.progress import Progress\nwith Progress(3, desc='pty', unit='img') as bar:\n    bar.update(3)\n"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stderr=slave, timeout=300)
+        screen = b""
+        while select.select([master], [], [], 0.5)[0]:
+            chunk = os.read(master, 65536)
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert re.search(r"pty: 100%\|\S+\| 3/3 \[", screen.decode()), screen
+
+
+def test_progress_log_lines_are_not_glued_to_the_bar(monkeypatch) -> None:
+    """While a terminal bar is open, framework log lines get lines of their own and the bar is redrawn after."""
+    screen = _TTY()
+    monkeypatch.setattr("sys.stdout", screen)
+    monkeypatch.setattr("sys.stderr", screen)
+    root = setup_logging()  # the framework's handler on (the patched) stdout, as train.py sets it up
+    handlers = list(root.handlers)
+    try:
+        log = get_logger("train")
+        with Progress(6, desc="test", unit="img", interval=0) as bar:
+            for i in range(6):
+                bar.update(1)
+                log.info("message %d", i)
+        log.info("after the bar")
+        assert root.handlers == handlers  # the redirect is undone
+    finally:
+        setup_logging()  # back to the real stdout
+    lines = shown_lines(screen.getvalue())
+    assert [line for line in lines if line.startswith("message")] == [f"message {i}" for i in range(6)]
+    assert lines[-2] == "after the bar" and lines[-1] == ""
+    assert any(line.startswith("test: 100%") for line in lines)
+
+
+def test_progress_plain_lines_when_not_a_terminal() -> None:
+    """Not a terminal: no carriage return, no line at the start, a line at most every interval, one at the end."""
     clock, out = _FakeClock(), io.StringIO()
-    bar = Progress(1000, desc="test", stream=out, clock=clock)
-    assert bar.min_interval == 30.0
-    for _ in range(1000):
-        clock.now += 0.1  # 100 s in total
+    bar = Progress(800, desc="test", unit="img", file=out, clock=clock)
+    assert out.getvalue() == ""
+    for _ in range(800):
+        clock.now += 0.125  # 100 s in total: lines at 30, 60, 90 s and the end
         bar.update()
     bar.close()
-    lines = out.getvalue().splitlines()
-    assert "\r" not in out.getvalue()
-    assert 3 <= len(lines) <= 5  # ~every 30 s + the end
-    assert lines[-1].startswith("test: 1000/1000 (100%)") and "10.00 it/s" in lines[-1]
     bar.close()
-    assert len(out.getvalue().splitlines()) == len(lines)  # close is idempotent
+    text = out.getvalue()
+    assert "\r" not in text
+    assert text.splitlines() == [
+        "test: 240/800 (30%) [00:30<01:10,  8.00img/s]",
+        "test: 480/800 (60%) [01:00<00:40,  8.00img/s]",
+        "test: 720/800 (90%) [01:30<00:10,  8.00img/s]",
+        "test: 800/800 (100%) [01:40<00:00,  8.00img/s]",
+    ]
 
 
-def test_progress_slow_unknown_total_and_disabled() -> None:
-    """Slow loops show s/it; unknown totals show no ETA; disable writes nothing."""
+def test_progress_run_eta_counts_the_epochs_to_come() -> None:
+    """Resumed at 20/40 with 2 more epochs of 40: rate from this run's images only, ETA of the epoch and the run."""
     clock, out = _FakeClock(), io.StringIO()
-    bar = Progress(None, desc="x", stream=out, clock=clock)
-    clock.now += 4
-    bar.update(2)
-    bar.close()
-    line = out.getvalue().strip()
-    assert line.startswith("x: 2 [") and "2.00 s/it" in line and "ETA" not in line
-    quiet = io.StringIO()
-    off = Progress(3, stream=quiet, disable=True)
-    off.update(3)
-    off.close()
+    bar = Progress(40, desc="epoch 2/3", unit="img", initial=20, later=80, file=out, clock=clock, interval=5)
+    for _ in range(10):
+        clock.now += 1.0
+        bar.update()
+    assert out.getvalue().splitlines()[-1] == "epoch 2/3: 30/40 (75%) [00:10<00:10,  1.00img/s, run ETA 01:30]"
+    assert run_eta(10, 80, 1.0) == 90.0 and run_eta(10, 80, None) is None and run_eta(0, 0, 2.0) == 0.0
+
+
+def test_progress_disabled_and_unknown_total() -> None:
+    """disable writes nothing (ranks other than 0); an unknown total shows counts and rate, no ETA."""
+    quiet = _TTY()
+    with Progress(3, file=quiet, disable=True) as off:
+        off.update(3)
     assert quiet.getvalue() == ""
+    clock, out = _FakeClock(), io.StringIO()
+    with Progress(None, desc="x", file=out, clock=clock) as bar:
+        clock.now += 4
+        bar.update(2)
+    line = out.getvalue().strip()
+    assert line.startswith("x: 2it [00:04, ") and "2.00s/it" in line and "<" not in line
 
 
-def test_progress_without_stream_logs_when_not_a_tty(caplog, monkeypatch) -> None:
-    """Without an explicit stream and no terminal, lines go through the framework logger."""
+def test_progress_delay_keeps_short_loops_quiet() -> None:
+    """With ``delay``, a loop that ends sooner shows nothing; a longer one shows its progress."""
+    clock, out = _FakeClock(), io.StringIO()
+    with Progress(10, desc="short", file=out, clock=clock, delay=5) as bar:
+        for _ in range(10):
+            clock.now += 0.4
+            bar.update()
+    assert out.getvalue() == ""
+    with Progress(10, desc="long", file=out, clock=clock, delay=5) as bar:
+        for _ in range(10):
+            clock.now += 0.625
+            bar.update()
+    assert out.getvalue().splitlines() == ["long: 10/10 (100%) [00:06<00:00,  1.60it/s]"]
+
+
+def test_progress_without_file_logs_when_not_a_terminal(caplog, monkeypatch) -> None:
+    """Without a file and no terminal, the plain lines go through the framework logger."""
     monkeypatch.setattr("sys.stderr", io.StringIO())
     from util import progress as progress_mod
 
     progress_mod.log.addHandler(caplog.handler)
     try:
         with caplog.at_level("INFO", logger=progress_mod.log.name):
-            with Progress(2, desc="eval") as bar:
+            with Progress(2, desc="eval", unit="img") as bar:
                 bar.update(2)
     finally:
         progress_mod.log.removeHandler(caplog.handler)
     assert "eval: 2/2 (100%)" in caplog.text
+    assert sys.stderr.getvalue() == ""
+
+
+def test_progress_iterate_closes_when_the_loop_fails(monkeypatch) -> None:
+    """An error inside the loop (a stop, a NaN) still ends the bar and gives logging its stream back."""
+    screen = _TTY()
+    monkeypatch.setattr("sys.stdout", screen)
+    monkeypatch.setattr("sys.stderr", screen)
+    root = setup_logging()
+    handlers = list(root.handlers)
+    try:
+        bar = Progress(10, desc="epoch 1/1", unit="img", interval=0)
+        with pytest.raises(RuntimeError):
+            for i in bar.iterate(range(10)):
+                bar.update(1)
+                if i == 3:
+                    raise RuntimeError("stop")
+        assert screen.getvalue().endswith("\n") and "4/10" in shown_lines(screen.getvalue())[-2]
+        assert root.handlers == handlers  # the redirect is undone
+    finally:
+        setup_logging()
+
+
+def test_progress_adds_only_tqdm_to_a_fresh_process() -> None:
+    """torch already imports tqdm: the progress module adds tqdm's logging helpers and nothing else."""
+    code = ("import sys, torch\nbefore = set(sys.modules)\nimport util.progress\n"
+            "extra = sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in ('tqdm', 'util'))\n"
+            "assert 'tqdm' in before and not extra, extra\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_progress_leaves_unconfigured_logging_alone(monkeypatch) -> None:
+    """A library user who never called setup_logging gets no handler added to the framework logger."""
+    screen = _TTY()
+    monkeypatch.setattr("sys.stderr", screen)
+    root = logging.getLogger(ROOT_NAME)
+    monkeypatch.setattr(root, "handlers", [])
+    seen = []
+    with Progress(2, desc="lib", interval=0) as bar:
+        seen.append(list(root.handlers))
+        bar.update(2)
+    assert seen == [[]] and "lib: 100%" in screen.getvalue()

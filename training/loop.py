@@ -27,12 +27,6 @@ from training.signals import GracefulStop, TrainingInterrupted, signal_name
 log = get_logger("train")
 
 
-def logs_due(opt: argparse.Namespace, evaluator: Evaluator, total_iters: int) -> bool:
-    """Whether this iteration prints losses, saves or evaluates (each writes console lines)."""
-    freqs = [opt.print_freq, opt.save_latest_freq] + ([evaluator.freq] if evaluator.enabled else [])
-    return any(total_iters % f == 0 for f in freqs)
-
-
 class Run:
     """One training run: the objects built for it and the counters the loop advances."""
 
@@ -105,9 +99,13 @@ class Run:
         epoch_iter = start_epoch(self.dataset, epoch, self.point)  # set_epoch (+ resumed skip)
         t_data = 0.0
         self.visualizer.reset()
-        progress = Progress(total=max(self.dataset_size - epoch_iter, 0), desc=f"epoch {epoch}/{self.n_total}",
-                            unit="img", disable=getattr(opt, "rank", 0) != 0)
-        for data in self.dataset:
+        # the bar counts the whole dataset (all processes' images), from the resumed position; ETA of the epoch and
+        # of the run (the epochs after this one at this epoch's rate)
+        world = getattr(opt, "world_size", 1)
+        progress = Progress(total=self.dataset_size, initial=epoch_iter * world, later=(self.n_total - epoch) *
+                            self.dataset_size, desc=f"epoch {epoch}/{self.n_total}", unit="img",
+                            disable=getattr(opt, "rank", 0) != 0)
+        for data in progress.iterate(self.dataset):  # closes the bar however the epoch ends
             iter_start = time.time()
             if self.total_iters % opt.print_freq == 0:
                 t_data = iter_start - iter_data_time
@@ -116,9 +114,7 @@ class Run:
             model.set_input(data)
             model.optimize_parameters()
             self.guard.check(epoch, self.total_iters)
-            progress.update(opt.batch_size)
-            if logs_due(opt, self.evaluator, self.total_iters):
-                progress.clear()  # log lines go on their own lines, the bar is redrawn after them
+            progress.update(opt.batch_size * world)
             self.report(epoch, epoch_iter, iter_start, t_data)
             if self.total_iters % opt.save_latest_freq == 0:
                 log.info("saving the latest model (epoch %d, total_iters %d)", epoch, self.total_iters)
@@ -126,7 +122,6 @@ class Run:
             iter_data_time = time.time()
             if stop.agreed():  # every process stops after the same iteration
                 raise self.stop_now(stop.signum, epoch, epoch_iter)
-        progress.close()
         model.update_learning_rate()
         if epoch % opt.save_epoch_freq == 0:
             log.info("saving the model at the end of epoch %d, iters %d", epoch, self.total_iters)

@@ -1,63 +1,199 @@
-"""A dependency-free progress display with iterations, rate and ETA.
+"""Progress display: a tqdm bar on a terminal, plain periodic lines elsewhere, log lines never glued onto a bar.
 
-On a terminal it redraws one line in place (``\\r``). When the output is not a terminal (CI logs, files, pipes) it
-writes a plain line at most every ``min_interval`` seconds (30 s by default) and one at the end, so logs stay short.
-Without an explicit ``stream`` those plain lines go through the framework logger.
+``Progress(total, desc=..., unit=...)`` shows counts, rate, elapsed<remaining. On a terminal it is a tqdm bar, and
+while it is open the framework logger writes through ``tqdm.write`` (tqdm's logging redirect), so a log line is
+printed on its own line and the bar is redrawn under it. When the stream (stderr by default) is not a terminal
+(CI logs, files, pipes), there is no bar and no carriage return: a plain line at most every ``PLAIN_INTERVAL``
+seconds and one at the end, through the framework logger unless a ``file`` is given. ``later`` adds the whole
+run's ETA: the units still to come after this bar (e.g. the epochs after this one) at this bar's rate.
 """
 from __future__ import annotations
 
+import logging
+import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, TextIO
+from contextlib import ExitStack
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, TextIO, TypeVar
 
-from util.logger import get_logger
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from util.logger import ROOT_NAME, get_logger
 
 log = get_logger(__name__)
 
-TTY_INTERVAL = 0.1
-PLAIN_INTERVAL = 30.0
-BAR_WIDTH = 20
+T = TypeVar("T")
+TTY_INTERVAL = 0.1  # seconds between redraws on a terminal
+PLAIN_INTERVAL = 30.0  # seconds between plain lines in logs
+PLAIN_FORMAT = "{desc}: {n_fmt}/{total_fmt} ({percentage:.0f}%) [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+PLAIN_FORMAT_NO_TOTAL = "{desc}: {n_fmt}{unit} [{elapsed}, {rate_fmt}{postfix}]"
 
 
-def format_duration(seconds: float) -> str:
-    """Format seconds as MM:SS or H:MM:SS."""
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
-
-
-def _is_tty(stream: Any) -> bool:
-    """Return True when ``stream`` is an interactive terminal."""
+def is_terminal(stream: Any) -> bool:
+    """True when ``stream`` is an interactive terminal."""
     try:
         return bool(stream.isatty())
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError):  # no isatty, or a closed file
         return False
 
 
-class Progress:
-    """Progress of a loop of ``total`` steps: ``update(n, **postfix)`` after each step, ``close()`` at the end."""
+def writes_to_console(logger: logging.Logger) -> bool:
+    """Whether ``logger`` has a handler writing to stdout or stderr (the redirect replaces those; a library user
+    who never set up the framework's logging gets no handler added)."""
+    return any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr) for h in logger.handlers)
 
-    def __init__(self, total: Optional[int], desc: str = "", stream: Optional[TextIO] = None,
-                 min_interval: Optional[float] = None, disable: bool = False, unit: str = "it",
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """Start the clock; ``total`` None means unknown length (no percentage / ETA); ``disable`` silences it."""
-        self.total = int(total) if total is not None else None
-        self.desc = desc
-        self.unit = unit
-        self.disable = disable
-        self._explicit_stream = stream is not None
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = _is_tty(self.stream)
-        self.min_interval = float(min_interval) if min_interval is not None else (TTY_INTERVAL if self.tty else PLAIN_INTERVAL)
+
+def format_duration(seconds: float) -> str:
+    """Seconds as [H:]MM:SS (tqdm's format, as on the bars)."""
+    return tqdm.format_interval(seconds)
+
+
+def run_eta(remaining: float, later: float, rate: Optional[float]) -> Optional[float]:
+    """Seconds until the whole run ends: this bar's ``remaining`` units plus ``later`` ones at ``rate`` units/s."""
+    if not rate or rate <= 0:
+        return None
+    return (max(remaining, 0.0) + max(later, 0.0)) / rate
+
+
+class _Bar(tqdm):
+    """tqdm with the whole run's ETA in its postfix; no monitor thread (forked data-loader workers inherit none)."""
+
+    monitor_interval = 0
+
+    def __init__(self, *args: Any, later: Optional[int] = None, **kwargs: Any) -> None:
+        self.later = later
+        super().__init__(*args, **kwargs)
+
+    def run_eta_text(self, stats: Dict[str, Any]) -> str:
+        """'run ETA H:MM:SS' from tqdm's stats (``format_dict``), '?' before the rate is known."""
+        rate = stats.get("rate")
+        if not rate and stats.get("elapsed"):
+            rate = (stats["n"] - stats.get("initial", 0)) / stats["elapsed"]
+        eta = run_eta((stats["total"] or 0) - stats["n"], self.later or 0, rate)
+        return "run ETA " + ("?" if eta is None else self.format_interval(eta))
+
+    def display(self, msg: Optional[str] = None, pos: Optional[int] = None) -> bool:
+        """Draw the bar (tqdm), with the run's ETA when ``later`` is given."""
+        if msg is None and self.later is not None:
+            self.set_postfix_str(self.run_eta_text(self.format_dict), refresh=False)
+        return super().display(msg, pos)
+
+
+class _PlainLines(_Bar):
+    """No bar and no carriage return: a plain line now and then, through a logger or written to ``file``."""
+
+    def __init__(self, *args: Any, logger: Optional[logging.Logger], interval: float, clock: Callable[[], float],
+                 delay: float = 0.0, **kwargs: Any) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._delay = delay
         self._clock = clock
-        self.start = clock()
-        self.n = 0
-        self.postfix: Dict[str, Any] = {}
-        self._last_emit = self.start
-        self._last_emitted_n = -1
-        self._line_len = 0
-        self.closed = False
+        self._started = self._last_line = clock()
+        self._shown = kwargs.get("initial", 0)  # no line at the start
+        self._closing = False
+        super().__init__(*args, **kwargs)
+
+    def plain_line(self) -> str:
+        """The status as one line: counts, percentage, elapsed<remaining, average rate, postfix."""
+        stats = dict(self.format_dict, elapsed=self._clock() - self._started, rate=None,
+                     bar_format=PLAIN_FORMAT if self.total else PLAIN_FORMAT_NO_TOTAL)
+        if self.later is not None:
+            stats["postfix"] = self.run_eta_text(stats)
+        return self.format_meter(**stats)
+
+    def display(self, msg: Optional[str] = None, pos: Optional[int] = None) -> bool:
+        """Write a line when the interval has passed (or at the end) and the count moved; nothing to erase."""
+        if msg is not None:  # tqdm erasing the bar before a write or on close: nothing was drawn in place
+            return False
+        now = self._clock()
+        if self.n == self._shown or now - self._started < self._delay:
+            return True
+        if not (self._closing or now - self._last_line >= self._interval):
+            return True
+        self._shown, self._last_line = self.n, now
+        line = self.plain_line()
+        if self._logger is not None:
+            self._logger.info(line)
+        else:
+            self.fp.write(line + "\n")
+            self.fp.flush()
+        return True
+
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing is drawn in place, so nothing to clear."""
+
+    def close(self) -> None:
+        """Write the final line (unless the last one already showed this count), then close."""
+        if not getattr(self, "disable", True):
+            self._closing = True
+            self.refresh()
+        super().close()
+
+
+class Progress:
+    """Progress of ``total`` units: ``update(n)`` after each step, ``close()`` (or ``iterate``/``with``) at the end.
+
+    ``initial`` starts the count part-way (a resumed epoch shows its position in the whole epoch); ``later`` adds
+    the whole run's ETA; ``disable`` shows nothing (e.g. ranks other than 0); ``delay`` shows nothing for a loop
+    that ends within that many seconds. ``file``, ``interval`` and ``clock`` choose the stream (default stderr), the
+    seconds between plain lines and their clock (tests).
+    """
+
+    def __init__(self, total: Optional[int], desc: str = "", unit: str = "it", initial: int = 0,
+                 later: Optional[int] = None, disable: bool = False, delay: float = 0.0,
+                 file: Optional[TextIO] = None, interval: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """Open the bar (a terminal) or the plain-line display (anything else)."""
+        stream = file if file is not None else sys.stderr
+        self.total = int(total) if total is not None else None
+        self.terminal = is_terminal(stream)
+        initial = min(int(initial), self.total) if self.total is not None else int(initial)
+        common: Dict[str, Any] = dict(total=self.total, desc=desc, unit=unit, initial=initial, disable=disable,
+                                      file=stream, later=later)
+        self._redirect = ExitStack()
+        if self.terminal:
+            # the size from shutil, which falls back to 80x24 where a terminal reports none (tqdm would then draw
+            # nothing); a nested bar vanishes when done
+            columns, rows = shutil.get_terminal_size()
+            self.bar: tqdm = _Bar(mininterval=TTY_INTERVAL if interval is None else interval, ncols=columns,
+                                  nrows=rows, leave=None, delay=delay, **common)
+            framework = logging.getLogger(ROOT_NAME)
+            if not disable and writes_to_console(framework):  # log lines go above the bar while it is open
+                self._redirect.enter_context(logging_redirect_tqdm([framework], _Bar))
+        else:
+            self.bar = _PlainLines(logger=None if file is not None else log, mininterval=0, miniters=1, leave=False,
+                                   interval=PLAIN_INTERVAL if interval is None else interval, clock=clock,
+                                   delay=delay, **common)
+
+    @property
+    def n(self) -> int:
+        """Units counted so far (``initial`` included)."""
+        return int(self.bar.n)
+
+    def update(self, n: int = 1) -> None:
+        """Advance by ``n`` units (never past ``total``: a padded last batch does not overshoot)."""
+        if self.total is not None:
+            n = max(min(n, self.total - self.bar.n), 0)
+        self.bar.update(n)
+
+    def text(self) -> str:
+        """The current status line as displayed (terminal) or logged (plain)."""
+        return self.bar.plain_line() if isinstance(self.bar, _PlainLines) else str(self.bar)
+
+    def close(self) -> None:
+        """Show the final count and end the display (idempotent); logging goes back to its stream."""
+        try:
+            self.bar.close()
+        finally:
+            self._redirect.close()
+
+    def iterate(self, iterable: Iterable[T]) -> Iterator[T]:
+        """Yield the items of ``iterable``; the display is closed however the loop ends (break, error, stop)."""
+        try:
+            yield from iterable
+        finally:
+            self.close()
 
     def __enter__(self) -> "Progress":
         """Use as a context manager; the display is closed on exit."""
@@ -66,98 +202,3 @@ class Progress:
     def __exit__(self, *exc: Any) -> None:
         """Close the display."""
         self.close()
-
-    def rate(self) -> float:
-        """Average steps per second since the start."""
-        elapsed = self._clock() - self.start
-        return self.n / elapsed if elapsed > 0 else 0.0
-
-    def eta(self) -> Optional[float]:
-        """Seconds left at the average rate, or None when unknown."""
-        rate = self.rate()
-        if self.total is None or rate <= 0:
-            return None
-        return max(self.total - self.n, 0) / rate
-
-    def update(self, n: int = 1, **postfix: Any) -> None:
-        """Advance by ``n`` steps; keyword arguments are shown after the counters (e.g. losses)."""
-        if self.closed:
-            return
-        self.n += n
-        if postfix:
-            self.postfix.update(postfix)
-        if self.disable:
-            return
-        now = self._clock()
-        finished = self.total is not None and self.n >= self.total
-        if finished or now - self._last_emit >= self.min_interval:
-            self._emit(now)
-
-    def _rate_text(self) -> str:
-        """Return 'x it/s' or 's/it' for slow loops."""
-        rate = self.rate()
-        if 0 < rate < 1:
-            return f"{1.0 / rate:.2f} s/{self.unit}"
-        return f"{rate:.2f} {self.unit}/s"
-
-    def _postfix_text(self) -> str:
-        """Return 'k=v' pairs, floats with 3 decimals."""
-        parts = [f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in self.postfix.items()]
-        return ", ".join(parts)
-
-    def format_line(self) -> str:
-        """Return the current status text (without line control characters)."""
-        elapsed = self._clock() - self.start
-        eta = self.eta()
-        prefix = f"{self.desc}: " if self.desc else ""
-        if self.total:
-            fraction = min(self.n / self.total, 1.0)
-            counts = f"{self.n}/{self.total}"
-            if self.tty:
-                filled = int(round(fraction * BAR_WIDTH))
-                head = f"{prefix}{fraction * 100:3.0f}%|{'#' * filled}{'.' * (BAR_WIDTH - filled)}| {counts}"
-            else:
-                head = f"{prefix}{counts} ({fraction * 100:.0f}%)"
-        else:
-            head = f"{prefix}{self.n}"
-        timing = f"{self._rate_text()}, elapsed {format_duration(elapsed)}"
-        if eta is not None:
-            timing += f", ETA {format_duration(eta)}"
-        extra = self._postfix_text()
-        return f"{head} [{timing}]" + (f" {extra}" if extra else "")
-
-    def _emit(self, now: float) -> None:
-        """Write the status: redraw in place on a TTY, one plain line otherwise."""
-        self._last_emit = now
-        self._last_emitted_n = self.n
-        line = self.format_line()
-        if self.tty:
-            pad = max(self._line_len - len(line), 0)
-            self.stream.write("\r" + line + " " * pad)
-            self.stream.flush()
-            self._line_len = len(line)
-        elif self._explicit_stream:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        else:
-            log.info(line)
-
-    def clear(self) -> None:
-        """On a TTY, erase the bar so a log line can be printed cleanly; the next update redraws it."""
-        if self.tty and not self.disable and self._line_len:
-            self.stream.write("\r" + " " * self._line_len + "\r")
-            self.stream.flush()
-            self._line_len = 0
-
-    def close(self) -> None:
-        """Write the final status (once) and end the line on a TTY."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.disable:
-            return
-        if self._last_emitted_n != self.n or (self.tty and self._line_len == 0):
-            self._emit(self._clock())
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from util.logger import get_logger
 from util.metrics.images import PathLike, batches, check_uint8, list_images, load_images, resize_uint8
+from util.progress import format_duration
 
 log = get_logger(__name__)
 
@@ -150,17 +152,30 @@ def train_domain_classifier(images_A: torch.Tensor, images_B: torch.Tensor,
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr, betas=(0.9, 0.999))
     shift = max(settings.size // 16, 0)
     net.train()
-    for _epoch in range(settings.epochs):
+    started = time.monotonic()
+    for epoch in range(1, settings.epochs + 1):
         order = torch.randperm(len(data), generator=gen)
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no synchronisation per batch
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        seen = 0
         for start in range(0, len(order), settings.batch_size):
             idx = order[start:start + settings.batch_size]
             if len(idx) < 2:
                 continue  # BatchNorm needs more than one sample
             x = _augment(data[idx].float() / 127.5 - 1.0, shift, gen).to(device)
-            loss = F.cross_entropy(net(x), labels[idx].to(device), weight=class_weight)
+            target = labels[idx].to(device)
+            logits = net(x)
+            loss = F.cross_entropy(logits, target, weight=class_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(dim=1) == target).sum()
+            seen += len(idx)
+        elapsed = time.monotonic() - started
+        log.info(f"domain classifier: epoch {epoch}/{settings.epochs}, loss {float(loss_sum) / max(seen, 1):.4f}, "
+                 f"accuracy {int(correct) / max(seen, 1):.3f} on the augmented training batches, "
+                 f"ETA {format_duration(elapsed / epoch * (settings.epochs - epoch))}")
     classifier = DomainClassifier(net, settings, device)
     train_acc = classifier.accuracy(images_A, images_B)
     log.info(f"domain classifier trained on {len(images_A)} + {len(images_B)} images "
@@ -230,6 +245,8 @@ def get_domain_classifier(train_A: PathLike | Sequence[PathLike], train_B: PathL
         else:
             log.info(f"loaded domain classifier from {cache_file}")
             return DomainClassifier(net, settings, device, from_cache=True)
+    log.info(f"training the domain classifier (once for these images and settings; cached in {cache_file.parent}): "
+             f"loading {len(paths_A)} + {len(paths_B)} training images")
     images_A = load_images(paths_A, settings.size)
     images_B = load_images(paths_B, settings.size)
     classifier = train_domain_classifier(images_A, images_B, settings, device)

@@ -19,6 +19,7 @@ import torch
 
 from util.logger import get_logger
 from util.metrics.images import batches, check_uint8
+from util.progress import Progress
 
 log = get_logger(__name__)
 
@@ -27,6 +28,7 @@ WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{WEIGHTS_FILE}"
 FEATURE = "2048"
 FEATURE_DIM = 2048
+PROGRESS_DELAY = 5.0  # seconds before the feature extraction shows progress
 
 
 class InceptionWeightsError(FileNotFoundError):
@@ -107,9 +109,12 @@ class InceptionFeatureExtractor:
         """Features of ``images`` (uint8 NCHW, any size), computed in batches."""
         images = check_uint8(images)
         out = []
-        for chunk in batches(images, self.batch_size):
-            (feat,) = self.net(chunk.to(self.device))
-            out.append(feat.double().cpu())
+        # a bar (or plain lines in logs) when it takes more than a few seconds
+        with Progress(images.shape[0], desc="Inception features", unit="img", delay=PROGRESS_DELAY) as progress:
+            for chunk in batches(images, self.batch_size):
+                (feat,) = self.net(chunk.to(self.device))
+                out.append(feat.double().cpu())
+                progress.update(chunk.shape[0])
         return torch.cat(out).numpy()
 
 

@@ -1,0 +1,133 @@
+"""The command-line parser of the entry scripts: argparse plus argument files and "did you mean" for flags.
+
+* Argument files: ``python train.py @maps.args`` reads arguments from ``maps.args`` (argparse's
+  ``fromfile_prefix_chars``), one option per line: ``--flag value``, ``--flag`` alone, or a lone value; blank
+  lines and lines starting with ``#`` are skipped; more arguments may follow on the command line (the last
+  value of a flag wins). A file may name another with ``@other.args``.
+* A misspelled flag gets the closest known ones in argparse's one-line error:
+  ``error: unrecognized arguments: --lamda_A 5 (did you mean --lambda_A?)``.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
+
+_UNSET = object()
+
+
+def is_flag(token: str) -> bool:
+    """True for ``--name``/``-n`` tokens (not for negative numbers such as ``-1``)."""
+    if not token.startswith("-") or token == "-":
+        return False
+    try:
+        float(token)
+    except ValueError:
+        return True
+    return False
+
+
+class OptionParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` reading ``@file`` arguments and suggesting flags for unknown ones."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """As ArgumentParser; ``fromfile_prefix_chars`` defaults to ``@``."""
+        self.recorded: List[argparse.Action] = []  # before super().__init__, which adds -h
+        self.relaxed: List[argparse.Action] = []  # required flags that ``peek`` does not require
+        kwargs.setdefault("fromfile_prefix_chars", "@")
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        """Add a flag (argparse) and remember it for suggestions and ``given``."""
+        action = super().add_argument(*args, **kwargs)
+        self.recorded.append(action)
+        return action
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
+        """A group of flags (argparse) whose flags are remembered too."""
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+
+        def add_and_record(*a: Any, **k: Any) -> argparse.Action:
+            action = add(*a, **k)
+            self.recorded.append(action)
+            return action
+
+        group.add_argument = add_and_record  # type: ignore[method-assign]
+        return group
+
+    def add_help_flag(self) -> None:
+        """Add ``-h/--help`` (for parsers built with ``add_help=False`` until all their flags are known)."""
+        self.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS,
+                          help="show this help message and exit")
+
+    def flags(self) -> List[str]:
+        """Every option string of the parser (``--lambda_A``, ``-h``, ...)."""
+        return [s for action in self.recorded for s in action.option_strings]
+
+    def convert_arg_line_to_args(self, arg_line: str) -> List[str]:
+        """One line of an argument file: ``--flag value`` (the value may contain spaces), ``--flag``, a value;
+        blank lines and ``#`` comments give nothing."""
+        line = arg_line.strip()
+        if not line or line.startswith("#"):
+            return []
+        if is_flag(line) and "=" not in line.split(maxsplit=1)[0]:
+            return line.split(maxsplit=1)
+        return [line]
+
+    def peek(self, args: Sequence[str]) -> argparse.Namespace:
+        """The values ``args`` sets so far: unknown flags, ``--help`` and missing required flags are no error yet
+        (the model's and dataset's flags are added after this)."""
+        self.relaxed = [a for a in self.recorded if a.required]
+        for action in self.relaxed:
+            action.required = False
+        try:
+            return self.parse_known_args(list(args))[0]
+        finally:
+            self.restore_required()
+
+    def restore_required(self) -> None:
+        """Make the flags that ``peek`` relaxed required again."""
+        for action in self.relaxed:
+            action.required = True
+        self.relaxed = []
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """argparse's usage and one-line error, exit status 2 (the usage shows the required flags as such)."""
+        self.restore_required()
+        super().error(message)
+
+    def given(self, args: Sequence[str]) -> Set[str]:
+        """The destinations that ``args`` sets (also through ``@file`` or an abbreviated flag), not defaults."""
+        probe = argparse.Namespace(**{a.dest: _UNSET for a in self.recorded if a.dest != argparse.SUPPRESS})
+        self.parse_known_args(list(args), namespace=probe)  # an attribute already set keeps it from the default
+        return {dest for dest, value in vars(probe).items() if value is not _UNSET}
+
+    def unrecognized(self, extras: Sequence[str], elsewhere: Optional[Mapping[str, Sequence[str]]] = None) -> str:
+        """argparse's message for unknown arguments, with the closest known flag for each misspelled one.
+
+        ``elsewhere`` maps flags this parser lacks to where they belong (e.g. ``--lambda_A``: ``--model
+        cycle_gan``), for a flag that is right but meant for another setting.
+        """
+        known = self.flags()
+        hints: Dict[str, str] = {}
+        for token in extras:
+            if not is_flag(token):
+                continue
+            name = token.split("=", 1)[0]
+            if elsewhere and name in elsewhere:
+                hints[name] = f"{name} is a flag of {' and of '.join(elsewhere[name])}"
+                continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if close:
+                hints[name] = f"did you mean {close[0]}?"
+        message = "unrecognized arguments: " + " ".join(extras)
+        return message + (f" ({'; '.join(hints.values())})" if hints else "")
+
+    def parse_args(self, args: Optional[Sequence[str]] = None,  # type: ignore[override]
+                   namespace: Optional[argparse.Namespace] = None) -> argparse.Namespace:
+        """argparse's ``parse_args``, with suggestions for unknown flags in its one-line error (exit status 2)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self.unrecognized(extras))
+        return parsed
