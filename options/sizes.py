@@ -35,11 +35,11 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
     """Raise ``RangeError`` when the resize/crop flags exceed ``--max_pixels`` or undercut the networks; set
     ``opt.min_input_side`` and ``opt.min_input_side_by``."""
     budget = opt.max_pixels
+    used = {"load_size": "resize" in opt.preprocess or "scale_width" in opt.preprocess,
+            "crop_size": "crop" in opt.preprocess}
     for flag in ("load_size", "crop_size"):
         side = getattr(opt, flag)
-        uses = flag == "crop_size" and "crop" in opt.preprocess or flag == "load_size" and (
-            "resize" in opt.preprocess or "scale_width" in opt.preprocess)
-        if uses and side * side > budget:
+        if used[flag] and side * side > budget:
             raise RangeError(f"--{flag} {side} asks for {side}x{side} = {side * side:,} pixels per image, over "
                              f"--max_pixels {budget:,}; use a smaller --{flag}")
     side, by = input_floor(opt)
