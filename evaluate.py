@@ -19,12 +19,19 @@ from pathlib import Path
 from typing import Sequence
 
 from options.cli import OptionParser
+from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
 from util.logger import get_logger, setup_logging
 from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
 from util.metrics.images import list_images, load_images, strip_suffix
 from util.metrics.inception import ENV_VAR as INCEPTION_ENV_VAR
+from util.ranges import Range, RangeError
 
 log = get_logger(__name__)
+
+# The valid range of each numeric flag (None, the default, is always accepted).
+FLAG_RANGES = {"size": Range(int, 1, 16384), "max_images": Range(int, 1), "kid_subsets": Range(int, 1, 100000),
+               "kid_subset_size": Range(int, 2), "seed": Range(int, 0, 2 ** 32 - 1),
+               "max_pixels": Range(int, 1, MAX_PIXELS_LIMIT)}
 
 
 def build_parser() -> OptionParser:
@@ -46,6 +53,8 @@ def build_parser() -> OptionParser:
     p.add_argument("--size", type=int, default=None,
                    help="resize every image to size x size (PIL bicubic); default: keep the native size")
     p.add_argument("--max_images", type=int, default=None, help="use at most this many images of each folder")
+    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="pixel budget of one image, as read and after --size; larger images are refused by name")
     p.add_argument("--inception_weights", default=None,
                    help="TF-Inception weights file for fid/kid (else $IMG2IMG_INCEPTION_WEIGHTS)")
     p.add_argument("--kid_subsets", type=int, default=100, help="number of KID subsets")
@@ -109,8 +118,19 @@ def _json_safe(results: dict[str, float]) -> dict[str, float | str]:
     return {k: (v if math.isfinite(v) else str(v)) for k, v in results.items()}
 
 
+def check_flags(opt: argparse.Namespace) -> None:
+    """One-line errors for numeric flags out of range, and a --size over the pixel budget."""
+    for dest, valid in FLAG_RANGES.items():
+        if getattr(opt, dest, None) is not None:
+            valid.check(f"--{dest}", getattr(opt, dest))
+    if opt.size is not None and opt.size * opt.size > opt.max_pixels:
+        raise RangeError(f"--size {opt.size} asks for {opt.size * opt.size:,} pixels per image, over --max_pixels "
+                         f"{opt.max_pixels:,}; use a smaller --size")
+
+
 def evaluate(opt: argparse.Namespace) -> dict[str, float]:
     """Load the folders given by ``opt``, compute the metrics, print a table and optionally write JSON."""
+    check_flags(opt)
     if opt.metrics:
         names = parse_metric_names(opt.metrics)
     else:
@@ -127,11 +147,12 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
         raise ValueError("--real_dir is required for " + ", ".join(n for n in names if n != "classifier"))
     if opt.paired:
         fake_files, real_files = _paired_lists(opt)
-        fake = load_images(fake_files, opt.size)
-        real = load_images(real_files, opt.size)
+        fake = load_images(fake_files, opt.size, max_pixels=opt.max_pixels)
+        real = load_images(real_files, opt.size, max_pixels=opt.max_pixels)
     else:
-        fake = load_images(opt.fake_dir, opt.size, opt.fake_suffix, opt.max_images)
-        real = load_images(opt.real_dir, opt.size, opt.real_suffix, opt.max_images) if opt.real_dir else None
+        fake = load_images(opt.fake_dir, opt.size, opt.fake_suffix, opt.max_images, opt.max_pixels)
+        real = load_images(opt.real_dir, opt.size, opt.real_suffix, opt.max_images, opt.max_pixels) \
+            if opt.real_dir else None
     kw: dict = {"device": opt.device, "seed": opt.seed}
     if needing(names, "inception"):
         kw.update(inception_weights=opt.inception_weights, kid_subsets=opt.kid_subsets,
@@ -141,7 +162,7 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
             raise ValueError("the classifier metric needs --train_A and --train_B (real training images)")
         kw.update(target=opt.target, train_A=opt.train_A, train_B=opt.train_B, cache_dir=opt.cache_dir)
         if opt.source_dir:
-            kw["real_source"] = load_images(opt.source_dir, opt.size, None, opt.max_images)
+            kw["real_source"] = load_images(opt.source_dir, opt.size, None, opt.max_images, opt.max_pixels)
     n_real = 0 if real is None else real.shape[0]
     log.info(f"evaluating {fake.shape[0]} fake images ({opt.fake_dir}) against {n_real} real images "
              f"({opt.real_dir}), image size {tuple(fake.shape[-2:])}")

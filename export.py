@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import sys
 import time
@@ -24,7 +25,9 @@ import torch.nn as nn
 
 from models import arch_config, checkpoint_io, networks
 from options.cli import OptionParser
+from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
 from util.logger import get_logger, setup_logging
+from util.ranges import Range
 
 log = get_logger("export")
 
@@ -35,6 +38,13 @@ ONNX_EXPORTERS = ("dynamo", "legacy")
 # Architecture flags and their defaults when neither the command line nor config.json gives them (official).
 ARCH_DEFAULTS: Dict[str, Any] = {"netG": "resnet_9blocks", "norm": "instance", "ngf": 64, "input_nc": 3,
                                  "output_nc": 3, "no_dropout": False, "upsample": "deconv"}
+
+
+# The valid range of each numeric flag (None: not given); the check image stays within the pixel budget.
+FLAG_RANGES: Dict[str, Range] = {**{k: networks.ARCH_RANGES[k] for k in ("ngf", "input_nc", "output_nc")},
+                                 "check_size": Range(int, 1, math.isqrt(DEFAULT_MAX_PIXELS)),
+                                 "max_pixels": Range(int, 1, MAX_PIXELS_LIMIT),
+                                 "tolerance": Range(float, 0), "load_iter": Range(int, 0), "opset": Range(int, 7, 100)}
 
 
 class ExportError(RuntimeError):
@@ -209,16 +219,20 @@ def _forward_args(module: nn.Module) -> List[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- checking
-def load_check_image(path: Optional[str], channels: int, size: int) -> torch.Tensor:
-    """The check input (1, C, H, W) in [-1, 1]: an image file (RGB or grayscale), or a fixed synthetic image."""
+def load_check_image(path: Optional[str], channels: int, size: int,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """The check input (1, C, H, W) in [-1, 1]: an image file read as the datasets read it (8-bit RGB, or its
+    grayscale for one channel; at most ``max_pixels`` pixels), or a fixed synthetic image."""
     if path:
-        from PIL import Image
-
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise ExportError(f"--check_image {path}: file not found")
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+        try:
+            img = load_image(path, max_pixels)
+        except (ImageReadError, ImageSizeError) as err:
+            raise ExportError(f"--check_image: {err}") from None
+        if channels == 1:
+            img = img.convert("L")
+        array = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
         if array.ndim == 2:
             array = array[:, :, None]
         array = np.repeat(array, channels, axis=2) if array.shape[2] != channels else array
@@ -299,6 +313,8 @@ def make_parser() -> OptionParser:
     p.add_argument("--check_image", default=None, help="image to compare exported and eager outputs on "
                                                         "(default: a fixed synthetic image of --check_size)")
     p.add_argument("--check_size", type=int, default=256, help="side of the synthetic check image")
+    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="pixel budget of --check_image (larger images are refused by name)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted |exported - eager| (outputs "
                                                                  "are in [-1, 1])")
     p.add_argument("--no_check", action="store_true", help="skip the comparison with the eager model")
@@ -356,12 +372,11 @@ def validate(args: argparse.Namespace) -> None:
     for flag, value, valid in checks:
         if value is not None and value not in valid:
             raise ExportError(f"{flag} '{value}' is not valid; choose one of: {', '.join(valid)}")
-    for flag in ("ngf", "input_nc", "output_nc", "check_size"):
+    for flag, valid in FLAG_RANGES.items():
         value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise ExportError(f"--{flag} must be >= 1, got {value}")
-    if args.tolerance < 0:
-        raise ExportError(f"--tolerance must be >= 0, got {args.tolerance}")
+        problem = None if value is None else valid.problem(f"--{flag}", value)
+        if problem:
+            raise ExportError(problem)
 
 
 def export(args: argparse.Namespace) -> Dict[str, Any]:
@@ -373,7 +388,7 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     module = exportable(net)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"{args.name}_{info['prefix']}_net_{info['net']}")
-    image = load_check_image(args.check_image, info["architecture"]["input_nc"], args.check_size)
+    image = load_check_image(args.check_image, info["architecture"]["input_nc"], args.check_size, args.max_pixels)
     report: Dict[str, Any] = dict(info, files={}, checks={},
                                   io={"input": "input: float32 N x C x H x W in [-1, 1] (pixel / 127.5 - 1)",
                                       "output": "output: float32 N x C x H x W in [-1, 1] (tanh)",

@@ -19,6 +19,7 @@ from options.test_options import TestOptions
 from util import html
 from util.logger import get_logger, setup_logging
 from util.progress import Progress
+from util.result_names import ResultNames
 from util.seed import seed_everything
 from util.visualizer import save_images
 
@@ -43,8 +44,10 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
     """The inference loop: batches of ``--batch_size`` under inference mode (and ``--amp``), each image saved.
 
     ``on_batch(n)`` is called after each batch with the number of images it saved (the benchmark's clock).
-    Returns the number of images translated.
+    Returns the number of images translated. Two inputs with one file stem get different result names
+    (util/result_names.py).
     """
+    names = ResultNames()
     done = 0
     total = int(min(opt.num_test, len(dataset)))
     with torch.inference_mode(), Progress(total=total, desc="test", unit="img") as progress:
@@ -62,7 +65,7 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
                 if done % 5 == 0:  # the official line (printed above the bar on a terminal)
                     log.info("processing (%04d)-th image... %s", done, [paths[b]])
                 save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
-                            width=opt.display_winsize, use_wandb=opt.use_wandb)
+                            width=opt.display_winsize, use_wandb=opt.use_wandb, name=names.stem_for(paths[b]))
                 done += 1
                 saved += 1
             progress.update(saved)

@@ -19,12 +19,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from util.image_io import is_image_file, load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger("make_paired_from_photos")
@@ -50,8 +51,6 @@ DERIVATIONS: Mapping[str, Callable[[Image.Image], Image.Image]] = {"gray": to_gr
 
 def interleaved(src: Path, split: str) -> List[tuple[str, Path]]:
     """(domain, path) of ``<split>A`` and ``<split>B`` in sorted order, interleaved A0, B0, A1, B1, ..."""
-    from data.image_folder import is_image_file
-
     lists: Dict[str, List[Path]] = {}
     for domain in "AB":
         folder = src / f"{split}{domain}"
@@ -68,8 +67,7 @@ def interleaved(src: Path, split: str) -> List[tuple[str, Path]]:
 
 def make_pair(path: Path, size: int, derive: Callable[[Image.Image], Image.Image]) -> Image.Image:
     """One A|B image: the derived view next to the photo, both ``size`` x ``size``."""
-    with Image.open(path) as img:
-        photo = ImageOps.exif_transpose(img).convert("RGB").resize((size, size), Image.BICUBIC)
+    photo = load_image(str(path)).resize((size, size), Image.BICUBIC)  # upright 8-bit RGB, as the datasets read it
     pair = Image.new("RGB", (2 * size, size))
     pair.paste(derive(photo), (0, 0))
     pair.paste(photo, (size, 0))

@@ -18,6 +18,7 @@ import torch.distributed as dist
 import torch.utils.data
 
 from data.base_dataset import BaseDataset
+from data.guard import DataChangedError, PartialBatch, ReadableSamples, collate_readable
 from data.sampler import ResumableSampler, make_sampler, quiet_worker
 from data.validation import check_layout, preflight
 from util.logger import get_logger
@@ -94,8 +95,9 @@ class CustomDatasetDataLoader:
                                                       world_size=world)
         num_workers = int(opt.num_threads)
         self.dataloader = torch.utils.data.DataLoader(
-            self.dataset,
+            ReadableSamples(self.dataset),  # a file that changed after the pre-flight: see readable_part
             batch_size=opt.batch_size,
+            collate_fn=collate_readable,
             shuffle=False,
             sampler=self.sampler,
             num_workers=num_workers,
@@ -137,4 +139,18 @@ class CustomDatasetDataLoader:
         for i, data in enumerate(self.dataloader, start=skipped):
             if i * self.opt.batch_size >= self.opt.max_dataset_size:
                 break
+            if isinstance(data, PartialBatch):
+                data = self.readable_part(data)
+                if data is None:
+                    continue
             yield data
+
+    def readable_part(self, partial: PartialBatch) -> Any:
+        """A batch with unreadable samples (files changed after the pre-flight scan), as ``--bad_data`` says:
+        ``skip``: the readable samples (None if none), with a warning per file; ``error``: ``DataChangedError``."""
+        if getattr(self.opt, "bad_data", "error") != "skip":
+            raise DataChangedError(f"{partial.problems[0].message} (it passed the pre-flight scan, so it was deleted, "
+                                   f"replaced or damaged since); restore or remove it, or pass --bad_data skip")
+        for problem in partial.problems:
+            log.warning("--bad_data skip: left out sample %d: %s", problem.index, problem.message)
+        return partial.batch

@@ -6,7 +6,7 @@ from argparse import Namespace
 from typing import Any
 
 from data.base_dataset import (BaseDataset, check_load_crop, check_preprocess, direction_nc, get_params,
-                               get_transform, list_images, load_image)
+                               get_transform, list_images)
 
 
 class AlignedDataset(BaseDataset):
@@ -26,7 +26,7 @@ class AlignedDataset(BaseDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return {'A', 'B', 'A_paths', 'B_paths'}; an odd total width drops the last column."""
         AB_path = self.AB_paths[index]
-        AB = load_image(AB_path)
+        AB = self.load_image(AB_path)
         w, h = AB.size
         w2 = int(w / 2)
         A = AB.crop((0, 0, w2, h))

@@ -22,7 +22,8 @@ import torch.utils.data as data
 from data import transforms
 from data.transforms import BICUBIC, CropAt, HorizontalFlip, Method, ScaleWidth, pil_resample  # noqa: F401 (API)
 from data.image_folder import find_images
-from util.image_io import ImageReadError, exif_orientation, has_alpha, load_image, to_rgb  # noqa: F401 (API)
+from util.image_io import (DEFAULT_MAX_PIXELS, ImageReadError, ImageSizeError, exif_orientation,  # noqa: F401 (API)
+                           has_alpha, load_image, to_rgb)
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
@@ -61,6 +62,10 @@ class BaseDataset(data.Dataset, ABC):
         """Add dataset-specific options or change defaults; the base class changes nothing."""
         return parser
 
+    def load_image(self, path: str) -> Any:
+        """``load_image`` (8-bit RGB, errors naming the file) with this run's pixel budget ``--max_pixels``."""
+        return load_image(path, max_pixels(self.opt))
+
     @abstractmethod
     def __len__(self) -> int:
         """Return the number of samples."""
@@ -73,6 +78,32 @@ class BaseDataset(data.Dataset, ABC):
 def list_images(folder: str, opt: Namespace, layout: str) -> list[str]:
     """Sorted image paths of ``folder`` capped at ``--max_dataset_size``; clear errors if missing or empty."""
     return find_images(folder, opt.max_dataset_size, layout)
+
+
+def max_pixels(opt: Namespace) -> int:
+    """The pixel budget of ``opt`` (``--max_pixels``; the default for option sets without the flag)."""
+    return int(getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS))
+
+
+def preprocess_sizes(size: tuple[int, int], opt: Namespace) -> list[tuple[str, tuple[int, int]]]:
+    """The (w, h) an image of ``size`` has after each resizing or cropping step of ``get_transform``.
+
+    Used to check a file before loading it (pre-flight scan): the pixel budget at each step, the final size
+    against what the networks can take.
+    """
+    check_preprocess(opt.preprocess)
+    w, h = size
+    steps: list[tuple[str, tuple[int, int]]] = []
+    if "resize" in opt.preprocess:
+        w, h = opt.load_size, opt.load_size
+        steps.append(("the resize to --load_size", (w, h)))
+    elif "scale_width" in opt.preprocess:
+        w, h = ScaleWidth(opt.load_size, opt.crop_size).output_size((w, h))
+        steps.append(("the scale to a width of --load_size", (w, h)))
+    if "crop" in opt.preprocess and max(w, h) > opt.crop_size:
+        w, h = opt.crop_size, opt.crop_size
+        steps.append(("the crop to --crop_size", (w, h)))
+    return steps
 
 
 def get_params(opt: Namespace, size: tuple[int, int]) -> dict[str, Any]:
@@ -93,15 +124,19 @@ def get_params(opt: Namespace, size: tuple[int, int]) -> dict[str, Any]:
 
 def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grayscale: bool = False,
                   method: Method = BICUBIC, convert: bool = True) -> transforms.Compose:
-    """Build the official transform chain: grayscale, resize/scale, crop, flip, then tensor in [-1, 1]."""
+    """Build the official transform chain: grayscale, resize/scale, crop, flip, then tensor in [-1, 1].
+
+    The resizing steps refuse (``ImageSizeError``) a result over ``--max_pixels`` before resizing.
+    """
     check_preprocess(opt.preprocess)
     steps: list[Any] = []
     if grayscale:
         steps.append(transforms.Grayscale())
+    budget = max_pixels(opt)
     if "resize" in opt.preprocess:
-        steps.append(transforms.Resize((opt.load_size, opt.load_size), pil_resample(method)))
+        steps.append(transforms.Resize((opt.load_size, opt.load_size), pil_resample(method), budget))
     elif "scale_width" in opt.preprocess:
-        steps.append(ScaleWidth(opt.load_size, opt.crop_size, method))
+        steps.append(ScaleWidth(opt.load_size, opt.crop_size, method, budget))
     if "crop" in opt.preprocess:
         if params is None:
             steps.append(transforms.RandomCrop(opt.crop_size))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from data.base_dataset import BaseDataset, get_transform, list_images, load_image
+from data.base_dataset import BaseDataset, get_transform, list_images
 from util.color import rgb2lab
 
 
@@ -37,7 +37,7 @@ class ColorizationDataset(BaseDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return {'A': L channel, 'B': ab channels, 'A_paths', 'B_paths'} as float32 tensors."""
         path = self.AB_paths[index]
-        im = np.asarray(self.transform(load_image(path)))
+        im = np.asarray(self.transform(self.load_image(path)))
         lab = torch.from_numpy(np.ascontiguousarray(rgb2lab(im).transpose(2, 0, 1)))
         A = lab[[0], ...] / 50.0 - 1.0
         B = lab[[1, 2], ...] / 110.0

@@ -1,9 +1,10 @@
 """Listing the image files of a dataset folder.
 
 ``make_dataset`` walks a folder recursively in sorted order and keeps the files whose name ends with one of
-``IMG_EXTENSIONS`` (case-sensitive, as in the official code). Unlike the official code a missing folder raises a
-``FileNotFoundError`` that names the folder and the expected layout, and ``find_images`` raises
-``EmptyDatasetError`` for a folder without images, so a run fails before training starts.
+``IMG_EXTENSIONS`` (case-sensitive, as in the official code) and that are regular files (or symbolic links to
+them): a FIFO, socket or device with an image name is skipped with a warning saying what it is. Unlike the
+official code a missing folder raises a ``FileNotFoundError`` that names the folder and the expected layout, and
+``find_images`` raises ``EmptyDatasetError`` for a folder without images, so a run fails before training starts.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import torch.utils.data as data
 
-from util.image_io import IMG_EXTENSIONS, is_image_file, load_image  # noqa: F401 (API)
+from util.image_io import IMG_EXTENSIONS, is_image_file, list_image_files, load_image  # noqa: F401 (API)
 
 DEFAULT_LAYOUT = "a folder of images (" + " ".join(IMG_EXTENSIONS) + "), sub-folders are searched too"
 
@@ -34,11 +35,7 @@ def make_dataset(dir: str, max_dataset_size: float = float("inf"), layout: Optio
     if not os.path.isdir(dir):
         expected = layout or DEFAULT_LAYOUT
         raise FileNotFoundError(f"dataset folder {dir} does not exist (or is not a folder); expected {expected}")
-    images: list[str] = []
-    for root, _, fnames in sorted(os.walk(dir)):
-        for fname in sorted(fnames):
-            if is_image_file(fname):
-                images.append(os.path.join(root, fname))
+    images, _ = list_image_files(dir)  # skipped entries (FIFOs, sockets, ...) are logged there
     return images[:_cap(max_dataset_size, len(images))]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from argparse import Namespace
 from typing import Any
 
-from data.base_dataset import BaseDataset, direction_nc, get_transform, list_images, load_image
+from data.base_dataset import BaseDataset, direction_nc, get_transform, list_images
 
 
 class SingleDataset(BaseDataset):
@@ -21,7 +21,7 @@ class SingleDataset(BaseDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return {'A', 'A_paths'}."""
         A_path = self.A_paths[index]
-        return {"A": self.transform(load_image(A_path)), "A_paths": A_path}
+        return {"A": self.transform(self.load_image(A_path)), "A_paths": A_path}
 
     def __len__(self) -> int:
         """Number of images."""

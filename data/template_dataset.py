@@ -16,7 +16,8 @@ import os
 from argparse import ArgumentParser, Namespace
 from typing import Any
 
-from data.base_dataset import BaseDataset, direction_nc, get_params, get_transform, list_images, load_image
+from data.base_dataset import BaseDataset, direction_nc, get_params, get_transform, list_images
+from util.ranges import Range
 
 
 class TemplateDataset(BaseDataset):
@@ -25,7 +26,7 @@ class TemplateDataset(BaseDataset):
     @staticmethod
     def modify_commandline_options(parser: ArgumentParser, is_train: bool) -> ArgumentParser:
         """Add ``--new_dataset_option`` and change two defaults (dataset defaults win over model defaults)."""
-        parser.add_argument("--new_dataset_option", type=float, default=1.0, help="new dataset option")
+        parser.add_argument("--new_dataset_option", type=Range(float), default=1.0, help="new dataset option")
         parser.set_defaults(max_dataset_size=10, new_dataset_option=2.0)
         return parser
 
@@ -41,7 +42,7 @@ class TemplateDataset(BaseDataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return one pair; A and B share the random crop and flip."""
         path = self.image_paths[index]
-        AB = load_image(path)
+        AB = self.load_image(path)
         w2 = AB.size[0] // 2
         A = AB.crop((0, 0, w2, AB.size[1]))
         B = AB.crop((w2, 0, 2 * w2, AB.size[1]))

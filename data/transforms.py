@@ -8,6 +8,9 @@ generator in the same way (``RandomCrop`` two ``torch.randint`` calls, ``RandomH
 each with torchvision. ``ScaleWidth``, ``CropAt`` and ``HorizontalFlip`` are the official code's own steps (scale
 to a width, crop at the position and flip as decided by ``get_params``, shared by paired images). Every transform
 is a picklable class (DataLoader workers under ``spawn``).
+
+The resizing steps check the size they would produce against the pixel budget (``max_pixels``, the
+``--max_pixels`` flag) before resizing: a 1x80000 image scaled to a width of 286 would need 6.5 G pixels.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 import torch
 from PIL import Image
+
+from util.image_io import DEFAULT_MAX_PIXELS, ImageSizeError, check_pixels, source_of
 
 Transform = Callable[[Any], Any]
 
@@ -82,13 +87,15 @@ class Grayscale:
 class Resize:
     """Resize to exactly ``(height, width)`` with a PIL resampling filter."""
 
-    def __init__(self, size: tuple[int, int], resample: int) -> None:
-        """Remember the target (height, width) and the PIL resampling constant."""
+    def __init__(self, size: tuple[int, int], resample: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        """Remember the target (height, width), the PIL resampling constant and the pixel budget."""
         self.size = (int(size[0]), int(size[1]))
         self.resample = int(resample)
+        self.max_pixels = int(max_pixels)
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        """Return the resized image."""
+        """Return the resized image (``ImageSizeError`` when the result would be over the pixel budget)."""
+        check_pixels((self.size[1], self.size[0]), self.max_pixels, source_of(img), "the resize to --load_size")
         return img.resize((self.size[1], self.size[0]), self.resample)
 
     def __repr__(self) -> str:
@@ -104,11 +111,12 @@ class RandomCrop:
         self.size = int(size)
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        """Return the cropped image; raise ValueError when the image is smaller than the crop."""
+        """Return the cropped image; raise ``ImageSizeError`` (a ValueError) when the image is smaller."""
         w, h = img.size
         th = tw = self.size
         if h < th or w < tw:
-            raise ValueError(f"Required crop size {(th, tw)} is larger than input image size {(h, w)}")
+            raise ImageSizeError(f"{source_of(img)}: Required crop size {(th, tw)} is larger than input image size "
+                                 f"{(h, w)}; use a smaller --crop_size or a resizing --preprocess")
         if w == tw and h == th:
             return img.crop((0, 0, w, h))
         top = int(torch.randint(0, h - th + 1, size=(1,)).item())
@@ -161,19 +169,27 @@ class ToNormalizedTensor:
 class ScaleWidth:
     """Resize to width ``target_size`` keeping the aspect ratio, height at least ``crop_size``."""
 
-    def __init__(self, target_size: int, crop_size: int, method: Method = BICUBIC) -> None:
-        """Remember the target width, the minimal height and the resampling method."""
+    def __init__(self, target_size: int, crop_size: int, method: Method = BICUBIC,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        """Remember the target width, the minimal height, the resampling method and the pixel budget."""
         self.target_size = target_size
         self.crop_size = crop_size
         self.resample = pil_resample(method)
+        self.max_pixels = int(max_pixels)
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The (w, h) an image of ``size`` = (w, h) gets: width ``target_size``, aspect kept, h >= crop_size."""
+        ow, oh = size
+        if ow == self.target_size and oh >= self.crop_size:
+            return ow, oh
+        return self.target_size, int(max(self.target_size * oh / ow, self.crop_size))
 
     def __call__(self, img: Image.Image) -> Image.Image:
         """Return the resized image (unchanged when it already has the target width and enough height)."""
-        ow, oh = img.size
-        if ow == self.target_size and oh >= self.crop_size:
+        w, h = self.output_size(img.size)
+        if (w, h) == img.size:
             return img
-        w = self.target_size
-        h = int(max(self.target_size * oh / ow, self.crop_size))
+        check_pixels((w, h), self.max_pixels, source_of(img), "the scale to a width of --load_size")
         return img.resize((w, h), self.resample)
 
     def __repr__(self) -> str:

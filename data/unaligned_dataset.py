@@ -6,7 +6,7 @@ import random
 from argparse import Namespace
 from typing import Any
 
-from data.base_dataset import BaseDataset, direction_nc, get_transform, list_images, load_image
+from data.base_dataset import BaseDataset, direction_nc, get_transform, list_images
 
 
 class UnalignedDataset(BaseDataset):
@@ -35,8 +35,8 @@ class UnalignedDataset(BaseDataset):
         else:
             index_B = random.randint(0, self.B_size - 1)
         B_path = self.B_paths[index_B]
-        A = self.transform_A(load_image(A_path))
-        B = self.transform_B(load_image(B_path))
+        A = self.transform_A(self.load_image(A_path))
+        B = self.transform_B(self.load_image(B_path))
         return {"A": A, "B": B, "A_paths": A_path, "B_paths": B_path}
 
     def __len__(self) -> int:

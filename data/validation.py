@@ -11,8 +11,11 @@ what the dataset mode expects and what to do (e.g. ``testB`` missing for ``--mod
   non-image, corrupt-PNG, cut-off PNG/JPEG and wrong-size files are found; corrupt JPEG data inside a complete
   file and cut-off BMP/TIFF files only when loaded (the error then names the file). Run
   ``python -m data.validation <folder> --full`` to decode a large set once.
-* a bad file (empty, not an image, truncated/corrupt, too large for PIL, smaller than ``--crop_size`` with
-  ``--preprocess crop``, too narrow for an A|B pair) is reported with its name and what to do;
+* a bad file (not a regular file, e.g. a FIFO; empty, not an image, truncated/corrupt, too large for PIL; over
+  the pixel budget ``--max_pixels`` as decoded or after any resizing step of ``--preprocess``, e.g. a 1x80000
+  strip scaled to a width of ``--load_size``; smaller than ``--crop_size`` with ``--preprocess crop``; smaller,
+  after preprocessing, than the chosen networks can take (``opt.min_input_side``, set by the options); too narrow
+  for an A|B pair) is reported with its name and what to do;
   ``--bad_data error`` (default) stops before training, ``--bad_data skip`` leaves those files out with a
   summary line.
 * conversions done at load time (16-bit, grayscale, palette, alpha, CMYK, EXIF rotation, odd A|B width) are
@@ -31,8 +34,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
+from data.base_dataset import max_pixels, preprocess_sizes
 from data.image_folder import make_dataset
-from util.image_io import ImageReadError, exif_orientation, has_alpha, load_image
+from util.image_io import DEFAULT_MAX_PIXELS, ImageReadError, exif_orientation, has_alpha, load_image, special_kind
 from util.logger import get_logger, setup_logging
 
 log = get_logger(__name__)
@@ -151,6 +155,10 @@ def _header_kinds(img: Image.Image, orientation: int) -> List[str]:
 def check_image(path: str, opt: argparse.Namespace, full: bool, side_by_side: bool = False) -> ImageCheck:
     """Open ``path`` (decode it when ``full``) and check it against the preprocessing flags."""
     result = ImageCheck(path)
+    kind = special_kind(path)  # before anything opens it: a FIFO would block
+    if kind is not None:
+        return _bad(result, f"{kind}, not an image file", "remove it from the folder")
+    budget = max_pixels(opt)
     try:
         nbytes = os.path.getsize(path)
     except OSError as err:
@@ -163,11 +171,14 @@ def check_image(path: str, opt: argparse.Namespace, full: bool, side_by_side: bo
             fmt = img.format
             orientation = header_orientation(img)
             result.kinds = _header_kinds(img, orientation)
+        if w * h > budget:  # judged from the header: the pixels are never decoded
+            return _bad(result, f"{w}x{h} = {w * h:,} pixels is over the budget of --max_pixels {budget:,}",
+                        "downscale it (or raise --max_pixels if the memory is there)")
         if not full:
             with Image.open(path) as img:
                 img.verify()  # must come right after open
         if full or not ends_cleanly(path, fmt, nbytes):
-            load_image(path)  # decode: the only sure test (and a header-only scan's confirmation)
+            load_image(path, budget)  # decode: the only sure test (and a header-only scan's confirmation)
     except UnidentifiedImageError:
         ext = os.path.splitext(path)[1]
         return _bad(result, f"not an image PIL can read (named {ext} but holds something else)",
@@ -189,10 +200,29 @@ def check_image(path: str, opt: argparse.Namespace, full: bool, side_by_side: bo
             result.kinds.append("odd-width")
         w //= 2
     result.size = (w, h)
+    what = "each half " if side_by_side else ""
     if opt.preprocess == "crop" and min(w, h) < opt.crop_size:
-        what = "each half " if side_by_side else ""
         return _bad(result, f"{what}{w}x{h} is smaller than --crop_size {opt.crop_size} and --preprocess crop does "
                             f"not resize", "use --preprocess resize_and_crop, a smaller --crop_size, or remove it")
+    return check_sizes(result, opt, what, budget)
+
+
+def check_sizes(result: ImageCheck, opt: argparse.Namespace, what: str, budget: int) -> ImageCheck:
+    """The size after each preprocessing step: within the pixel budget, and at the end large enough for the
+    networks (``opt.min_input_side``, with ``opt.min_input_side_by`` naming the flag that sets it)."""
+    w, h = size = result.size
+    for step, (sw, sh) in preprocess_sizes(size, opt):
+        if sw * sh > budget:
+            return _bad(result, f"{what}{w}x{h} would become {sw}x{sh} = {sw * sh:,} pixels in {step} (--preprocess "
+                                f"{opt.preprocess} --load_size {opt.load_size}), over --max_pixels {budget:,}",
+                        "crop or remove it, or use --preprocess resize_and_crop")
+        w, h = sw, sh
+    floor = int(getattr(opt, "min_input_side", 1))
+    if min(w, h) < floor:
+        became = f" (after --preprocess {opt.preprocess})" if (w, h) != size else ""
+        by = getattr(opt, "min_input_side_by", "the networks")
+        return _bad(result, f"{what}{w}x{h}{became} is smaller than {by} can take ({floor}x{floor} at least)",
+                    f"use a resizing --preprocess (resize_and_crop, scale_width), other networks, or remove it")
     return result
 
 
@@ -320,7 +350,7 @@ def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m data.validation FOLDER [--full] [--crop_size N --preprocess crop]``: list unusable images."""
+    """``python -m data.validation FOLDER [--full] [--preprocess M --load_size N --crop_size N ...]``: list bad files."""
     setup_logging()
     parser = argparse.ArgumentParser(description="check every image file under a folder (recursively)")
     parser.add_argument("folder")
@@ -328,6 +358,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                             f"{FULL_DECODE_LIMIT} files)")
     parser.add_argument("--preprocess", default="resize_and_crop")
     parser.add_argument("--crop_size", type=int, default=256)
+    parser.add_argument("--load_size", type=int, default=286)
+    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="pixel budget of one image, as decoded and after each resizing step")
     parser.add_argument("--side_by_side", action="store_true", help="files hold A|B pairs (aligned datasets)")
     args = parser.parse_args(argv)
     paths = make_dataset(args.folder)

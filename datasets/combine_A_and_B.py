@@ -21,16 +21,17 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.image_io import load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger(__name__)
 
 
 def image_write(path_A: str, path_B: str, path_AB: str) -> None:
-    """Read A and B as RGB, concatenate them side by side and write ``path_AB``."""
-    with Image.open(path_A) as img_A, Image.open(path_B) as img_B:
-        im_A = np.asarray(img_A.convert("RGB"))
-        im_B = np.asarray(img_B.convert("RGB"))
+    """Read A and B as the datasets do (8-bit RGB, ``util.image_io.load_image``), concatenate them side by side and
+    write ``path_AB``."""
+    im_A = np.asarray(load_image(path_A))
+    im_B = np.asarray(load_image(path_B))
     if im_A.shape[0] != im_B.shape[0]:
         raise ValueError(f"cannot combine {path_A} (height {im_A.shape[0]}) with {path_B} (height {im_B.shape[0]}): "
                          "the heights differ")

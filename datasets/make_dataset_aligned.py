@@ -17,6 +17,7 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.image_io import load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger(__name__)
@@ -37,12 +38,12 @@ def align_images(a_file_paths: list[str], b_file_paths: list[str], target_path: 
         raise ValueError(f"cannot pair {len(a_file_paths)} A images with {len(b_file_paths)} B images for {target_path}")
     os.makedirs(target_path, exist_ok=True)
     for i, (path_a, path_b) in enumerate(zip(a_file_paths, b_file_paths)):
-        with Image.open(path_a) as img_a, Image.open(path_b) as img_b:
-            if img_a.size != img_b.size:
-                raise ValueError(f"{path_a} is {img_a.size} but {path_b} is {img_b.size}: paired images must match")
-            aligned = Image.new("RGB", (img_a.size[0] * 2, img_a.size[1]))
-            aligned.paste(img_a.convert("RGB"), (0, 0))
-            aligned.paste(img_b.convert("RGB"), (img_a.size[0], 0))
+        img_a, img_b = load_image(path_a), load_image(path_b)  # 8-bit RGB, as the datasets read them
+        if img_a.size != img_b.size:
+            raise ValueError(f"{path_a} is {img_a.size} but {path_b} is {img_b.size}: paired images must match")
+        aligned = Image.new("RGB", (img_a.size[0] * 2, img_a.size[1]))
+        aligned.paste(img_a, (0, 0))
+        aligned.paste(img_b, (img_a.size[0], 0))
         aligned.save(os.path.join(target_path, f"{i:04d}.jpg"), quality=95)
 
 

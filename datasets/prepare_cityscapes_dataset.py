@@ -30,6 +30,7 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.image_io import load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger(__name__)
@@ -77,9 +78,8 @@ def pair_split(gtfine_dir: str, leftimg_dir: str, split: str) -> list[tuple[str,
 
 
 def load_resized(path: str, size: int = SIZE) -> Image.Image:
-    """The image at ``path`` as RGB, resized to ``size`` x ``size`` with bicubic filtering."""
-    with Image.open(path) as img:
-        return img.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+    """The image at ``path`` as 8-bit RGB (``util.image_io.load_image``), resized to ``size`` x ``size`` (bicubic)."""
+    return load_image(path).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def save_jpeg(img: Image.Image, path: str) -> None:

@@ -4,16 +4,24 @@ The official code stores bare state_dicts, so a test run must repeat ``--netG/--
 (the top cause of "Error(s) in loading state_dict"). We write, next to the weights, a small JSON file describing
 every saved network; ``test.py`` reads it and fills in the architecture flags the user did not give explicitly.
 Plain official checkpoints have no such file and load with the flags, exactly as in the official code.
+
+``read_config`` checks the file against its schema (``OPTION_TYPES``, ``NETWORK_KEYS``; names from the network
+registries, numbers within ``networks.ARCH_RANGES``) before anything uses it: a hand-edited or damaged file gives
+one ``ConfigError`` naming config.json and the key, never a TypeError later or an error blamed on a flag the user
+did not pass.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Sequence, Set
 
+from util.errors import UserError
 from util.logger import get_logger
 from util.util import atomic_write_text
+
+from . import networks
 
 log = get_logger(__name__)
 
@@ -25,6 +33,79 @@ MODEL_OPTIONS = ("model", "netG", "netD", "n_layers_D", "norm", "no_dropout", "n
 # Flags test.py may take from the config (docs/testing.md); explicit flags win.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
              "n_layers_D")
+# The schema: the type of each option (all optional) and the keys of each network entry ("upsample" optional).
+OPTION_TYPES: Dict[str, type] = {"model": str, "netG": str, "netD": str, "n_layers_D": int, "norm": str,
+                                 "no_dropout": bool, "ngf": int, "ndf": int, "input_nc": int, "output_nc": int,
+                                 "upsample": str, "init_type": str, "init_gain": float, "direction": str,
+                                 "dataset_mode": str}
+NETWORK_KEYS: Dict[str, Dict[str, type]] = {
+    "G": {"netG": str, "input_nc": int, "output_nc": int, "ngf": int, "norm": str, "use_dropout": bool},
+    "D": {"netD": str, "input_nc": int, "ndf": int, "n_layers_D": int, "norm": str},
+}
+OPTIONAL_NETWORK_KEYS: Dict[str, Dict[str, type]] = {"G": {"upsample": str}, "D": {}}
+
+
+class ConfigError(UserError, ValueError):
+    """A checkpoint's config.json does not match its schema (the message names the file and the key)."""
+
+
+def _choices() -> Dict[str, Sequence[str]]:
+    """The valid names of the keys that name a registry entry."""
+    return {"netG": networks.list_generators(), "netD": networks.list_discriminators(),
+            "norm": networks.list_norms(), "upsample": networks.UPSAMPLE_MODES, "init_type": networks.INIT_TYPES,
+            "direction": ("AtoB", "BtoA")}
+
+
+def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
+    """What is wrong with one value of the file (None when it is valid)."""
+    if kind is bool:
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if kind is str:
+        if not isinstance(value, str):
+            return f"must be a string, got {value!r}"
+        valid = _choices().get(key)
+        return None if valid is None or value in valid else f"'{value}' is not valid; choose one of: {', '.join(valid)}"
+    valid_range = networks.ARCH_RANGES.get(key)
+    if valid_range is not None:
+        return None if valid_range.contains(value) else f"{valid_range.requirement(value)}, got {value!r}"
+    ok = isinstance(value, int) and not isinstance(value, bool) if kind is int else \
+        isinstance(value, (int, float)) and not isinstance(value, bool)
+    return None if ok else f"must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+
+
+def check_config(cfg: Any, path: str) -> Dict[str, Any]:
+    """Return ``cfg`` when it matches the schema; else raise ``ConfigError`` naming ``path`` and the key."""
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{path}: {key} {problem}; fix it, or delete {CONFIG_NAME} and give the architecture "
+                           f"with the flags (--netG, --norm, --ngf, ...)")
+
+    if not isinstance(cfg, dict):
+        raise fail("the file", f"must hold a JSON object, got {type(cfg).__name__}")
+    if cfg.get("format") != FORMAT_VERSION:
+        raise fail("format", f"must be {FORMAT_VERSION} (a file of another version of this program?), got "
+                             f"{cfg.get('format')!r}")
+    for section in ("options", "networks"):
+        if section not in cfg:
+            raise fail(section, "is missing")
+        if not isinstance(cfg[section], dict):
+            raise fail(section, f"must be a JSON object, got {cfg[section]!r}")
+    for key, value in cfg["options"].items():
+        problem = value_problem(key, value, OPTION_TYPES[key]) if key in OPTION_TYPES else None
+        if problem:
+            raise fail(f"options.{key}", problem)
+    for name, entry in cfg["networks"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
+            raise fail(f"networks.{name}", f"must be a JSON object with a \"kind\", got {entry!r}")
+        required = NETWORK_KEYS.get(entry["kind"], {})
+        for key, kind in {**required, **OPTIONAL_NETWORK_KEYS.get(entry["kind"], {})}.items():
+            if key not in entry:
+                if key in required:
+                    raise fail(f"networks.{name}.{key}", "is missing")
+                continue
+            problem = value_problem(key, entry[key], kind)
+            if problem:
+                raise fail(f"networks.{name}.{key}", problem)
+    return cfg
 
 
 def config_path(save_dir: str) -> str:
@@ -45,19 +126,18 @@ def write_config(save_dir: str, config: Dict[str, Any]) -> None:
 
 
 def read_config(save_dir: str) -> Optional[Dict[str, Any]]:
-    """Read ``config.json`` from a checkpoint folder; None when absent (plain official checkpoints)."""
+    """Read and check ``config.json`` of a checkpoint folder (``check_config``); None when absent (plain official
+    checkpoints)."""
     path = config_path(save_dir)
     if not os.path.isfile(path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
             cfg = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read the checkpoint config {path}: {exc}; delete it to fall back to the flags") \
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the checkpoint config {path}: {exc}; delete it to fall back to the flags") \
             from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} has an unknown format (expected format {FORMAT_VERSION})")
-    return cfg
+    return check_config(cfg, path)
 
 
 def _network_entry(cfg: Dict[str, Any], opt: argparse.Namespace) -> Optional[Dict[str, Any]]:

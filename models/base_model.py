@@ -63,6 +63,12 @@ class BaseModel(ABC):
         """Add model-specific flags or change defaults; the base model changes nothing."""
         return parser
 
+    @staticmethod
+    def network_kinds(is_train: bool) -> Tuple[str, ...]:
+        """The kinds of network (``"G"``, ``"D"``) that see the dataset's images, for their minimum input size:
+        generators and discriminators in training, generators at test time."""
+        return ("G", "D") if is_train else ("G",)
+
     @abstractmethod
     def set_input(self, input: Dict[str, Any]) -> None:
         """Unpack a batch from the data loader."""

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from util import amp
+from util.ranges import Range
 
 from . import networks, step_utils
 from .base_model import BaseModel
@@ -44,9 +45,11 @@ class CycleGANModel(BaseModel):
         """CycleGAN defaults to no dropout; training adds the cycle and identity loss weights."""
         parser.set_defaults(no_dropout=True)
         if is_train:
-            parser.add_argument("--lambda_A", type=float, default=10.0, help="weight for cycle loss (A -> B -> A)")
-            parser.add_argument("--lambda_B", type=float, default=10.0, help="weight for cycle loss (B -> A -> B)")
-            parser.add_argument("--lambda_identity", type=float, default=0.5,
+            parser.add_argument("--lambda_A", type=Range(float, 0), default=10.0,
+                                help="weight for cycle loss (A -> B -> A)")
+            parser.add_argument("--lambda_B", type=Range(float, 0), default=10.0,
+                                help="weight for cycle loss (B -> A -> B)")
+            parser.add_argument("--lambda_identity", type=Range(float, 0), default=0.5,
                                 help="use identity mapping. Setting lambda_identity other than 0 has an effect of "
                                      "scaling the weight of the identity mapping loss. For example, if the weight of "
                                      "the identity loss should be 10 times smaller than the weight of the "

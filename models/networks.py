@@ -10,6 +10,9 @@ checkpoints load with ``strict=True``. Additions of ours keep the official layou
 * Generators accept any input size: the input is padded up to the multiple the architecture needs (4 for the
   ResNets, 2**num_downs for the U-Nets) and the output is cropped back, so the output has the input's size.
   Inputs that already have a valid size go through untouched (identical to the official forward pass).
+* ``min_side_for(kind, name, ...)`` says the smallest image side a network takes (the ResNets 5, the basic
+  PatchGAN 24, ...): the pre-flight scan refuses smaller images by name before they crash inside a layer.
+* ``ARCH_RANGES``: the valid range of each architecture number, for the flags and for config.json alike.
 """
 from __future__ import annotations
 
@@ -23,8 +26,17 @@ from torch.nn import init
 from torch.optim import lr_scheduler
 
 from util.logger import get_logger
+from util.ranges import Range
 
 log = get_logger(__name__)
+
+# Valid range of each architecture number (the --flags and the keys of a checkpoint's config.json). The upper
+# bounds stop a typo from allocating hundreds of GB (ngf 100000 would ask for 720 GB).
+ARCH_RANGES: Dict[str, Range] = {
+    "input_nc": Range(int, 1, 64), "output_nc": Range(int, 1, 64),
+    "ngf": Range(int, 1, 1024), "ndf": Range(int, 1, 1024),
+    "n_layers_D": Range(int, 1, 8), "init_gain": Range(float, 0, 100, open_low=True),
+}
 
 
 ###############################################################################
@@ -189,6 +201,9 @@ class ResnetGenerator(nn.Module):
     """ResNet generator: c7s1-ngf, two stride-2 downsamplings, n_blocks residual blocks, two upsamplings, c7s1."""
 
     size_multiple = 4
+    # Smallest input side: up to 4 pixels are padded to 4 and downsampled to a 1x1 map, which the residual blocks'
+    # reflection padding (and the instance norm) cannot take; 5 pixels pad to 8 and give 2x2.
+    min_side = size_multiple + 1
 
     def __init__(self, input_nc: int, output_nc: int, ngf: int = 64,
                  norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, use_dropout: bool = False,
@@ -280,6 +295,7 @@ class UnetGenerator(nn.Module):
             raise ValueError(f"a U-Net needs num_downs >= 5, got {num_downs}")
         super().__init__()
         self.size_multiple = 2 ** num_downs
+        self.min_side = 1  # any input is padded to a multiple of 2**num_downs first
         kw = dict(norm_layer=norm_layer, upsample=upsample)
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=None, innermost=True, **kw)
         for _ in range(num_downs - 5):
@@ -407,6 +423,49 @@ def discriminator_geometry(net: nn.Module, input_size: int = 256) -> Dict[str, i
             jump *= s
             size = (size + 2 * p - k) // s + 1
     return {"receptive_field": rf, "output_size": size}
+
+
+NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.SyncBatchNorm)
+
+
+def _feed_forward_fits(net: nn.Module, side: int) -> bool:
+    """Whether a side x side input passes every convolution of a feed-forward network (in module order) with an
+    output of at least 1x1, and every normalisation layer sees at least 2 values per channel."""
+    size = side
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s, p, d = m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0]
+            size = (size + 2 * p - d * (k - 1) - 1) // s + 1
+            if size < 1:
+                return False
+        elif isinstance(m, NORMS) and size * size < 2:
+            return False
+    return True
+
+
+def min_input_side(net: nn.Module, limit: int = 1 << 16) -> int:
+    """Smallest side of a square input the network takes in training (``net.min_side`` when it says so; else
+    worked out from its convolutions, for feed-forward networks such as the discriminators)."""
+    declared = getattr(net, "min_side", None)
+    if declared is not None:
+        return int(declared)
+    for side in range(1, limit + 1):
+        if _feed_forward_fits(net, side):
+            return side
+    raise ValueError(f"{type(net).__name__} takes no input up to {limit}x{limit}")
+
+
+def min_side_for(kind: str, name: str, norm: str = "instance", n_layers_D: int = 3) -> int:
+    """Smallest image side the generator (``kind`` "G") or discriminator ("D") ``name`` takes; the network is
+    built with one channel per layer to ask it (the channel counts do not change the answer)."""
+    norm_layer = get_norm_layer(norm)
+    if kind == "G":
+        if name not in GENERATORS:
+            raise _unknown("generator", name, list_generators(), "--netG")
+        return min_input_side(GENERATORS[name](1, 1, 1, norm_layer, False, "deconv"))
+    if name not in DISCRIMINATORS:
+        raise _unknown("discriminator", name, list_discriminators(), "--netD")
+    return min_input_side(DISCRIMINATORS[name](1, 1, n_layers_D, norm_layer))
 
 
 ###############################################################################

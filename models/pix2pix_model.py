@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from util import amp
+from util.ranges import Range
 
 from . import networks, step_utils
 from .base_model import BaseModel
@@ -22,7 +23,7 @@ class Pix2PixModel(BaseModel):
         parser.set_defaults(norm="batch", netG="unet_256", dataset_mode="aligned")
         if is_train:
             parser.set_defaults(pool_size=0, gan_mode="vanilla")
-            parser.add_argument("--lambda_L1", type=float, default=100.0, help="weight for L1 loss")
+            parser.add_argument("--lambda_L1", type=Range(float, 0), default=100.0, help="weight for L1 loss")
         return parser
 
     def __init__(self, opt: argparse.Namespace) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from util import amp
 from util.metrics.images import from_model_range
+from util.ranges import Range
 
 from .base_model import BaseModel
 
@@ -31,8 +32,14 @@ class TemplateModel(BaseModel):
         """Aligned data by default; training adds the regression loss weight."""
         parser.set_defaults(dataset_mode="aligned")
         if is_train:
-            parser.add_argument("--lambda_regression", type=float, default=1.0, help="weight for the regression loss")
+            parser.add_argument("--lambda_regression", type=Range(float, 0), default=1.0,
+                                help="weight for the regression loss")
         return parser
+
+    @staticmethod
+    def network_kinds(is_train: bool) -> Tuple[str, ...]:
+        """Only a generator (no discriminator)."""
+        return ("G",)
 
     def __init__(self, opt: argparse.Namespace) -> None:
         super().__init__(opt)

@@ -12,7 +12,10 @@ import data
 import models
 from data.base_dataset import PREPROCESS_MODES
 from models import networks
+from options.ranges import check_ranges, ranges_of
+from options.sizes import SIZE_KEYS, check_image_sizes
 from util.amp import AMP_MODES
+from util.image_io import DEFAULT_MAX_PIXELS
 from util.logger import get_logger
 from util.util import atomic_write_text, mkdirs
 
@@ -22,7 +25,7 @@ log = get_logger(__name__)
 
 
 # Attributes we add to opt after parsing; not options, so not in the printed table.
-INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank")
+INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank") + SIZE_KEYS
 
 
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -52,6 +55,18 @@ def parse_gpu_ids(text: str) -> List[int]:
         if value >= 0:
             ids.append(value)
     return ids
+
+
+def format_suffix(suffix: str, values: dict) -> str:
+    """``--suffix`` with ``{option}`` fields filled in (e.g. ``{model}_{netG}_size{load_size}``)."""
+    try:
+        return suffix.format(**values)
+    except KeyError as err:
+        raise ValueError(f"--suffix '{suffix}': {{{err.args[0]}}} is not an option name; use option names in braces, "
+                         f"e.g. {{model}}_{{netG}}_size{{load_size}}") from None
+    except (ValueError, IndexError, AttributeError) as err:
+        raise ValueError(f"--suffix '{suffix}' is not a valid format ({err}); use option names in braces, e.g. "
+                         f"{{model}}_{{netG}}_size{{load_size}}, and double the braces meant literally") from None
 
 
 class BaseOptions:
@@ -154,11 +169,15 @@ class BaseOptions:
         parser.add_argument("--bad_data", type=str, default="error",
                             help="[ours] unusable image files found by the pre-flight scan: error (stop before "
                                  "training, listing them) | skip (leave them out with a summary)")
+        parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                            help="[ours] pixel budget of one image, as decoded and after each resizing step of "
+                                 "--preprocess; larger images are refused by name (docs/resume.md, Bad data)")
         self.initialized = True
         return parser
 
     def make_parser(self) -> OptionParser:
-        """A fresh parser with this class's flags (``--help`` comes last: see ``gather_options``)."""
+        """A fresh parser with this class's flags (``--help`` comes last: see ``gather_options``); it records
+        each flag, so the ranges declared with ``type=Range(...)`` are checked too."""
         parser = OptionParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=False)
         return self.initialize(parser)
 
@@ -222,6 +241,7 @@ class BaseOptions:
 
     def validate(self, opt: argparse.Namespace) -> None:
         """One-line errors for values and combinations that cannot work (raised before anything runs)."""
+        check_ranges(opt, ranges_of(self.parser))  # every numeric flag: options/ranges.py
         checks = [("--netG", opt.netG, networks.list_generators()),
                   ("--netD", opt.netD, networks.list_discriminators()),
                   ("--norm", opt.norm, networks.list_norms()),
@@ -233,23 +253,16 @@ class BaseOptions:
         for flag, value, valid in checks:
             if value not in valid:
                 raise ValueError(f"{flag} '{value}' is not valid; choose one of: {', '.join(valid)}")
-        for flag in ("batch_size", "input_nc", "output_nc", "ngf", "ndf", "crop_size", "load_size",
-                     "max_dataset_size"):
-            if getattr(opt, flag) < 1:
-                raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
         if not isinstance(opt.channels_last, bool) and opt.channels_last not in CHANNELS_LAST_CHOICES:
             raise ValueError(f"--channels_last '{opt.channels_last}' is not valid; choose one of: "
                              f"{', '.join(CHANNELS_LAST_CHOICES)}")
         if opt.bad_data not in ("error", "skip"):
             raise ValueError(f"--bad_data '{opt.bad_data}' is not valid; choose one of: error, skip")
-        if opt.seed < -1:
-            raise ValueError(f"--seed must be >= 0 (or -1: not seeded), got {opt.seed}")
-        if opt.num_threads < 0:
-            raise ValueError(f"--num_threads must be >= 0 (0 loads data in the main process), got {opt.num_threads}")
         if ("resize" in opt.preprocess or "scale_width" in opt.preprocess) and "crop" in opt.preprocess \
                 and opt.crop_size > opt.load_size:
             raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                              f"with --preprocess {opt.preprocess} the crop must fit the resized image")
+        check_image_sizes(opt)  # the pixel budget, and what the networks can take (options/sizes.py)
 
     def resolve_device(self, opt: argparse.Namespace) -> None:
         """Turn ``--gpu_ids`` into a list and ``opt.device``; fall back to the CPU when CUDA is absent."""
@@ -272,8 +285,7 @@ class BaseOptions:
         opt = self.gather_options(argv)
         opt.isTrain = self.isTrain
         if opt.suffix:
-            suffix = ("_" + opt.suffix.format(**vars(opt))) if opt.suffix != "" else ""
-            opt.name = opt.name + suffix
+            opt.name = opt.name + "_" + format_suffix(opt.suffix, vars(opt))
         opt.explicit_flags = sorted(self.explicit)
         opt.rank = int(os.environ.get("RANK", "0"))
         opt.world_size = int(os.environ.get("WORLD_SIZE", "1"))

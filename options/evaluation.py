@@ -69,11 +69,8 @@ def resolve_best(opt: argparse.Namespace, metrics: Sequence[str]) -> str:
 
 
 def check_eval_options(opt: argparse.Namespace) -> None:
-    """Validate the evaluation flags at parse time (clear one-line errors naming the flag)."""
-    if opt.eval_freq < 0:
-        raise ValueError(f"--eval_freq must be >= 0 (0 = off), got {opt.eval_freq}")
-    if opt.eval_num < 2:
-        raise ValueError(f"--eval_num must be >= 2, got {opt.eval_num}")
+    """Validate the evaluation flags at parse time (clear one-line errors naming the flag; the ranges of
+    --eval_freq and --eval_num are in options/ranges.py)."""
     metrics = resolve_metrics(opt)
     resolve_best(opt, metrics)
     if opt.eval_freq > 0 and needing(metrics, "inception"):

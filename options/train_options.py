@@ -96,7 +96,7 @@ class TrainOptions(BaseOptions):
         return parser
 
     def validate(self, opt: argparse.Namespace) -> None:
-        """Training-specific checks on top of the shared ones."""
+        """Training-specific checks on top of the shared ones (the numeric ranges: options/ranges.py)."""
         super().validate(opt)
         if opt.gan_mode not in networks.GAN_MODES:
             raise ValueError(f"--gan_mode '{opt.gan_mode}' is not valid; choose one of: "
@@ -104,34 +104,15 @@ class TrainOptions(BaseOptions):
         if opt.lr_policy not in networks.LR_POLICIES:
             raise ValueError(f"--lr_policy '{opt.lr_policy}' is not valid; choose one of: "
                              f"{', '.join(networks.LR_POLICIES)}")
-        for flag in ("d_steps", "accum_steps", "print_freq", "display_freq", "save_latest_freq",
-                     "save_epoch_freq", "update_html_freq"):
-            if getattr(opt, flag) < 1:
-                raise ValueError(f"--{flag} must be >= 1, got {getattr(opt, flag)}")
-        if not 0.0 <= opt.plot_smoothing < 1.0:
-            raise ValueError(f"--plot_smoothing must be in [0, 1) (0 = off), got {opt.plot_smoothing}")
-        if opt.pool_size < 0:
-            raise ValueError(f"--pool_size must be >= 0, got {opt.pool_size}")
         if opt.nan_policy not in ("stop", "skip"):
             raise ValueError(f"--nan_policy '{opt.nan_policy}' is not valid; choose one of: stop, skip")
         if getattr(opt, "lambda_identity", 0.0) > 0.0 and opt.input_nc != opt.output_nc:
             raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc (got "
                              f"{opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
-        if not opt.lr > 0:
-            raise ValueError(f"--lr must be > 0, got {opt.lr}")
-        if not 0.0 <= opt.beta1 < 1.0:
-            raise ValueError(f"--beta1 must be in [0, 1), got {opt.beta1}")
-        for flag in ("n_epochs", "n_epochs_decay"):
-            if getattr(opt, flag) < 0:
-                raise ValueError(f"--{flag} must be >= 0, got {getattr(opt, flag)}")
-        if opt.epoch_count < 1:
-            raise ValueError(f"--epoch_count must be >= 1, got {opt.epoch_count}")
         last = opt.n_epochs + opt.n_epochs_decay
         if opt.epoch_count > last and not opt.continue_train:
             raise ValueError(f"--epoch_count {opt.epoch_count} is past the last epoch (--n_epochs + --n_epochs_decay "
                              f"= {last}): nothing would be trained")
-        if opt.lr_policy == "step" and opt.lr_decay_iters < 1:
-            raise ValueError(f"--lr_decay_iters must be >= 1 with --lr_policy step, got {opt.lr_decay_iters}")
         if opt.world_size > 1 and opt.norm == "batch":
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")

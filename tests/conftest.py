@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny generated dataset and helpers to run train.py / test.py in-process."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -16,6 +17,17 @@ sys.path.insert(0, str(ROOT / "datasets"))
 # The suite runs tiny networks: one intra-op thread avoids thread hand-off overhead (several times faster
 # here) and keeps the second core free for the data-loader and subprocess tests.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def framework_console_per_test():
+    """Drop the console handler a test's in-process main() attached: it writes to that test's captured stdout,
+    which pytest closes afterwards (a later test's log line would fail with a logging error)."""
+    yield
+    root = logging.getLogger("img2img")
+    for handler in list(root.handlers):
+        if getattr(handler, "_img2img", False):
+            root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

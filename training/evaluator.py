@@ -40,7 +40,7 @@ import torch.nn as nn
 from torch.utils.data import default_collate
 
 from data import find_dataset_using_name
-from data.base_dataset import direction_nc, get_transform, list_images, load_image
+from data.base_dataset import direction_nc, get_transform, list_images, load_image, max_pixels
 from models.wrappers import unwrap
 from options.evaluation import is_unpaired, resolve_best, resolve_metrics
 from util.logger import get_logger
@@ -103,7 +103,7 @@ def load_folder(folder: str, opt: argparse.Namespace, count: int,
     transform = get_transform(opt, FIXED, grayscale=grayscale, convert=False)
     inputs, rgb = [], []
     for path in paths:
-        arr = np.array(transform(load_image(path)), dtype=np.uint8)
+        arr = np.array(transform(load_image(path, max_pixels(opt))), dtype=np.uint8)
         chw = torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
         inputs.append(chw.float() / 127.5 - 1.0)
         rgb.append(chw.expand(3, -1, -1) if chw.shape[0] == 1 else chw)

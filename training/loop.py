@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from data import create_dataset
+from data.guard import DataChangedError
 from models import create_model
 from util.logger import get_logger
 from util.progress import Progress
@@ -72,6 +73,17 @@ class Run:
                                    f"total_iters {self.total_iters}: saved a resumable checkpoint (latest) in "
                                    f"{self.model.save_dir}; run the same command with --continue_train to go on")
 
+    def batches(self, epoch: int, done: Callable[[], int]) -> Iterator[Any]:
+        """The epoch's batches; a file that changed after the pre-flight scan (``--bad_data error``) saves a
+        resumable ``latest`` at the last trained batch (``done()`` images into the epoch), then stops the run."""
+        try:
+            yield from self.dataset
+        except DataChangedError as err:
+            self.save("latest", epoch, done())
+            raise DataChangedError(f"{err}; saved a resumable checkpoint (latest, epoch {epoch}, total_iters "
+                                   f"{self.total_iters}) in {self.model.save_dir}: run the same command with "
+                                   f"--continue_train to go on") from None
+
     # ------------------------------------------------------------------------------------------------ phase 4: report
     def report(self, epoch: int, epoch_iter: int, iter_start: float, t_data: float) -> None:
         """Visuals every --display_freq images, losses every --print_freq, evaluation every --eval_freq."""
@@ -105,7 +117,8 @@ class Run:
         progress = Progress(total=self.dataset_size, initial=epoch_iter * world, later=(self.n_total - epoch) *
                             self.dataset_size, desc=f"epoch {epoch}/{self.n_total}", unit="img",
                             disable=getattr(opt, "rank", 0) != 0)
-        for data in progress.iterate(self.dataset):  # closes the bar however the epoch ends
+        # closes the bar however the epoch ends; a file changed since the pre-flight scan saves and stops (batches)
+        for data in progress.iterate(self.batches(epoch, lambda: epoch_iter)):
             iter_start = time.time()
             if self.total_iters % opt.print_freq == 0:
                 t_data = iter_start - iter_data_time

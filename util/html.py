@@ -34,8 +34,17 @@ Entry = Tuple[str, Dict]
 
 
 def _url(relative_path: str) -> str:
-    """Quote a relative file path for use in src/href (spaces, '#', '?' in file names)."""
-    return quote(relative_path.replace(os.sep, "/"), safe="/")
+    """Quote a relative file path for use in src/href (spaces, '#', '?' in file names); the file name's own bytes
+    are quoted, so a name that is not valid UTF-8 still links to its file."""
+    return quote(os.fsencode(relative_path.replace(os.sep, "/")), safe="/")
+
+
+def printable(text: str) -> str:
+    """``text`` as valid Unicode for the page: bytes of a file name that are not UTF-8 show as U+FFFD."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a file name
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def page_file_name(page_number: int) -> str:
@@ -50,7 +59,7 @@ class HTML:
         """Create ``web_dir`` and ``web_dir/images``; ``refresh`` > 0 adds a meta refresh of that many seconds."""
         if page_size < 1:
             raise ValueError(f"HTML page_size must be >= 1, got {page_size}")
-        self.title = title
+        self.title = printable(title)
         self.web_dir = os.fspath(web_dir)
         self.img_dir = os.path.join(self.web_dir, "images")
         self.refresh = int(refresh)
@@ -64,20 +73,21 @@ class HTML:
 
     def add_header(self, text: str) -> None:
         """Add an h3 header (it stays on the same page as the image row that follows it)."""
-        self._entries.append(("header", {"text": str(text)}))
+        self._entries.append(("header", {"text": printable(str(text))}))
 
     def add_images(self, ims: Sequence[str], txts: Sequence[str], links: Sequence[str], width: int = 400) -> None:
         """Add one table row: per image a link to ``images/<link>``, the image ``images/<im>`` and a caption."""
         if not (len(ims) == len(txts) == len(links)):
             raise ValueError(f"add_images needs as many captions and links as images ({len(ims)}, {len(txts)}, {len(links)})")
-        self._entries.append(("images", {"ims": list(ims), "txts": list(txts), "links": list(links), "width": int(width)}))
+        self._entries.append(("images", {"ims": list(ims), "txts": [printable(t) for t in txts], "links": list(links),
+                                         "width": int(width)}))
 
     def add_figure(self, src: str, caption: str = "", width: int = 0) -> None:
         """Add a standalone image given relative to ``web_dir`` (e.g. ``loss_plot.png``), with an optional caption.
 
         ``width``: display width in px (0 = the image's own); a narrower window shrinks it.
         """
-        self._entries.append(("figure", {"src": src, "caption": caption, "width": int(width)}))
+        self._entries.append(("figure", {"src": src, "caption": printable(caption), "width": int(width)}))
 
     def num_pages(self) -> int:
         """Return how many page files ``save()`` writes."""

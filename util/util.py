@@ -16,6 +16,7 @@ from util.logger import get_logger
 log = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
+NAME_MAX = 255  # bytes in one file name on the usual file systems (ext4, XFS, APFS, NTFS counts characters)
 
 
 def tensor2im(input_image, imtype: type = np.uint8) -> np.ndarray:
@@ -116,6 +117,15 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def temp_name(basename: str) -> str:
+    """``.<basename>.<32 hex>.tmp``, with ``basename`` shortened so the name stays within ``NAME_MAX`` bytes (a
+    file name that is itself close to the limit must still be writable)."""
+    token = uuid.uuid4().hex
+    room = NAME_MAX - len(f"..{token}.tmp")
+    raw = os.fsencode(basename)
+    return f".{os.fsdecode(raw[:room]) if len(raw) > room else basename}.{token}.tmp"
+
+
 def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and os.replace.
 
@@ -124,7 +134,7 @@ def atomic_write_bytes(path: PathLike, data: bytes, fsync: bool = True) -> None:
     """
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
-    tmp = os.path.join(directory, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+    tmp = os.path.join(directory, temp_name(os.path.basename(target)))
     # os.open with 0o666 lets the umask decide the final permissions, like a plain open() would.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:

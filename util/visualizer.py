@@ -30,6 +30,7 @@ from util import util
 from util.html import HTML
 from util.logger import get_logger
 from util.loss_plot import DEFAULT_SMOOTHING, position, render_loss_plot
+from util.result_names import fit_stem
 from util.trackers import TensorBoardLogger, WandbLogger
 
 log = get_logger(__name__)
@@ -461,10 +462,17 @@ class Visualizer:
 
 
 def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str, Sequence[str]],
-                aspect_ratio: float = 1.0, width: int = 256, use_wandb: bool = False) -> None:
-    """Save one input's visuals as ``images/<stem>_<label>.png`` and add an h3 header plus one row to the page."""
+                aspect_ratio: float = 1.0, width: int = 256, use_wandb: bool = False,
+                name: Optional[str] = None) -> None:
+    """Save one input's visuals as ``images/<stem>_<label>.png`` and add an h3 header plus one row to the page.
+
+    ``<stem>`` is ``name`` when given (test.py's unique names, util/result_names.py), else the input's file stem;
+    one too long for the file system is shortened (``fit_stem``).
+    """
     first = image_path if isinstance(image_path, str) else image_path[0]
-    name = os.path.splitext(ntpath.basename(os.fspath(first)))[0]
+    if name is None:
+        name = os.path.splitext(ntpath.basename(os.fspath(first)))[0]
+    name = fit_stem(name, max(("_%s.png" % label for label in visuals), key=len, default=".png"))
     image_dir = webpage.get_image_dir()
     webpage.add_header(name)
     ims, txts, links = [], [], []

@@ -1,8 +1,10 @@
 """Image loading and conversion shared by every metric: all metrics take uint8 NCHW RGB tensors.
 
 Protocol: files are listed recursively and sorted, keeping the dataset extension list
-(``util.image_io.IMG_EXTENSIONS``); each file is opened with PIL and converted to RGB; when a ``size`` is
-given the image is resized to ``size x size`` (square, aspect ratio not kept, as the datasets' ``resize``)
+(``util.image_io.IMG_EXTENSIONS``) and only regular files (``util.image_io.list_image_files``: a FIFO would
+block); each file is read by the datasets' loader ``util.image_io.load_image`` (8-bit RGB with the same
+conversions: 16-bit scaled, EXIF orientation applied, alpha over white; the same pixel budget); when a ``size``
+is given the image is resized to ``size x size`` (square, aspect ratio not kept, as the datasets' ``resize``)
 with PIL bicubic. Without a size every image of a set must have the same size.
 """
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from util.image_io import IMG_EXTENSIONS, is_image_file
+from util.image_io import DEFAULT_MAX_PIXELS, IMG_EXTENSIONS, check_pixels, list_image_files
+from util.image_io import load_image as read_rgb
 
 PathLike = str | os.PathLike
 
@@ -26,12 +29,8 @@ def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    found: list[Path] = []
-    for dirpath, _dirs, files in sorted(os.walk(root)):
-        for name in sorted(files):
-            if is_image_file(name) and (not suffix or Path(name).stem.endswith(suffix)):
-                found.append(Path(dirpath) / name)
-    found.sort()
+    files, _skipped = list_image_files(str(root))  # FIFOs, sockets, ... are skipped with a warning there
+    found = sorted(Path(f) for f in files if not suffix or Path(f).stem.endswith(suffix))
     if not found:
         what = f" whose name ends with '{suffix}'" if suffix else ""
         raise ValueError(f"no images{what} found in {root} (extensions: {' '.join(IMG_EXTENSIONS)})")
@@ -46,21 +45,20 @@ def strip_suffix(path: PathLike, suffix: str | None) -> str:
     return stem
 
 
-def load_image(path: PathLike, size: int | None = None) -> torch.Tensor:
-    """One image file as a uint8 3xHxW tensor (RGB; PIL bicubic resize to ``size`` x ``size`` when given)."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BICUBIC)
-            arr = np.asarray(img, dtype=np.uint8).copy()
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+def load_image(path: PathLike, size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    """One image file as a uint8 3xHxW tensor (``util.image_io.load_image``; PIL bicubic resize to ``size`` x
+    ``size`` when given). Errors name the file (``ImageReadError``, ``ImageSizeError``: both ValueErrors)."""
+    img = read_rgb(os.fspath(path), max_pixels)
+    if size is not None and img.size != (size, size):
+        check_pixels((size, size), max_pixels, os.fspath(path), "the resize to --size")
+        img = img.resize((size, size), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.uint8).copy()
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 def load_images(source: PathLike | Sequence[PathLike], size: int | None = None,
-                suffix: str | None = None, max_images: int | None = None) -> torch.Tensor:
+                suffix: str | None = None, max_images: int | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor:
     """Load a folder (or a list of files) into a uint8 Nx3xHxW tensor; see the module docstring for the protocol."""
     if isinstance(source, (str, os.PathLike)):
         paths: list[Path] = list_images(source, suffix)
@@ -70,7 +68,7 @@ def load_images(source: PathLike | Sequence[PathLike], size: int | None = None,
             raise ValueError("empty list of image files")
     if max_images is not None:
         paths = paths[:max_images]
-    tensors = [load_image(p, size) for p in paths]
+    tensors = [load_image(p, size, max_pixels) for p in paths]
     first = tuple(tensors[0].shape)
     for p, t in zip(paths, tensors):
         if tuple(t.shape) != first:
