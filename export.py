@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from models import arch_config, checkpoint_io, networks
+from util.errors import DEBUG_ENV, UserError, cli_main
 from util.logger import get_logger, setup_logging
 
 log = get_logger("export")
@@ -33,7 +34,7 @@ ARCH_DEFAULTS: Dict[str, Any] = {"netG": "resnet_9blocks", "norm": "instance", "
                                  "output_nc": 3, "no_dropout": False, "upsample": "deconv"}
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export or its check against the eager model failed."""
 
 
@@ -299,6 +300,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx_exporter", default="dynamo", help="dynamo (torch.export based) | legacy (TorchScript "
                                                              "based, faster, deprecated by PyTorch)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the traceback of a user error instead of its one-line message (or {DEBUG_ENV}=1)")
     arch = p.add_argument_group("architecture (default: config.json beside the checkpoint, else these)")
     arch.add_argument("--netG", default=None, help="generator [" + " | ".join(networks.list_generators()) + "]")
     arch.add_argument("--norm", default=None, help="[" + " | ".join(networks.list_norms()) + "]")
@@ -375,4 +378,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main(main))  # a user error: one "export.py: error:" line, exit status 2

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Dict, Optional, Set
 
+from util.errors import UserError
 from util.logger import get_logger
 from util.util import atomic_write_text
 
@@ -25,6 +26,10 @@ MODEL_OPTIONS = ("model", "netG", "netD", "n_layers_D", "norm", "no_dropout", "n
 # Flags test.py may take from the config (docs/testing.md); explicit flags win.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
              "n_layers_D")
+
+
+class ConfigError(UserError, ValueError):
+    """``config.json`` cannot be read or has an unknown format."""
 
 
 def config_path(save_dir: str) -> str:
@@ -53,10 +58,10 @@ def read_config(save_dir: str) -> Optional[Dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             cfg = json.load(f)
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read the checkpoint config {path}: {exc}; delete it to fall back to the flags") \
+        raise ConfigError(f"cannot read the checkpoint config {path}: {exc}; delete it to fall back to the flags") \
             from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} has an unknown format (expected format {FORMAT_VERSION})")
+        raise ConfigError(f"{path} has an unknown format (expected format {FORMAT_VERSION})")
     return cfg
 
 

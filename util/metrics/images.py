@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from util.errors import InvalidInputError, MissingPathError
 from util.image_io import IMG_EXTENSIONS, is_image_file
 
 PathLike = str | os.PathLike
@@ -25,7 +26,7 @@ def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:
     """Sorted image files under ``folder`` (recursive); with ``suffix`` only files whose stem ends with it."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise MissingPathError(f"image folder not found: {root}")
     found: list[Path] = []
     for dirpath, _dirs, files in sorted(os.walk(root)):
         for name in sorted(files):
@@ -34,7 +35,7 @@ def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:
     found.sort()
     if not found:
         what = f" whose name ends with '{suffix}'" if suffix else ""
-        raise ValueError(f"no images{what} found in {root} (extensions: {' '.join(IMG_EXTENSIONS)})")
+        raise InvalidInputError(f"no images{what} found in {root} (extensions: {' '.join(IMG_EXTENSIONS)})")
     return found
 
 
@@ -55,7 +56,7 @@ def load_image(path: PathLike, size: int | None = None) -> torch.Tensor:
                 img = img.resize((size, size), Image.BICUBIC)
             arr = np.asarray(img, dtype=np.uint8).copy()
     except (OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from exc
+        raise InvalidInputError(f"cannot read image {path}: {exc}") from exc
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
@@ -74,7 +75,7 @@ def load_images(source: PathLike | Sequence[PathLike], size: int | None = None,
     first = tuple(tensors[0].shape)
     for p, t in zip(paths, tensors):
         if tuple(t.shape) != first:
-            raise ValueError(f"image {p} has size {tuple(t.shape[1:])} but {paths[0]} has {first[1:]}; "
+            raise InvalidInputError(f"image {p} has size {tuple(t.shape[1:])} but {paths[0]} has {first[1:]}; "
                              "pass a size (--size) to resize all images")
     return torch.stack(tensors)
 
