@@ -15,10 +15,12 @@ import argparse
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
 from options.cli import OptionParser
+from util.errors import DEBUG_ENV, InvalidInputError, cli_main
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
 from util.logger import get_logger, setup_logging
 from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
@@ -69,6 +71,8 @@ def build_parser() -> OptionParser:
     p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and SWD sampling")
     p.add_argument("--device", default="cpu", help="torch device for Inception and the classifier")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the traceback of a user error instead of its one-line message (or {DEBUG_ENV}=1)")
     return p
 
 
@@ -78,7 +82,7 @@ def _paired_lists(opt: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     reals = {strip_suffix(p, opt.real_suffix): p for p in list_images(opt.real_dir, opt.real_suffix)}
     missing = sorted(set(fakes) - set(reals))
     if missing:
-        raise ValueError(f"{len(missing)} fake image(s) have no ground truth in {opt.real_dir} "
+        raise InvalidInputError(f"{len(missing)} fake image(s) have no ground truth in {opt.real_dir} "
                          f"(e.g. {', '.join(missing[:5])}); check --fake_suffix/--real_suffix")
     stems = sorted(fakes)
     if opt.max_images is not None:
@@ -136,15 +140,15 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
     else:
         names, others = default_metrics(opt)
         if not names:
-            raise ValueError("nothing to compute: pass --real_dir (or --train_A and --train_B for the classifier)")
+            raise InvalidInputError("nothing to compute: pass --real_dir (or --train_A and --train_B for the classifier)")
         log.info(f"metrics: {','.join(names)} (choose with --metrics)")
         if others:
             log.info(others)
     paired_wanted = needing(names, "paired")
     if paired_wanted and not opt.paired:
-        raise ValueError(f"{', '.join(sorted(paired_wanted))} compare with ground truth: add --paired")
+        raise InvalidInputError(f"{', '.join(sorted(paired_wanted))} compare with ground truth: add --paired")
     if opt.real_dir is None and (opt.paired or set(names) - {"classifier"}):
-        raise ValueError("--real_dir is required for " + ", ".join(n for n in names if n != "classifier"))
+        raise InvalidInputError("--real_dir is required for " + ", ".join(n for n in names if n != "classifier"))
     if opt.paired:
         fake_files, real_files = _paired_lists(opt)
         fake = load_images(fake_files, opt.size, max_pixels=opt.max_pixels)
@@ -159,7 +163,7 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
                   kid_subset_size=opt.kid_subset_size)
     if "classifier" in names:
         if not (opt.train_A and opt.train_B):
-            raise ValueError("the classifier metric needs --train_A and --train_B (real training images)")
+            raise InvalidInputError("the classifier metric needs --train_A and --train_B (real training images)")
         kw.update(target=opt.target, train_A=opt.train_A, train_B=opt.train_B, cache_dir=opt.cache_dir)
         if opt.source_dir:
             kw["real_source"] = load_images(opt.source_dir, opt.size, None, opt.max_images, opt.max_pixels)
@@ -182,14 +186,11 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    """Entry point: parse flags, set up console logging, evaluate; user errors end with a one-line message."""
+    """Entry point: parse flags, set up console logging, evaluate (user errors raise ``UserError``)."""
     opt = build_parser().parse_args(argv)
     setup_logging()
-    try:
-        return evaluate(opt)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise SystemExit(f"evaluate.py: error: {exc}") from exc
+    return evaluate(opt)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main(main))  # a user error: one "evaluate.py: error:" line, exit status 2

@@ -26,6 +26,7 @@ import torch.nn as nn
 from models import arch_config, checkpoint_io, networks
 from options.cli import OptionParser
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
+from util.errors import DEBUG_ENV, UserError, cli_main
 from util.logger import get_logger, setup_logging
 from util.ranges import Range
 
@@ -47,7 +48,7 @@ FLAG_RANGES: Dict[str, Range] = {**{k: networks.ARCH_RANGES[k] for k in ("ngf", 
                                  "tolerance": Range(float, 0), "load_iter": Range(int, 0), "opset": Range(int, 7, 100)}
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """The export or its check against the eager model failed."""
 
 
@@ -321,6 +322,8 @@ def make_parser() -> OptionParser:
     p.add_argument("--onnx_exporter", default="dynamo", help="dynamo (torch.export based) | legacy (TorchScript "
                                                              "based, faster, deprecated by PyTorch)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the traceback of a user error instead of its one-line message (or {DEBUG_ENV}=1)")
     arch = p.add_argument_group("architecture (default: config.json beside the checkpoint, else these)")
     arch.add_argument("--netG", default=None, help="generator [" + " | ".join(networks.list_generators()) + "]")
     arch.add_argument("--norm", default=None, help="[" + " | ".join(networks.list_norms()) + "]")
@@ -428,4 +431,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main(main))  # a user error: one "export.py: error:" line, exit status 2

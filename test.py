@@ -3,11 +3,13 @@
 Example:
     python test.py --dataroot ./datasets/maps --name maps_cyclegan --model cycle_gan
     python test.py --dataroot datasets/horse2zebra/testA --name horse2zebra_pretrained --model test --no_dropout
-Results: ``<results_dir>/<name>/<phase>_<epoch>/index.html``. See docs/testing.md.
+Results: ``<results_dir>/<name>/<phase>_<epoch>/index.html``. See docs/testing.md. A user's mistake (missing
+checkpoint, bad data, ...) ends with one ``test.py: error:`` line and exit status 2 (``--debug``: traceback).
 """
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence
 
@@ -15,8 +17,12 @@ import torch
 
 from data import create_dataset
 from models import create_model
+from options.base_options import write_options_file
 from options.test_options import TestOptions
+from training.checkpoints import load_prefix
+from training.record import checkpoint_origin
 from util import html
+from util.errors import cli_main
 from util.logger import get_logger, setup_logging
 from util.progress import Progress
 from util.result_names import ResultNames
@@ -74,11 +80,35 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
     return done
 
 
-def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None) -> str:
-    """Translate up to ``--num_test`` images and save them with the results page; return the page's folder."""
+def report_checkpoint(opt: Any, save_dir: str) -> None:
+    """Say which epoch and iteration the loaded checkpoint comes from; warn when the run went on past it."""
+    line, warning = checkpoint_origin(save_dir, load_prefix(opt))
+    log.info("%s", line)
+    if warning:
+        log.warning("%s", warning)
+
+
+def save_options(opt: Any, table: str) -> None:
+    """``<phase>_opt.txt`` beside the checkpoint; a read-only checkpoint folder is fine for testing."""
+    if not table:
+        return
+    try:
+        write_options_file(opt, table)
+    except OSError as exc:
+        log.warning("%s not written (%s): testing goes on", os.path.join(opt.checkpoints_dir, opt.name,
+                                                                       f"{opt.phase}_opt.txt"), exc.strerror or exc)
+
+
+def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options_table: str = "") -> str:
+    """Translate up to ``--num_test`` images and save them with the results page; return the page's folder.
+
+    ``options_table`` is saved as ``test_opt.txt`` once the data and the checkpoint have loaded.
+    """
     dataset = create_dataset(opt)
     model = create_model(opt)
     model.setup(opt)
+    report_checkpoint(opt, model.save_dir)
+    save_options(opt, options_table)
     web_dir = results_dir(opt)
     log.info("creating web directory %s", web_dir)
     webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s" % (opt.name, opt.phase, opt.epoch))
@@ -95,11 +125,13 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> str:
     """Parse the command line (or ``argv``) and run the test."""
     setup_logging()
-    opt = TestOptions().parse_or_exit(argv)  # a bad flag: one error line naming it, exit status 2
+    options = TestOptions()
+    opt = options.parse_or_exit(argv, save=False)  # a bad flag: one error line naming it, exit status 2
+    options.show()
     if opt.seed >= 0:  # --seed: reproducible dropout at test time (util/seed.py)
         seed_everything(opt.seed, rank=opt.rank, deterministic=opt.deterministic)
-    return run_test(opt)
+    return run_test(opt, options_table=options.table)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main(main))

@@ -4,15 +4,19 @@ Example:
     python train.py --dataroot ./datasets/maps --name maps_cyclegan --model cycle_gan
     python train.py --dataroot ./datasets/facades --name facades_pix2pix --model pix2pix --direction BtoA
 See docs/training.md for the options and the differences from the official code; the loop is training/loop.py.
+A user's mistake (bad data, missing checkpoint, experiment in use, ...) ends with one ``train.py: error:`` line
+and exit status 2 (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
+import sys
 from typing import Optional, Sequence
 
 from options.train_options import TrainOptions
 from training import run
 from training.signals import TrainingInterrupted
 from util.distributed import cleanup_distributed, init_distributed, setup_rank_logging
+from util.errors import cli_main
 from util.logger import get_logger, setup_logging
 from util.seed import seed_everything
 
@@ -23,12 +27,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     """Parse the command line (or ``argv``) and train."""
     setup_logging()
     setup_rank_logging()  # under torchrun, ranks other than 0 print only warnings (docs/distributed.md)
-    opt = TrainOptions().parse_or_exit(argv)  # a bad flag: one error line naming it, exit status 2
+    options = TrainOptions()
+    opt = options.parse_or_exit(argv, save=False)  # a bad flag: one error line naming it, exit status 2
+    options.show()  # train_opt.txt is written once the start-up checks have passed (training/experiment.py)
     init_distributed(opt)  # torchrun with several processes: process group, opt.local_rank, opt.device
     if getattr(opt, "seed", -1) >= 0:
         seed_everything(opt.seed, rank=opt.rank, deterministic=getattr(opt, "deterministic", False))
     try:
-        run(opt)
+        run(opt, options.table)
     except TrainingInterrupted as stopped:
         log.info("%s", stopped)
         raise SystemExit(stopped.exit_code) from None
@@ -39,4 +45,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main(main))

@@ -13,12 +13,13 @@ from typing import Any, Callable, Optional
 
 import torch.utils.data as data
 
+from util.errors import MissingPathError, UserError
 from util.image_io import IMG_EXTENSIONS, is_image_file, list_image_files, load_image  # noqa: F401 (API)
 
 DEFAULT_LAYOUT = "a folder of images (" + " ".join(IMG_EXTENSIONS) + "), sub-folders are searched too"
 
 
-class EmptyDatasetError(RuntimeError):
+class EmptyDatasetError(UserError, RuntimeError):
     """A dataset folder exists but holds no image file."""
 
 
@@ -34,7 +35,7 @@ def make_dataset(dir: str, max_dataset_size: float = float("inf"), layout: Optio
     """
     if not os.path.isdir(dir):
         expected = layout or DEFAULT_LAYOUT
-        raise FileNotFoundError(f"dataset folder {dir} does not exist (or is not a folder); expected {expected}")
+        raise MissingPathError(f"dataset folder {dir} does not exist (or is not a folder); expected {expected}")
     images, _ = list_image_files(dir)  # skipped entries (FIFOs, sockets, ...) are logged there
     return images[:_cap(max_dataset_size, len(images))]
 

@@ -36,6 +36,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.base_dataset import max_pixels, preprocess_sizes
 from data.image_folder import make_dataset
+from util.errors import DEBUG_ENV, MissingPathError, UserError, cli_main
 from util.image_io import DEFAULT_MAX_PIXELS, ImageReadError, exif_orientation, has_alpha, load_image, special_kind
 from util.logger import get_logger, setup_logging
 
@@ -44,7 +45,7 @@ log = get_logger(__name__)
 BAD_DATA_POLICIES = ("error", "skip")
 FULL_DECODE_LIMIT = 5000
 SIDE_BY_SIDE_MODES = ("aligned", "template")  # modes whose files hold A and B side by side
-MAX_LISTED = 20  # bad files named in the error message (all of them are logged)
+MAX_LISTED = 20  # bad files described in the error line (more are logged before it)
 CONVERSIONS = {
     "16-bit": "16-bit (scaled to 8 bit)",
     "float": "floating point (scaled to 8 bit)",
@@ -57,7 +58,7 @@ CONVERSIONS = {
 }
 
 
-class BadDataError(RuntimeError):
+class BadDataError(UserError, RuntimeError):
     """Image files that cannot be used were found before training (names each file and what to do)."""
 
 
@@ -97,7 +98,7 @@ def check_layout(opt: argparse.Namespace) -> None:
     """Raise ``FileNotFoundError`` naming the flag and the expected folders when the layout cannot work."""
     root = opt.dataroot
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"--dataroot {root} does not exist (or is not a folder)")
+        raise MissingPathError(f"--dataroot {root} does not exist (or is not a folder)")
     if opt.dataset_mode != "unaligned":
         return
     phase = getattr(opt, "phase", "train")
@@ -106,7 +107,7 @@ def check_layout(opt: argparse.Namespace) -> None:
         return
     if os.path.isdir(dir_A) and not getattr(opt, "isTrain", False):
         model = getattr(opt, "model", "cycle_gan")
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"{dir_B} does not exist: --model {model} (--dataset_mode unaligned) tests both directions and needs "
             f"{phase}A and {phase}B; to translate only the {phase}A images use --model test --dataroot {dir_A} "
             f"--model_suffix _A (loads the <epoch>_net_G_A.pth generator)")
@@ -115,7 +116,7 @@ def check_layout(opt: argparse.Namespace) -> None:
     if any(name.lower().endswith((".png", ".jpg", ".jpeg")) for name in os.listdir(root)):
         hint = (f"; {root} holds images itself: for a single folder use --dataset_mode single "
                 f"(--model test at test time)")
-    raise FileNotFoundError(f"{missing} not found: --dataset_mode unaligned reads {dir_A} and {dir_B} "
+    raise MissingPathError(f"{missing} not found: --dataset_mode unaligned reads {dir_A} and {dir_B} "
                             f"(--dataroot with --phase {phase}){hint}")
 
 
@@ -222,7 +223,7 @@ def check_sizes(result: ImageCheck, opt: argparse.Namespace, what: str, budget: 
         became = f" (after --preprocess {opt.preprocess})" if (w, h) != size else ""
         by = getattr(opt, "min_input_side_by", "the networks")
         return _bad(result, f"{what}{w}x{h}{became} is smaller than {by} can take ({floor}x{floor} at least)",
-                    f"use a resizing --preprocess (resize_and_crop, scale_width), other networks, or remove it")
+                    "use a resizing --preprocess (resize_and_crop, scale_width), other networks, or remove it")
     return result
 
 
@@ -307,13 +308,24 @@ def check_one_size(dataset: Any, report: ScanReport, opt: argparse.Namespace) ->
                                f"--preprocess")
 
 
+def describe_bad(check: ImageCheck) -> str:
+    """``path: problem; advice``."""
+    return f"{check.path}: {check.problem}; {check.advice}"
+
+
 def format_bad(bad: Sequence[ImageCheck], limit: Optional[int] = MAX_LISTED) -> str:
     """One line per bad file: ``path: problem; advice``."""
     shown = bad if limit is None else bad[:limit]
-    lines = [f"  {c.path}: {c.problem}; {c.advice}" for c in shown]
+    lines = [f"  {describe_bad(c)}" for c in shown]
     if limit is not None and len(bad) > limit:
         lines.append(f"  ... and {len(bad) - limit} more (all are listed in the warnings above)")
     return "\n".join(lines)
+
+
+def bad_on_one_line(bad: Sequence[ImageCheck], limit: int = MAX_LISTED) -> str:
+    """The first ``limit`` bad files on one line (``describe_bad``, separated by `` | ``), then how many more."""
+    text = " | ".join(describe_bad(c) for c in bad[:limit])
+    return text + (f" | and {len(bad) - limit} more, listed above" if len(bad) > limit else "")
 
 
 def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
@@ -335,12 +347,13 @@ def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
         log.info("converted when loaded: %s", ", ".join(f"{n} {CONVERSIONS[k]}" for k, n in
                                                          sorted(report.conversions.items())))
     if report.bad:
-        for c in report.bad:
-            log.warning("bad image %s: %s; %s", c.path, c.problem, c.advice)
+        # Each file once: in the error line (the first MAX_LISTED) or as a warning (skip, or the rest).
+        for c in report.bad[MAX_LISTED if policy == "error" else 0:]:
+            log.warning("bad image %s", describe_bad(c))
         if policy == "error":
             raise BadDataError(f"{len(report.bad)} of {report.checked} image files cannot be used (--bad_data "
-                               f"error); fix or remove them, or pass --bad_data skip to leave them out:\n"
-                               + format_bad(report.bad))
+                               f"error); fix or remove them, or pass --bad_data skip to leave them out: "
+                               f"{bad_on_one_line(report.bad)}")
         exclude(dataset, (c.path for c in report.bad))
         log.info("--bad_data skip: left out %d of %d image files (listed above); %d remain", len(report.bad),
                  report.checked, report.checked - len(report.bad))
@@ -362,6 +375,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="pixel budget of one image, as decoded and after each resizing step")
     parser.add_argument("--side_by_side", action="store_true", help="files hold A|B pairs (aligned datasets)")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error instead of its one-line message (or {DEBUG_ENV}=1)")
     args = parser.parse_args(argv)
     paths = make_dataset(args.folder)
     report = scan(paths, args, side_by_side=args.side_by_side, full=True if args.full else None)
@@ -373,4 +388,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))  # a missing folder: one "validation.py: error:" line, exit status 2

@@ -21,6 +21,7 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
 from util.image_io import load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
@@ -33,8 +34,8 @@ def image_write(path_A: str, path_B: str, path_AB: str) -> None:
     im_A = np.asarray(load_image(path_A))
     im_B = np.asarray(load_image(path_B))
     if im_A.shape[0] != im_B.shape[0]:
-        raise ValueError(f"cannot combine {path_A} (height {im_A.shape[0]}) with {path_B} (height {im_B.shape[0]}): "
-                         "the heights differ")
+        raise InvalidInputError(f"cannot combine {path_A} (height {im_A.shape[0]}) with {path_B} "
+                                f"(height {im_B.shape[0]}): the heights differ")
     im_AB = Image.fromarray(np.concatenate([im_A, im_B], 1))
     ext = os.path.splitext(path_AB)[1].lower()
     if ext in (".jpg", ".jpeg"):
@@ -47,7 +48,7 @@ def plan_pairs(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000,
                use_AB: bool = False) -> list[tuple[str, str, str]]:
     """List the (A, B, AB) path triples to write, creating the output split folders."""
     if not os.path.isdir(fold_A):
-        raise FileNotFoundError(f"--fold_A {fold_A} is not a folder; expected split sub-folders such as train/, test/")
+        raise MissingPathError(f"--fold_A {fold_A} is not a folder; expected split sub-folders such as train/, test/")
     jobs: list[tuple[str, str, str]] = []
     for sp in sorted(os.listdir(fold_A)):
         img_fold_A = os.path.join(fold_A, sp)
@@ -101,6 +102,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--use_AB", dest="use_AB", help="if true: (0001_A, 0001_B) to (0001_AB)", action="store_true")
     parser.add_argument("--no_multiprocessing", dest="no_multiprocessing", action="store_true", default=False,
                         help="If used, chooses single CPU execution instead of parallel execution")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     for arg in vars(args):
@@ -111,4 +114,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))  # an error: one "<script>: error:" line, exit status 2

@@ -17,6 +17,7 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
 from util.image_io import load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
@@ -26,7 +27,7 @@ log = get_logger(__name__)
 def get_file_paths(folder: str) -> list[str]:
     """Sorted absolute paths of the .png/.jpg files directly inside ``folder``."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder} is not a folder; --dataset-path needs testA, testB, trainA and trainB")
+        raise MissingPathError(f"{folder} is not a folder; --dataset-path needs testA, testB, trainA and trainB")
     names = sorted(f for f in os.listdir(folder) if f.endswith(".png") or f.endswith(".jpg"))
     base = os.path.abspath(folder)
     return [os.path.join(base, f) for f in names if os.path.isfile(os.path.join(base, f))]
@@ -35,12 +36,14 @@ def get_file_paths(folder: str) -> list[str]:
 def align_images(a_file_paths: list[str], b_file_paths: list[str], target_path: str) -> None:
     """Paste A[i] and B[i] side by side and save them as ``target_path/%04d.jpg``."""
     if len(a_file_paths) != len(b_file_paths):
-        raise ValueError(f"cannot pair {len(a_file_paths)} A images with {len(b_file_paths)} B images for {target_path}")
+        raise InvalidInputError(f"cannot pair {len(a_file_paths)} A images with {len(b_file_paths)} B images for "
+                                f"{target_path}")
     os.makedirs(target_path, exist_ok=True)
     for i, (path_a, path_b) in enumerate(zip(a_file_paths, b_file_paths)):
         img_a, img_b = load_image(path_a), load_image(path_b)  # 8-bit RGB, as the datasets read them
         if img_a.size != img_b.size:
-            raise ValueError(f"{path_a} is {img_a.size} but {path_b} is {img_b.size}: paired images must match")
+            raise InvalidInputError(f"{path_a} is {img_a.size} but {path_b} is {img_b.size}: paired images "
+                                    f"must match")
         aligned = Image.new("RGB", (img_a.size[0] * 2, img_a.size[1]))
         aligned.paste(img_a, (0, 0))
         aligned.paste(img_b, (img_a.size[0], 0))
@@ -53,8 +56,8 @@ def make_aligned(dataset_folder: str) -> dict[str, int]:
     paths = {sub: get_file_paths(os.path.join(dataset_folder, sub)) for sub in ("testA", "testB", "trainA", "trainB")}
     for split in ("test", "train"):
         if len(paths[split + "A"]) != len(paths[split + "B"]):
-            raise ValueError(f"{split}A has {len(paths[split + 'A'])} images but {split}B has "
-                             f"{len(paths[split + 'B'])} in {dataset_folder}: they must pair up one to one")
+            raise InvalidInputError(f"{split}A has {len(paths[split + 'A'])} images but {split}B has "
+                                    f"{len(paths[split + 'B'])} in {dataset_folder}: they must pair up one to one")
     for split in ("test", "train"):
         align_images(paths[split + "A"], paths[split + "B"], os.path.join(dataset_folder, split))
         counts[split] = len(paths[split + "A"])
@@ -66,6 +69,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset-path", dest="dataset_path", required=True,
                         help="Which folder to process (it should have subfolders testA, testB, trainA and trainB")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     log.info(args.dataset_path)
@@ -75,4 +80,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))  # an error: one "<script>: error:" line, exit status 2

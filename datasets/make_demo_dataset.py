@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.errors import InvalidInputError, cli_main  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger(__name__)
@@ -177,9 +178,9 @@ def make_demo_dataset(out_dir: str | Path, size: int = 64, n_train: int = 200, n
                       seed: int = 0, force: bool = False) -> dict[str, Any]:
     """Write the demo dataset under ``out_dir`` (and ``<out_dir>_pix2pix``); return paths, counts and whether it ran."""
     if size < 8:
-        raise ValueError(f"--size must be at least 8, got {size}")
+        raise InvalidInputError(f"--size must be at least 8, got {size}")
     if n_train < 1 or n_test < 1:
-        raise ValueError(f"--n_train and --n_test must be at least 1, got {n_train} and {n_test}")
+        raise InvalidInputError(f"--n_train and --n_test must be at least 1, got {n_train} and {n_test}")
     out = Path(out_dir)
     params = {"generator": "make_demo_dataset", "version": VERSION, "size": size, "n_train": n_train,
               "n_test": n_test, "seed": seed}
@@ -224,6 +225,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--n_test", type=int, default=20, help="test images per domain (paired)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete set exists")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     make_demo_dataset(args.out, args.size, args.n_train, args.n_test, args.seed, args.force)
@@ -231,4 +234,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))  # an error: one "<script>: error:" line, exit status 2

@@ -30,6 +30,7 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
 from util.image_io import load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
@@ -46,7 +47,7 @@ def find_by_id(root: str, split: str, suffix: str, flag: str) -> dict[str, str]:
     """Map ``<city>/<id>`` to the path of every ``<root>/<split>/<city>/<id><suffix>``; error naming ``flag``."""
     folder = os.path.join(root, split)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder} does not exist: {flag} must point at the unzipped folder that holds "
+        raise MissingPathError(f"{folder} does not exist: {flag} must point at the unzipped folder that holds "
                                 f"train/ and val/ (one sub-folder per city)")
     found: dict[str, str] = {}
     for city in sorted(os.listdir(folder)):
@@ -69,11 +70,11 @@ def pair_split(gtfine_dir: str, leftimg_dir: str, split: str) -> list[tuple[str,
         lines = [f"  photo without label: {photos[k]}" for k in only_photo[:5]]
         lines += [f"  label without photo: {labels[k]}" for k in only_label[:5]]
         more = len(only_photo) + len(only_label) - len(lines)
-        raise ValueError(f"the {split} split does not pair up ({len(only_photo)} photos without a *{LABEL_SUFFIX}, "
-                         f"{len(only_label)} labels without a *{PHOTO_SUFFIX}):\n" + "\n".join(lines)
-                         + (f"\n  ... and {more} more" if more > 0 else ""))
+        raise InvalidInputError(f"the {split} split does not pair up ({len(only_photo)} photos without a "
+                                f"*{LABEL_SUFFIX}, {len(only_label)} labels without a *{PHOTO_SUFFIX}):\n"
+                                + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else ""))
     if not photos:
-        raise FileNotFoundError(f"no *{PHOTO_SUFFIX} files under {os.path.join(leftimg_dir, split)}")
+        raise MissingPathError(f"no *{PHOTO_SUFFIX} files under {os.path.join(leftimg_dir, split)}")
     return [(photos[k], labels[k]) for k in sorted(photos)]
 
 
@@ -123,17 +124,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="the unzipped leftImg8bit folder (train/, val/)")
     parser.add_argument("--output_dir", type=str, default="./datasets/cityscapes", help="where to write the dataset")
     parser.add_argument("--size", type=int, default=SIZE, help="side of the square images written")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.size < 1:
         parser.error(f"--size must be positive, got {args.size}")
-    try:
-        prepare(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size)
-    except (FileNotFoundError, ValueError, OSError) as err:
-        print(f"prepare_cityscapes_dataset.py: error: {err}", file=sys.stderr)
-        return 1
+    prepare(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main(main))  # an error: one "<script>: error:" line, exit status 2

@@ -46,7 +46,8 @@ OPTIONAL_NETWORK_KEYS: Dict[str, Dict[str, type]] = {"G": {"upsample": str}, "D"
 
 
 class ConfigError(UserError, ValueError):
-    """A checkpoint's config.json does not match its schema (the message names the file and the key)."""
+    """A checkpoint's config.json cannot be read or does not match its schema (the message names the file and
+    the key)."""
 
 
 def _choices() -> Dict[str, Sequence[str]]:

@@ -19,13 +19,14 @@ from typing import Dict, Iterable, List, Mapping, Optional
 import torch
 import torch.nn as nn
 
+from util.errors import UserError
 from util.util import atomic_write_bytes
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 INSTANCE_NORM_STATE = ("running_mean", "running_var", "num_batches_tracked")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be read or does not fit the network built from the options."""
 
 

@@ -15,8 +15,10 @@ from models import networks
 from options.ranges import check_ranges, ranges_of
 from options.sizes import SIZE_KEYS, check_image_sizes
 from util.amp import AMP_MODES
+from util.errors import DEBUG_ENV, UserError
 from util.image_io import DEFAULT_MAX_PIXELS
 from util.logger import get_logger
+from util.ranges import RangeError
 from util.util import atomic_write_text, mkdirs
 
 from .cli import OptionParser
@@ -57,6 +59,19 @@ def parse_gpu_ids(text: str) -> List[int]:
     return ids
 
 
+def options_file(opt: argparse.Namespace) -> str:
+    """``<checkpoints_dir>/<name>/<phase>_opt.txt``."""
+    return os.path.join(opt.checkpoints_dir, opt.name, f"{opt.phase}_opt.txt")
+
+
+def write_options_file(opt: argparse.Namespace, table: str) -> None:
+    """Save the options table as ``<phase>_opt.txt`` in the experiment folder (rank 0 only)."""
+    if getattr(opt, "rank", 0) != 0:
+        return
+    mkdirs(os.path.dirname(options_file(opt)))
+    atomic_write_text(options_file(opt), table)
+
+
 def format_suffix(suffix: str, values: dict) -> str:
     """``--suffix`` with ``{option}`` fields filled in (e.g. ``{model}_{netG}_size{load_size}``)."""
     try:
@@ -77,6 +92,7 @@ class BaseOptions:
         self.isTrain = False
         self.parser: Optional[argparse.ArgumentParser] = None
         self.explicit: Set[str] = set()
+        self.table = ""  # the options table of the last parse (what <phase>_opt.txt holds)
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Add the flags shared by train.py and test.py."""
@@ -142,6 +158,9 @@ class BaseOptions:
                             help="which iteration to load? if load_iter > 0, the code will load models by "
                                  "iter_[load_iter]; otherwise, the code will load models by [epoch]")
         parser.add_argument("--verbose", action="store_true", help="if specified, print more debugging information")
+        parser.add_argument("--debug", action="store_true",
+                            help=f"[ours] show the Python traceback of a user error (bad data, path, checkpoint) "
+                                 f"instead of its one-line message; or set {DEBUG_ENV}=1")
         parser.add_argument("--suffix", default="", type=str,
                             help="customized suffix: opt.name = opt.name + suffix: e.g., {model}_{netG}_size{load_size}")
         # wandb / tensorboard parameters
@@ -229,15 +248,15 @@ class BaseOptions:
         lines.append("----------------- End -------------------")
         return "\n".join(lines) + "\n"
 
+    def show(self) -> None:
+        """Print the options table of the last ``parse`` (what ``<phase>_opt.txt`` holds)."""
+        log.info(self.table.rstrip("\n"))
+
     def print_options(self, opt: argparse.Namespace) -> None:
         """Print the table and save it to ``<checkpoints_dir>/<name>/<phase>_opt.txt`` (rank 0 only)."""
         message = self.format_options(opt)
         log.info(message.rstrip("\n"))
-        if getattr(opt, "rank", 0) != 0:
-            return
-        expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
-        mkdirs(expr_dir)
-        atomic_write_text(os.path.join(expr_dir, f"{opt.phase}_opt.txt"), message)
+        write_options_file(opt, message)
 
     def validate(self, opt: argparse.Namespace) -> None:
         """One-line errors for values and combinations that cannot work (raised before anything runs)."""
@@ -291,16 +310,26 @@ class BaseOptions:
         opt.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.finalize(opt)
         self.validate(opt)
+        self.table = self.format_options(opt)
         if save:
             self.print_options(opt)
         self.resolve_device(opt)
         self.opt = opt
         return opt
 
-    def parse_or_exit(self, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-        """``parse`` for the scripts: a bad flag gives argparse's one ``error:`` line (naming it) and exit status 2."""
+    def parse_or_exit(self, argv: Optional[Sequence[str]] = None, save: bool = True) -> argparse.Namespace:
+        """``parse`` for the scripts: a bad flag gives argparse's one ``error:`` line (naming it) and exit status 2.
+
+        A ``UserError`` that is not about a flag's value (e.g. an unreadable ``config.json``) goes to the
+        script's one-line report instead of argparse's usage.
+        """
         try:
-            return self.parse(argv)
+            return self.parse(argv, save)
+        except RangeError as err:  # a flag's value: argparse's usage and error line
+            (self.parser or self.make_parser()).error(str(err))
+            raise  # not reached: error() exits
+        except UserError:
+            raise
         except ValueError as err:
             (self.parser or self.make_parser()).error(str(err))
             raise  # not reached: error() exits

@@ -46,6 +46,10 @@ class TrainOptions(BaseOptions):
                             help="frequency of saving checkpoints at the end of epochs")
         parser.add_argument("--save_by_iter", action="store_true", help="whether saves model by iteration")
         parser.add_argument("--continue_train", action="store_true", help="continue training: load the latest model")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="[ours] start a new run in an experiment folder that holds an earlier run's "
+                                 "checkpoints, deleting them (and its loss logs) first; without it such a start "
+                                 "stops before writing anything")
         parser.add_argument("--epoch_count", type=int, default=1,
                             help="the starting epoch count, we save the model by <epoch_count>, "
                                  "<epoch_count>+<save_latest_freq>, ...")
@@ -109,6 +113,8 @@ class TrainOptions(BaseOptions):
         if getattr(opt, "lambda_identity", 0.0) > 0.0 and opt.input_nc != opt.output_nc:
             raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc (got "
                              f"{opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
+        if opt.overwrite and opt.continue_train:
+            raise ValueError("--overwrite starts a new run and --continue_train goes on with the old one: choose one")
         last = opt.n_epochs + opt.n_epochs_decay
         if opt.epoch_count > last and not opt.continue_train:
             raise ValueError(f"--epoch_count {opt.epoch_count} is past the last epoch (--n_epochs + --n_epochs_decay "

@@ -38,7 +38,7 @@ def run_main(script: str, argv: List[str], monkeypatch: pytest.MonkeyPatch) -> a
     """The script's real ``main(argv)`` up to the parsed options (training / testing itself is replaced)."""
     module = load_script(script)
     seen: Dict[str, Any] = {}
-    monkeypatch.setattr(module, "run" if script == "train" else "run_test", lambda opt: seen.setdefault("opt", opt))
+    monkeypatch.setattr(module, "run" if script == "train" else "run_test", lambda opt, *rest, **kw: seen.setdefault("opt", opt))
     module.main(argv)
     return seen["opt"]
 

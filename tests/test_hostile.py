@@ -33,6 +33,7 @@ from options.train_options import TrainOptions
 from test_bad_data import G16, _exif_jpeg, png_file, scan_opt
 from util.image_io import (ImageReadError, ImageSizeError, MAX_PIXELS_LIMIT, list_image_files, load_image,
                            special_kind)
+from util.errors import cli_main
 from util.result_names import ResultNames, fit_stem
 from util.util import NAME_MAX, atomic_write_bytes
 
@@ -81,14 +82,21 @@ def bomb(path: Path, side: int = 30000) -> Path:
     return path
 
 
-def test_decompression_bomb_is_one_error_in_evaluate(tmp_path: Path) -> None:
+def evaluate_error(argv: List[str], capsys) -> str:
+    """evaluate.py's one error line for ``argv`` (as its ``__main__`` runs it: exit status 2)."""
+    evaluate = load_script("evaluate")
+    assert cli_main(lambda: evaluate.main(argv), prog="evaluate.py", argv=argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error: "), lines
+    return lines[0]
+
+
+def test_decompression_bomb_is_one_error_in_evaluate(tmp_path: Path, capsys) -> None:
     folder = tmp_path / "fake"
     picture(folder / "ok.png")
     bomb(folder / "zz_bomb.png")
-    with pytest.raises(SystemExit) as err:
-        load_script("evaluate").main(["--fake_dir", str(folder), "--real_dir", str(folder), "--metrics", "swd"])
-    message = str(err.value.code)
-    assert "zz_bomb.png" in message and "too large for PIL's safety limit" in message and "\n" not in message
+    message = evaluate_error(["--fake_dir", str(folder), "--real_dir", str(folder), "--metrics", "swd"], capsys)
+    assert "zz_bomb.png" in message and "too large for PIL's safety limit" in message
 
 
 @pytest.mark.parametrize("side,expected", [(30000, "too large for PIL's safety limit"), (13000, "--max_pixels")])
@@ -125,11 +133,10 @@ def test_flags_that_ask_for_too_much(flags: List[str], expected: str, tmp_path: 
 
 @pytest.mark.parametrize("flags,expected", [(["--size", "100000"], "--size must be an integer in 1..16384"),
                                             (["--size", "9000"], "--size 9000 asks for 81,000,000 pixels")])
-def test_evaluate_size_is_bounded(flags: List[str], expected: str, tmp_path: Path) -> None:
+def test_evaluate_size_is_bounded(flags: List[str], expected: str, tmp_path: Path, capsys) -> None:
     picture(tmp_path / "a.png")
-    with pytest.raises(SystemExit, match=expected):
-        load_script("evaluate").main(["--fake_dir", str(tmp_path), "--real_dir", str(tmp_path), "--metrics", "swd",
-                                      *flags])
+    assert expected in evaluate_error(["--fake_dir", str(tmp_path), "--real_dir", str(tmp_path), "--metrics", "swd",
+                                       *flags], capsys)
 
 
 # ---------------------------------------------------------------------------------------------------- special files

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import load_script, shared_dataset
+from util.errors import UserError
 from util.metrics import METRICS, compute_metrics, list_metrics, parse_metric_names
 from util.metrics import classifier as clf
 from util.logger import ROOT_NAME
@@ -545,10 +546,10 @@ def test_cli_paired_results_folder(tmp_path: Path) -> None:
     saved = json.loads(out_json.read_text())
     assert saved["results"]["psnr"] == "inf" and saved["num_fake"] == 3 and saved["paired"] is True
     os.remove(images / "p2_real_B.png")
-    with pytest.raises(SystemExit, match="no ground truth.*p2"):
+    with pytest.raises(UserError, match="no ground truth.*p2"):
         evaluate.main(["--fake_dir", str(images), "--fake_suffix", "_fake_B", "--real_dir", str(images),
                        "--real_suffix", "_real_B", "--paired", "--metrics", "psnr"])
-    with pytest.raises(SystemExit, match="--paired"):
+    with pytest.raises(UserError, match="--paired"):
         evaluate.main(["--fake_dir", str(images), "--real_dir", str(images), "--metrics", "ssim"])
 
 
@@ -557,7 +558,7 @@ def test_cli_fid_kid_with_weights_flag_and_without(tmp_path: Path, standin_weigh
     fake_dir = _save_pngs(_textured(2, 32, 110), tmp_path / "fake")[0].parent
     real_dir = _save_pngs(_noise(2, 32, (128, 128, 128), 60, 111), tmp_path / "real")[0].parent
     args = ["--fake_dir", str(fake_dir), "--real_dir", str(real_dir), "--metrics", "fid,kid"]
-    with pytest.raises(SystemExit, match=f"--inception_weights.*{inception.ENV_VAR}"):
+    with pytest.raises(UserError, match=f"--inception_weights.*{inception.ENV_VAR}"):
         evaluate.main(args)
     res = evaluate.main(args + ["--inception_weights", str(standin_weights), "--json", str(tmp_path / "m.json")])
     assert set(res) == {"fid", "kid", "kid_std"} and res["fid"] > 0
@@ -566,7 +567,7 @@ def test_cli_fid_kid_with_weights_flag_and_without(tmp_path: Path, standin_weigh
 
 def test_cli_unknown_metric(tmp_path: Path) -> None:
     folder = _save_pngs(_textured(2, 32, 0), tmp_path / "f")[0].parent
-    with pytest.raises(SystemExit, match="unknown metric 'fcn'"):
+    with pytest.raises(UserError, match="unknown metric 'fcn'"):
         evaluate.main(["--fake_dir", str(folder), "--real_dir", str(folder), "--metrics", "fcn"])
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Dict, List
 
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from conftest import run_train, tiny_flags
+from models import networks
 from models.checkpoint_io import CheckpointError
 from training import checkpoints, resume
 from data.sampler import ResumableSampler
@@ -140,10 +143,97 @@ def test_resume_restores_optimizer_and_schedule(demo_root: Path, tmp_path: Path)
     model.setup(opt)
     point = resume.restore(model, dataset, opt, state)
     assert (point.epoch, point.epoch_iter, point.total_iters) == (3, 0, 2 * N_TRAIN)
-    assert_same(model.optimizers[0].state_dict(), saved["optimizers"][0], "optimizer_G")
-    assert model.optimizers[0].param_groups[0]["lr"] == pytest.approx(saved["schedulers"][0]["_last_lr"][0])
+    restored = model.optimizers[0].state_dict()
+    assert_same(restored["state"], saved["optimizers"][0]["state"], "optimizer_G moments")
+    # The learning rate follows the schedule of the flags given now (--n_epochs_decay 4): epoch 3 of 1 + 4 runs at
+    # lr * (1 - 2/5), where the saved schedule of 1 + 1 epochs had reached 0.
+    assert saved["schedulers"][0]["_last_lr"][0] == 0.0
+    assert restored["param_groups"][0]["lr"] == pytest.approx(opt.lr * (1 - 2 / 5))
     assert model.schedulers[0].last_epoch == 2
     assert model.fake_A_pool.num_imgs == 3 and dataset.sampler.seed == saved["data"]["seed"]
+
+
+# ---------------------------------------------------------------------------------------------------- longer runs
+LR_LINE = re.compile(r"learning rate (\d+\.\d+) -> (\d+\.\d+)")
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_extending_a_finished_run_equals_the_longer_run(model: str, demo_root: Path, tmp_path: Path, caplog) -> None:
+    """1 epoch, then ``--n_epochs 2 --continue_train`` == ``--n_epochs 2`` straight, bit for bit.
+
+    Epoch 1 runs at --lr under both schedules (1 + 0 and 2 + 0 epochs); epoch 2 must run at the 2 + 0 schedule's
+    --lr, not at the 0 where the 1-epoch schedule ended. The resumed LR line equals the straight run's for epoch 2.
+    """
+    ckpt = tmp_path / "ck"
+    common = ["--n_epochs_decay", "0", "--save_epoch_freq", "1", "--seed", "3", "--save_latest_freq", "1000"]
+    caplog.set_level("INFO", logger="img2img")
+    run_train(train_flags(model, "straight", ckpt, demo_root, *common, "--n_epochs", "2"))
+    straight = LR_LINE.findall(caplog.text)
+    caplog.clear()
+    run_train(train_flags(model, "split", ckpt, demo_root, *common, "--n_epochs", "1"))
+    first = LR_LINE.findall(caplog.text)
+    caplog.clear()
+    run_train(train_flags(model, "split", ckpt, demo_root, *common, "--n_epochs", "2", "--continue_train"))
+    resumed = LR_LINE.findall(caplog.text)
+    assert straight == [("0.0002000", "0.0002000"), ("0.0002000", "0.0000000")]
+    assert first == [("0.0002000", "0.0000000")]  # epoch 1 at --lr as in the straight run; then the 1-epoch end
+    assert resumed == straight[1:], caplog.text
+    assert "learning rate 0.0002000 for epoch 2: the --lr_policy linear schedule of the current flags; the " \
+           "checkpoint's schedule was at 0.0000000" in caplog.text
+    a, b = load_dir(ckpt / "straight"), load_dir(ckpt / "split")
+    for key in ("optimizers", "schedulers", "image_pools", "rng", "total_iters", "epoch", "micro_step"):
+        assert_same(a["state"][key], b["state"][key], key)
+    for net in (k for k in a if k != "state"):
+        assert_same(a[net], b[net], net)
+
+
+def step_schedules(model, opt, times: int) -> None:
+    """Step every scheduler ``times`` epochs (the plateau metric stays 0: it reduces after 6 epochs)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # no optimizer step before: intended here
+        for _ in range(times):
+            for scheduler in model.schedulers:
+                scheduler.step(0.0) if opt.lr_policy == "plateau" else scheduler.step()
+
+
+@pytest.mark.parametrize("policy", networks.LR_POLICIES)
+def test_resumed_learning_rate_follows_the_current_flags(policy: str, tmp_path: Path) -> None:
+    """Saved after k epochs of one schedule, resumed with other flags: the LR is the new schedule's at epoch k + 1
+    (plateau: the saved reductions, rescaled to the new --lr); the Adam state stays the saved one."""
+    from models import create_model
+    from options.train_options import TrainOptions
+
+    def build(*flags: str):
+        opt = TrainOptions().parse(["--dataroot", str(tmp_path), "--model", "pix2pix", "--netG", "unet_128",
+                                    "--lr_policy", policy, *tiny_flags("lr", tmp_path / "ck"), *flags], save=False)
+        model = create_model(opt)
+        model.setup(opt)
+        return opt, model
+
+    epochs = 7 if policy == "plateau" else 2  # plateau: one reduction (patience 5)
+    old_opt, old = build("--n_epochs", "1", "--n_epochs_decay", "1", "--lr_decay_iters", "1")
+    step_schedules(old, old_opt, epochs)
+    old.save_networks("latest")
+    state = {"epoch": epochs, "epoch_complete": True, "epoch_iter": 0, "total_iters": 0, "micro_step": 0,
+             "optimizers": [o.state_dict() for o in old.optimizers], "schedulers": [s.state_dict() for s in
+                                                                                    old.schedulers],
+             "image_pools": {}, "grad_scaler": None, "data": {"seed": 0, "size": 4},
+             "options": checkpoints.plain_options(old_opt)}
+    new = ["--lr", "0.0004", "--n_epochs", "3", "--n_epochs_decay", "5", "--lr_decay_iters", "2"]
+    new_opt, resumed = build(*new, "--continue_train")
+    point = resume.restore(resumed, [0] * 4, new_opt, state)
+    assert point.epoch == epochs + 1
+    straight_opt, straight = build(*new)
+    step_schedules(straight, straight_opt, epochs)
+    for i, optimizer in enumerate(resumed.optimizers):
+        lr = optimizer.param_groups[0]["lr"]
+        if policy == "plateau":
+            assert lr == pytest.approx(old.optimizers[i].param_groups[0]["lr"] * 2) and lr == pytest.approx(0.2 * 4e-4)
+            assert resumed.schedulers[i].num_bad_epochs == old.schedulers[i].num_bad_epochs
+        else:
+            assert lr == straight.optimizers[i].param_groups[0]["lr"], i
+            assert resumed.schedulers[i].state_dict() == straight.schedulers[i].state_dict()
+        assert lr != old.optimizers[i].param_groups[0]["lr"]  # the case is not trivial
 
 
 def test_official_checkpoint_resumes_weights_only(demo_root: Path, tmp_path: Path, caplog) -> None:

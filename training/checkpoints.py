@@ -24,6 +24,7 @@ from typing import Any, Dict, Mapping
 import torch
 
 from models.checkpoint_io import CheckpointError
+from util.errors import is_write_error, write_error, write_fix
 from util.logger import get_logger
 from util.seed import capture_rng_state
 from util.util import atomic_write_bytes, fsync_dir
@@ -165,6 +166,17 @@ class Checkpointer:
         if getattr(self.opt, "rank", 0) != 0:
             return
         assert_finite_networks(self.model)
+        try:
+            self._save(prefix, epoch, epoch_iter, total_iters, epoch_complete)
+        except OSError as exc:  # a full disk or a read-only folder: one line, the earlier set is untouched
+            if is_write_error(exc):
+                raise write_error(exc, f"checkpoint {prefix} into {self.model.save_dir}",
+                                  f"{write_fix(exc)} (--checkpoints_dir); the checkpoint files already there are "
+                                  f"unchanged") from exc
+            raise
+
+    def _save(self, prefix: str | int, epoch: int, epoch_iter: int, total_iters: int, epoch_complete: bool) -> None:
+        """Write the set into a staging folder, then move it into place (see the class docstring)."""
         final_dir = self.model.save_dir
         os.makedirs(final_dir, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final_dir)

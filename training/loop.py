@@ -1,9 +1,10 @@
 """The training run: ``run(opt)`` builds everything, resumes, trains the epochs, reports and saves.
 
 The official loop (epochs of batches; display, print and save at their frequencies; the learning rate steps at
-each epoch's end), in labelled phases, with what we add on top (docs/resume.md): every save also writes the
-training state; ``--continue_train`` restores it and continues mid-epoch; Ctrl-C/SIGTERM save ``latest`` after
-the current iteration and stop; ``--nan_policy``; ``--eval_freq``.
+each epoch's end), in labelled phases, with what we add on top (docs/resume.md): one run per experiment folder
+(a lock; nothing is written before the start-up checks pass); every save also writes the training state;
+``--continue_train`` restores it and continues mid-epoch; the last epoch always saves; Ctrl-C/SIGTERM save
+``latest`` after the current iteration and stop; ``--nan_policy``; ``--eval_freq``.
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from util.progress import Progress
 from util.seed import set_deterministic
 from util.visualizer import Visualizer
 
-from training.checkpoints import Checkpointer, remove_stale_temp_files
+from training.checkpoints import Checkpointer
 from training.evaluator import Evaluator
+from training.experiment import ExperimentFolder
 from training.nonfinite import NonFiniteGuard
-from training.resume import ResumePoint, load_for_resume, restore, restore_rng, start_epoch
+from training.resume import ResumePoint, check_something_left, load_for_resume, restore, restore_rng, start_epoch
 from training.signals import GracefulStop, TrainingInterrupted, signal_name
 
 log = get_logger("train")
@@ -31,10 +33,13 @@ log = get_logger("train")
 class Run:
     """One training run: the objects built for it and the counters the loop advances."""
 
-    def __init__(self, opt: argparse.Namespace) -> None:
-        """Phase 1, build: data, model (set up, loaded when resuming), guards and reports."""
+    def __init__(self, opt: argparse.Namespace, folder: Optional[ExperimentFolder] = None) -> None:
+        """Phase 1, build: data, model (set up, loaded when resuming), guards; then ``folder.begin()`` and the
+        reports, the first writes into the experiment folder."""
         self.opt = opt
         state = load_for_resume(opt)  # before the model: the LR schedule needs the first --epoch_count
+        self.n_total = opt.n_epochs + opt.n_epochs_decay
+        check_something_left(opt, state)
         self.dataset = create_dataset(opt)
         self.dataset_size = len(self.dataset)
         log.info("The number of training images = %d", self.dataset_size)
@@ -47,14 +52,12 @@ class Run:
         self.model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
         self.checkpoints = Checkpointer(self.model, self.dataset, opt)
         self.guard = NonFiniteGuard(self.model, getattr(opt, "nan_policy", "stop"))
-        self.visualizer = Visualizer(opt, resume=self.point)  # plots and trackers continue one curve
-        self.evaluator = Evaluator(opt, self.model, self.visualizer)  # --eval_freq: fixed test subset, best checkpoint
-        self.n_total = opt.n_epochs + opt.n_epochs_decay
-        if self.point.epoch > self.n_total:
-            raise ValueError(f"nothing left to train: the run would start at epoch {self.point.epoch}, after the last "
-                             f"one (--n_epochs + --n_epochs_decay = {self.n_total}); raise them to train longer")
-        if getattr(opt, "rank", 0) == 0:
-            remove_stale_temp_files(self.model.save_dir)
+        self.evaluator = Evaluator(opt, self.model)  # --eval_freq: fixed test subset, best checkpoint
+        if folder is not None:
+            folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
+        # appends to loss_log.txt only once the start has succeeded; plots and trackers continue one curve
+        self.visualizer = Visualizer(opt, resume=self.point)
+        self.evaluator.visualizer = self.visualizer
         self.total_iters = self.point.total_iters
         self.saved_at: Optional[Tuple[str, int]] = None  # (prefix, total_iters) of the last save
         restore_rng(self.point, opt)  # last: after everything that draws random numbers while being built
@@ -136,7 +139,7 @@ class Run:
             if stop.agreed():  # every process stops after the same iteration
                 raise self.stop_now(stop.signum, epoch, epoch_iter)
         model.update_learning_rate()
-        if epoch % opt.save_epoch_freq == 0:
+        if epoch % opt.save_epoch_freq == 0 or epoch == self.n_total:  # the last epoch always leaves a checkpoint
             log.info("saving the model at the end of epoch %d, iters %d", epoch, self.total_iters)
             self.save("latest", epoch, epoch_iter, complete=True)
             self.save(epoch, epoch, epoch_iter, complete=True)
@@ -149,12 +152,16 @@ class Run:
         self.dataset.close()  # also when the run ends mid-epoch
 
 
-def run(opt: argparse.Namespace) -> None:
-    """Train as the options say: build, resume, then every remaining epoch (report and save along the way)."""
-    state = Run(opt)
-    try:
-        with GracefulStop() as stop:
-            for epoch in range(state.point.epoch, state.n_total + 1):
-                state.train_epoch(epoch, stop)
-    finally:
-        state.close()
+def run(opt: argparse.Namespace, options_table: str = "") -> None:
+    """Train as the options say: lock the folder, build, resume, then every remaining epoch (report and save).
+
+    ``options_table`` is saved as ``train_opt.txt`` once the start-up checks have passed.
+    """
+    with ExperimentFolder(opt, options_table) as folder:
+        state = Run(opt, folder)
+        try:
+            with GracefulStop() as stop:
+                for epoch in range(state.point.epoch, state.n_total + 1):
+                    state.train_epoch(epoch, stop)
+        finally:
+            state.close()

@@ -1,17 +1,21 @@
 """Resuming: read the training state of the checkpoint being loaded and put it into the built model and loader.
 
 ``--continue_train`` restores the optimizers, LR schedulers, grad scaler, image pools, counters and (last) the RNG
-states saved by training/checkpoints.py, and starts the interrupted epoch where it stopped. Without a state file
-(official checkpoints) training resumes the official way: weights only. See docs/resume.md.
+states saved by training/checkpoints.py, and starts the interrupted epoch where it stopped. The learning rate of
+the coming epochs follows the schedule of the current flags (``--lr``, ``--lr_policy``, ``--n_epochs``,
+``--n_epochs_decay``, ``--lr_decay_iters``), so a finished run can be extended. Without a state file (official
+checkpoints) training resumes the official way: weights only. See docs/resume.md.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from models.checkpoint_io import CheckpointError
+from util.errors import UserError
 from util.logger import get_logger
 from util.seed import restore_rng_state
 
@@ -23,9 +27,12 @@ log = get_logger(__name__)
 WATCHED_OPTIONS = ("model", "netG", "netD", "norm", "lr", "beta1", "lr_policy", "lr_decay_iters", "gan_mode",
                    "batch_size", "pool_size", "dataroot", "dataset_mode", "direction", "preprocess", "load_size",
                    "crop_size", "serial_batches", "max_dataset_size", "accum_steps", "d_steps", "seed", "amp")
-STATE_WINS = {"lr": "the restored optimizer and LR schedule keep the saved learning rate",
-              "beta1": "the restored optimizer keeps the saved betas",
+STATE_WINS = {"beta1": "the restored optimizer keeps the saved betas",
               "seed": "the saved RNG states and data order are restored"}
+
+
+class NothingToTrainError(UserError, ValueError):
+    """The checkpoint is at (or past) the last epoch the flags ask for."""
 
 
 @dataclass
@@ -65,6 +72,22 @@ def load_for_resume(opt: argparse.Namespace) -> Optional[Dict[str, Any]]:
     return state
 
 
+def first_epoch(opt: argparse.Namespace, state: Optional[Mapping[str, Any]]) -> int:
+    """The epoch the run starts in: after the saved one when it was complete, else in it (``--epoch_count``
+    without a training state)."""
+    if state is None:
+        return int(getattr(opt, "epoch_count", 1))
+    return int(state["epoch"]) + (1 if state.get("epoch_complete") else 0)
+
+
+def check_something_left(opt: argparse.Namespace, state: Optional[Mapping[str, Any]]) -> None:
+    """Raise ``NothingToTrainError`` when the run would start after its last epoch."""
+    start, last = first_epoch(opt, state), opt.n_epochs + opt.n_epochs_decay
+    if start > last:
+        raise NothingToTrainError(f"nothing left to train: the run would start at epoch {start}, after the last "
+                                  f"one (--n_epochs + --n_epochs_decay = {last}); raise them to train longer")
+
+
 def verify_networks(state: Mapping[str, Any], save_dir: str, prefix: str, path: str) -> None:
     """Check that the network files are the ones written together with the state (CRC32)."""
     for name, info in (state.get("networks") or {}).items():
@@ -91,7 +114,7 @@ def restore(model: Any, dataset: Any, opt: argparse.Namespace, state: Optional[M
         for optimizer in model.optimizers:  # they have stepped before: spare the scheduler's call-order warning
             if optimizer.state:
                 optimizer._opt_called = True  # type: ignore[attr-defined]
-        _load_list(model.schedulers, state["schedulers"], "LR schedulers")
+        _check_count(model.schedulers, state["schedulers"], "LR schedulers")  # follow_schedule sets them
         for name, pool in sorted(getattr(model, "image_pools", {}).items()):
             if name not in state["image_pools"]:
                 raise ValueError(f"no saved image pool '{name}' (was it trained with another --model?)")
@@ -112,21 +135,59 @@ def restore(model: Any, dataset: Any, opt: argparse.Namespace, state: Optional[M
     if int(data.get("size", len(dataset))) != len(dataset):
         log.warning("the dataset has %d images now, %d when %s was saved: the rest of the interrupted epoch "
                     "follows a different order", len(dataset), int(data["size"]), path)
-    if state.get("epoch_complete"):
-        point = ResumePoint(epoch=int(state["epoch"]) + 1, epoch_iter=0, total_iters=int(state["total_iters"]),
-                            state=dict(state))
-    else:
-        point = ResumePoint(epoch=int(state["epoch"]), epoch_iter=int(state["epoch_iter"]),
-                            total_iters=int(state["total_iters"]), state=dict(state))
+    point = ResumePoint(epoch=first_epoch(opt, state),
+                        epoch_iter=0 if state.get("epoch_complete") else int(state["epoch_iter"]),
+                        total_iters=int(state["total_iters"]), state=dict(state))
     log.info("resuming from %s: epoch %d, %d images into it, total_iters %d (optimizers, LR schedule, image pools "
              "and RNG states restored)", path, point.epoch, point.epoch_iter, point.total_iters)
+    follow_schedule(model, opt, state, point.epoch)
     return point
+
+
+def follow_schedule(model: Any, opt: argparse.Namespace, state: Mapping[str, Any], epoch: int) -> None:
+    """Set the learning rates to what the current flags' schedule gives ``epoch`` (the Adam moments stay restored).
+
+    linear, step and cosine: the model's schedulers, built from the current flags and not stepped yet, are
+    stepped once per epoch already done (``epoch - --epoch_count``), exactly as a run with these flags from the
+    start would have stepped them; unchanged flags give the saved rates bit for bit. plateau: its reductions
+    depend on the metric's history, so the saved scheduler is kept (rescaled when ``--lr`` changed).
+    """
+    saved_options = state.get("options", {})
+    saved_lr = float(saved_options.get("lr", opt.lr))
+    before = model.optimizers[0].param_groups[0]["lr"] if model.optimizers else None
+    for optimizer, scheduler, saved in zip(model.optimizers, model.schedulers, state["schedulers"]):
+        if opt.lr_policy == "plateau":
+            if saved_options.get("lr_policy", opt.lr_policy) == "plateau":
+                scheduler.load_state_dict(saved)  # the reductions so far, from the metric's history
+                if opt.lr != saved_lr:
+                    for group in optimizer.param_groups:
+                        group["lr"] *= opt.lr / saved_lr
+            else:  # a new plateau schedule starts at --lr
+                for group in optimizer.param_groups:
+                    group["lr"] = opt.lr
+            continue
+        for group, lr, base in zip(optimizer.param_groups, scheduler.get_last_lr(), scheduler.base_lrs):
+            group["lr"], group["initial_lr"] = lr, base
+        with warnings.catch_warnings():  # stepping before optimizer.step() is what a replay does
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(epoch - int(opt.epoch_count)):
+                scheduler.step()
+    if model.optimizers:
+        now = model.optimizers[0].param_groups[0]["lr"]
+        note = "" if now == before else "; the checkpoint's schedule was at %.7f" % before
+        log.info("learning rate %.7f for epoch %d: the --lr_policy %s schedule of the current flags%s", now, epoch,
+                 opt.lr_policy, note)
+
+
+def _check_count(objects: List[Any], states: List[Any], what: str) -> None:
+    """As many saved states as objects, or a ValueError saying so."""
+    if len(objects) != len(states):
+        raise ValueError(f"{len(states)} saved {what}, this model has {len(objects)}")
 
 
 def _load_list(objects: List[Any], states: List[Any], what: str) -> None:
     """``load_state_dict`` pairwise; the counts must match."""
-    if len(objects) != len(states):
-        raise ValueError(f"{len(states)} saved {what}, this model has {len(objects)}")
+    _check_count(objects, states, what)
     for obj, sd in zip(objects, states):
         obj.load_state_dict(sd)
 

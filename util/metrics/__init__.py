@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
+from util.errors import InvalidInputError
 from util.metrics.classifier import classifier_metric
 from util.metrics.fid import fid_metric, kid_metric
 from util.metrics.inception import get_extractor
@@ -91,11 +92,11 @@ def parse_metric_names(names: str | Iterable[str]) -> list[str]:
         if not name:
             continue
         if name not in METRICS:
-            raise ValueError(f"unknown metric '{raw.strip()}'; valid metrics: {', '.join(list_metrics())}")
+            raise InvalidInputError(f"unknown metric '{raw.strip()}'; valid metrics: {', '.join(list_metrics())}")
         if name not in out:
             out.append(name)
     if not out:
-        raise ValueError(f"no metric given; valid metrics: {', '.join(list_metrics())}")
+        raise InvalidInputError(f"no metric given; valid metrics: {', '.join(list_metrics())}")
     return out
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from util.errors import InvalidInputError, MissingPathError
 from util.image_io import DEFAULT_MAX_PIXELS, IMG_EXTENSIONS, check_pixels, list_image_files
 from util.image_io import load_image as read_rgb
 
@@ -28,12 +29,12 @@ def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:
     """Sorted image files under ``folder`` (recursive); with ``suffix`` only files whose stem ends with it."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
+        raise MissingPathError(f"image folder not found: {root}")
     files, _skipped = list_image_files(str(root))  # FIFOs, sockets, ... are skipped with a warning there
     found = sorted(Path(f) for f in files if not suffix or Path(f).stem.endswith(suffix))
     if not found:
         what = f" whose name ends with '{suffix}'" if suffix else ""
-        raise ValueError(f"no images{what} found in {root} (extensions: {' '.join(IMG_EXTENSIONS)})")
+        raise InvalidInputError(f"no images{what} found in {root} (extensions: {' '.join(IMG_EXTENSIONS)})")
     return found
 
 
@@ -72,7 +73,7 @@ def load_images(source: PathLike | Sequence[PathLike], size: int | None = None,
     first = tuple(tensors[0].shape)
     for p, t in zip(paths, tensors):
         if tuple(t.shape) != first:
-            raise ValueError(f"image {p} has size {tuple(t.shape[1:])} but {paths[0]} has {first[1:]}; "
+            raise InvalidInputError(f"image {p} has size {tuple(t.shape[1:])} but {paths[0]} has {first[1:]}; "
                              "pass a size (--size) to resize all images")
     return torch.stack(tensors)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from util.errors import UserError
 from util.logger import get_logger
 from util.metrics.images import batches, check_uint8
 from util.progress import Progress
@@ -31,8 +32,12 @@ FEATURE_DIM = 2048
 PROGRESS_DELAY = 5.0  # seconds before the feature extraction shows progress
 
 
-class InceptionWeightsError(FileNotFoundError):
+class InceptionWeightsError(UserError, FileNotFoundError):
     """The Inception weights file is not given, missing, or not a usable state dict."""
+
+
+class MissingPackageError(UserError, ImportError):
+    """An optional package that the chosen metrics need is not installed."""
 
 
 def _how_to_get() -> str:
@@ -80,7 +85,7 @@ def build_network(weights_path: str | os.PathLike | None = None) -> torch.nn.Mod
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError as exc:
-        raise ImportError("FID/KID need the package torch-fidelity: pip install torch-fidelity") from exc
+        raise MissingPackageError("FID/KID need the package torch-fidelity: pip install torch-fidelity") from exc
     # The bytes passed the weights_only check above; handing the same in-memory bytes to torch-fidelity
     # (instead of the path) means it never downloads and never reads a different file.
     try:

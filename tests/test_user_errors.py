@@ -1,0 +1,266 @@
+"""A user's mistake is one line, never a traceback: every entry point, run as a user runs it, on each such case.
+
+Each case runs the script in a subprocess and checks: exit status 2, exactly one ``<script>: error:`` line on
+stderr (the last one) and no traceback, the message naming what is wrong, and that no file of the experiment
+(the checkpoints folder, the results) was changed or created. Disk faults are simulated by tests/faults.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import pytest
+
+from conftest import ROOT, run_train, tiny_flags
+from training.experiment import ExperimentLock
+
+PIX2PIX = ["--model", "pix2pix", "--netG", "unet_128", "--netD", "n_layers", "--n_layers_D", "2"]
+FAULTS = str(ROOT / "tests" / "faults.py")
+RUNPY_NOTE = "RuntimeWarning: 'data.validation' found in sys.modules after import of package 'data'"
+LOGS = ("loss_log.txt", "loss_log.jsonl", "train_opt.txt")  # what a run that has started writes besides checkpoints
+
+
+@pytest.fixture(scope="module")
+def trained(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 1-epoch pix2pix experiment ``exp`` (checkpoints folder returned)."""
+    ck = tmp_path_factory.mktemp("trained")
+    run_train(PIX2PIX + tiny_flags("exp", ck) + ["--dataroot", str(demo_root / "demo_pix2pix"), "--n_epochs", "1",
+                                                 "--n_epochs_decay", "0", "--max_dataset_size", "4", "--no_html",
+                                                 "--print_freq", "1000"])
+    return ck
+
+
+@dataclass
+class World:
+    """A copy of the trained experiment and the data a case needs, all under ``tmp``."""
+
+    tmp: Path
+    data: Path  # the demo pix2pix data (read only)
+    ck: Path  # checkpoints folder holding ``exp``
+    results: Path
+    bad: Path  # pix2pix data with a zero-byte image in train/ and test/
+    empty: Path  # pix2pix layout with empty train/ and test/
+    fakes: Path  # a folder of images for evaluate.py
+    held: List[ExperimentLock] = field(default_factory=list)
+
+    def train(self, *flags: str, name: str = "exp", dataroot: Optional[Path] = None) -> List[str]:
+        """train.py arguments of the experiment (1 epoch)."""
+        return ["train.py", *PIX2PIX, *tiny_flags(name, self.ck), "--dataroot", str(dataroot or self.data),
+                "--n_epochs", "1", "--n_epochs_decay", "0", "--max_dataset_size", "4", "--no_html", "--print_freq",
+                "1000", "--display_id", "0", *flags]
+
+    def test(self, *flags: str, name: str = "exp", dataroot: Optional[Path] = None) -> List[str]:
+        """test.py arguments of the experiment."""
+        return ["test.py", "--model", "pix2pix", "--dataroot", str(dataroot or self.data), "--name", name,
+                "--checkpoints_dir", str(self.ck), "--results_dir", str(self.results), "--gpu_ids", "-1",
+                "--load_size", "32", "--crop_size", "32", "--num_test", "1", *flags]
+
+    def export(self, *flags: str, name: str = "exp") -> List[str]:
+        """export.py arguments of the experiment."""
+        return ["export.py", "--name", name, "--checkpoints_dir", str(self.ck), "--out", str(self.tmp / "out"),
+                "--format", "torchscript", "--check_size", "32", *flags]
+
+    def hold_lock(self) -> None:
+        """Hold the experiment's lock, as a running train.py would."""
+        lock = ExperimentLock(str(self.ck / "exp"))
+        lock.acquire()
+        self.held.append(lock)
+
+    def write(self, relative: str, content: bytes) -> None:
+        """Write a file under ``tmp``."""
+        (self.tmp / relative).write_bytes(content)
+
+
+def make_world(tmp: Path, demo_root: Path, trained: Path) -> World:
+    """Copy the experiment, make the bad and empty data sets and a folder of fake images."""
+    data = demo_root / "demo_pix2pix"
+    ck = tmp / "ck"
+    shutil.copytree(trained, ck)
+    bad = tmp / "bad"
+    shutil.copytree(data, bad)
+    for split in ("train", "test"):
+        (bad / split / "0000_zero.png").write_bytes(b"")  # sorted second: within --max_dataset_size
+        (tmp / "empty" / split).mkdir(parents=True)
+    fakes = tmp / "fakes"
+    shutil.copytree(data / "test", fakes)
+    return World(tmp, data, ck, tmp / "results", bad, tmp / "empty", fakes)
+
+
+@dataclass
+class Case:
+    """One mistake: the command (built from the world), what the message says, and the fault to simulate."""
+
+    argv: Callable[[World], List[str]]
+    expect: str
+    fault: Optional[Tuple[str, Callable[[World], str]]] = None  # (kind, pattern)
+    setup: Optional[Callable[[World], None]] = None
+    started: bool = False  # the run got past its start: its logs may change, its checkpoints must not
+    env: Dict[str, str] = field(default_factory=dict)
+
+
+def module(name: str, *args: str) -> List[str]:
+    """``python -m name args``."""
+    return ["-m", name, *args]
+
+
+CASES: Dict[str, Case] = {
+    # train.py
+    "train-bad-data": Case(lambda w: w.train(name="fresh", dataroot=w.bad),
+                           "1 of 4 image files cannot be used (--bad_data error); fix or remove them, or pass "
+                           "--bad_data skip to leave them out: "),
+    "train-missing-dataroot": Case(lambda w: w.train(name="fresh", dataroot=w.tmp / "nope"), "does not exist"),
+    "train-empty-dataroot": Case(lambda w: w.train(name="fresh", dataroot=w.empty), "no images found in"),
+    "train-missing-checkpoint": Case(lambda w: w.train("--continue_train", name="other"),
+                                     "checkpoint file not found"),
+    "train-nothing-left": Case(lambda w: w.train("--continue_train"), "nothing left to train"),
+    "train-earlier-run": Case(lambda w: w.train(), "holds checkpoints of an earlier run"),
+    "train-in-use": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                         f"is in use by another training run (PID {os.getpid()} on host",
+                         setup=World.hold_lock),
+    "train-read-only": Case(lambda w: w.train(name="fresh"), "Read-only file system",
+                            fault=("erofs", lambda w: str(w.ck))),
+    "train-disk-full-at-start": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                                     "No space left on device", fault=("enospc", lambda w: "train_opt.txt")),
+    "train-disk-full-at-save": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                                    "cannot write checkpoint latest into", fault=("enospc", lambda w: "_net_"),
+                                    started=True),
+    # test.py
+    "test-bad-data": Case(lambda w: w.test(dataroot=w.bad), "image files cannot be used (--bad_data error)"),
+    "test-missing-dataroot": Case(lambda w: w.test(dataroot=w.tmp / "nope"), "does not exist"),
+    "test-empty-dataroot": Case(lambda w: w.test(dataroot=w.empty), "no images found in"),
+    "test-missing-checkpoint": Case(lambda w: w.test(name="other"), "checkpoint file not found"),
+    "test-bad-config": Case(lambda w: w.test(), "cannot read the checkpoint config",
+                            setup=lambda w: w.write("ck/exp/config.json", b"{not json")),
+    "test-disk-full": Case(lambda w: w.test(), "No space left on device", fault=("enospc", lambda w: str(w.tmp))),
+    # evaluate.py
+    "evaluate-missing-folder": Case(lambda w: ["evaluate.py", "--fake_dir", str(w.tmp / "nope"), "--real_dir",
+                                               str(w.fakes), "--metrics", "swd"], "image folder not found"),
+    "evaluate-empty-folder": Case(lambda w: ["evaluate.py", "--fake_dir", str(w.empty / "test"), "--real_dir",
+                                             str(w.fakes), "--metrics", "swd"], "no images found in"),
+    "evaluate-bad-image": Case(lambda w: ["evaluate.py", "--fake_dir", str(w.bad / "test"), "--real_dir",
+                                          str(w.fakes), "--metrics", "swd"], "cannot read image"),
+    "evaluate-no-inception-weights": Case(lambda w: ["evaluate.py", "--fake_dir", str(w.fakes), "--real_dir",
+                                                     str(w.fakes), "--metrics", "fid"],
+                                          "no Inception weights file given"),
+    "evaluate-disk-full": Case(lambda w: ["evaluate.py", "--fake_dir", str(w.fakes), "--real_dir", str(w.fakes),
+                                          "--metrics", "swd", "--json", str(w.tmp / "out" / "m.json")],
+                               "No space left on device", fault=("enospc", lambda w: str(w.tmp / "out"))),
+    # export.py
+    "export-missing-folder": Case(lambda w: w.export(name="other"), "checkpoint folder not found"),
+    "export-missing-checkpoint": Case(lambda w: w.export("--epoch", "7"), "checkpoint file not found"),
+    "export-bad-config": Case(lambda w: w.export(), "cannot read the checkpoint config",
+                              setup=lambda w: w.write("ck/exp/config.json", b"{not json")),
+    "export-read-only-out": Case(lambda w: w.export(), "Read-only file system",
+                                 fault=("erofs", lambda w: str(w.tmp / "out"))),
+    # the dataset scripts
+    "combine-missing-folder": Case(lambda w: ["datasets/combine_A_and_B.py", "--fold_A", str(w.tmp / "nope"),
+                                              "--fold_B", str(w.tmp / "nope"), "--fold_AB", str(w.tmp / "ab")],
+                                   "is not a folder"),
+    "aligned-missing-folder": Case(lambda w: ["datasets/make_dataset_aligned.py", "--dataset-path",
+                                              str(w.tmp / "nope")], "is not a folder"),
+    "cityscapes-missing-folder": Case(lambda w: ["datasets/prepare_cityscapes_dataset.py", "--gtFine_dir",
+                                                 str(w.tmp / "nope"), "--leftImg8bit_dir", str(w.tmp / "nope"),
+                                                 "--output_dir", str(w.tmp / "city")], "does not exist"),
+    "demo-too-small": Case(lambda w: ["datasets/make_demo_dataset.py", "--out", str(w.tmp / "demo"), "--size", "4"],
+                           "--size must be at least 8"),
+    "validation-missing-folder": Case(lambda w: module("data.validation", str(w.tmp / "nope")), "does not exist"),
+}
+
+
+def command(case: Case, world: World, *extra: str) -> List[str]:
+    """The command line of a case (through tests/faults.py when it simulates a fault)."""
+    argv = case.argv(world) + list(extra)
+    if argv[0] != "-m":
+        argv[0] = str(ROOT / argv[0])
+    if case.fault is not None:
+        kind, pattern = case.fault
+        argv = [FAULTS, kind, pattern(world), *argv]
+    return [sys.executable, *argv]
+
+
+def run(cmd: List[str], env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Run a command from the repository root, without the debug variable and the Inception weights."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("IMG2IMG_DEBUG", "IMG2IMG_INCEPTION_WEIGHTS")}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**clean, **(env or {})})
+
+
+def snapshot(folder: Path, skip: Tuple[str, ...] = ()) -> Dict[str, str]:
+    """SHA-256 of every file under ``folder`` by relative path (names in ``skip`` left out)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_user_error_is_one_line(name: str, demo_root: Path, trained: Path, tmp_path: Path) -> None:
+    case = CASES[name]
+    world = make_world(tmp_path, demo_root, trained)
+    try:
+        if case.setup is not None:
+            case.setup(world)
+        skip = LOGS if case.started else ()
+        before = snapshot(tmp_path, skip)
+        res = run(command(case, world), case.env)
+    finally:
+        for lock in world.held:
+            lock.release()
+    script = Path(case.argv(world)[1 if case.argv(world)[0] == "-m" else 0]).name
+    prog = "validation.py" if script == "data.validation" else script
+    # Python's own note that data/__init__.py imported data.validation before ``-m`` ran it: not ours to print
+    lines = [line for line in res.stderr.splitlines() if line.strip() and RUNPY_NOTE not in line]
+    errors = [line for line in lines if ": error: " in line]
+    assert res.returncode == 2, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr[-3000:]
+    assert errors[0].startswith(f"{prog}: error: ") and case.expect in errors[0], errors[0]
+    if not case.started:
+        assert lines == errors, res.stderr[-3000:]  # nothing else on stderr
+    if name == "train-in-use":
+        before.pop("ck/exp/train.lock")  # ours: removed when released above
+    assert snapshot(tmp_path, skip) == before, "files of the experiment changed"
+
+
+@pytest.mark.slow
+def test_bad_files_are_listed_once(demo_root: Path, trained: Path, tmp_path: Path) -> None:
+    """The bad-file list is printed once: in the error line, each file with what is wrong and what to do."""
+    world = make_world(tmp_path, demo_root, trained)
+    res = run(command(CASES["train-bad-data"], world))
+    bad = str(world.bad / "train" / "0000_zero.png")
+    assert bad not in res.stdout and res.stderr.count(bad) == 1 and res.stderr.count("\n") == 1
+    assert f"{bad}: empty file (0 bytes); delete it or copy it again" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_debug_shows_the_traceback(how: str, demo_root: Path, trained: Path, tmp_path: Path) -> None:
+    world = make_world(tmp_path, demo_root, trained)
+    case = CASES["train-missing-dataroot"]
+    res = run(command(case, world, *(["--debug"] if how == "flag" else [])),
+              {"IMG2IMG_DEBUG": "1"} if how == "environment" else None)
+    assert res.returncode == 1 and "Traceback" in res.stderr and "MissingPathError" in res.stderr
+
+
+@pytest.mark.slow
+def test_internal_error_keeps_its_traceback(demo_root: Path, trained: Path, tmp_path: Path) -> None:
+    """An I/O error that is not the user's business (EIO while saving) is not dressed up as a user error."""
+    world = make_world(tmp_path, demo_root, trained)
+    case = Case(CASES["train-disk-full-at-save"].argv, "", fault=("eio", lambda w: "_net_"))
+    res = run(command(case, world))
+    assert res.returncode == 1 and "Traceback" in res.stderr and "Input/output error" in res.stderr
+    assert not list((world.ck / "exp").glob(".staging-*")) and not (world.ck / "exp" / "train.lock").exists()
+
+
+@pytest.mark.slow
+def test_read_only_checkpoints_are_fine_for_testing(demo_root: Path, trained: Path, tmp_path: Path) -> None:
+    """test.py only reads the checkpoints: a read-only folder costs test_opt.txt (a warning), nothing else."""
+    world = make_world(tmp_path, demo_root, trained)
+    res = run(command(Case(lambda w: w.test(), "", fault=("erofs", lambda w: str(w.ck))), world))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "test_opt.txt not written (Read-only file system): testing goes on" in res.stdout
+    assert (world.results / "exp" / "test_latest" / "index.html").is_file()
