@@ -10,6 +10,7 @@ also override the config. Both formats take any batch size, height and width. Se
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -320,6 +321,17 @@ def parse_formats(text: str) -> List[str]:
     return list(dict.fromkeys(formats))
 
 
+def onnx_unsupported(exporter: str) -> Optional[str]:
+    """Why the installed PyTorch cannot export ONNX with ``exporter``, or None (the project's minimum, 2.4, is
+    older than what the exporters need: the ``dynamo`` argument of ``torch.onnx.export`` and ``Dim.DYNAMIC``)."""
+    upgrade = f"torch {torch.__version__} is installed; ONNX export needs PyTorch 2.6 or later (pip install -e '.[export]')"
+    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        return upgrade
+    if exporter == "dynamo" and not hasattr(torch.export.Dim, "DYNAMIC"):
+        return f"--onnx_exporter dynamo: {upgrade}, or use --onnx_exporter legacy"
+    return None
+
+
 def validate(args: argparse.Namespace) -> None:
     """One-line errors for flags that cannot work."""
     checks = [("--netG", args.netG, networks.list_generators()), ("--norm", args.norm, networks.list_norms()),
@@ -334,6 +346,10 @@ def validate(args: argparse.Namespace) -> None:
             raise ExportError(f"--{flag} must be >= 1, got {value}")
     if args.tolerance < 0:
         raise ExportError(f"--tolerance must be >= 0, got {args.tolerance}")
+    if "onnx" in parse_formats(args.format) and args.onnx_exporter in ONNX_EXPORTERS:
+        reason = onnx_unsupported(args.onnx_exporter)
+        if reason:
+            raise ExportError(reason)
 
 
 def export(args: argparse.Namespace) -> Dict[str, Any]:
