@@ -26,8 +26,8 @@ else
   (while sleep "${SETUP_HEARTBEAT_S:-30}"; do echo "setup: pip still working ($((SECONDS - start)) s)"; done) &
   heartbeat=$!
   trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
-  # pip's errors go to stderr unfiltered; of its stdout only the steps
-  "${pip_install[@]}" --progress-bar off \
-    | awk '/^(Collecting|Building wheel|Installing collected|Successfully installed)/ { print "  " $0; fflush() }'
+  # pip's errors go to stderr unfiltered; of its stdout only the steps, as they happen (unbuffered)
+  PYTHONUNBUFFERED=1 "${pip_install[@]}" --progress-bar off \
+    | awk '/^(Collecting|Processing|Building wheel|Installing collected|Successfully installed)/ { print "  " $0; fflush() }'
 fi
 echo "setup: environment ready in $((SECONDS - start)) s: .venv ($req); activate it with: source .venv/bin/activate"

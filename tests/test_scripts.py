@@ -25,7 +25,9 @@ if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python" &&
 { printf '%s\n' "$0" "$PWD" "PIP_CONSTRAINT=${PIP_CONSTRAINT:-}" "PIP_BUILD_CONSTRAINT=${PIP_BUILD_CONSTRAINT:-}"
   printf '%s\n' "$@"; } > "$FAKE_RECORD"
 if [ "$1 $2" = "-m pip" ]; then
-  echo "Collecting torch"
+  echo "Looking in links: /opt/wheels"
+  echo "Processing /opt/wheels/torch-2.14.1.whl"
+  echo "Collecting pillow"
   echo "Downloading torch-2.14.1.whl (900 MB) 50%"
   sleep "${FAKE_PIP_SLEEP:-0}"
   if [ "${FAKE_PIP_RC:-0}" != 0 ]; then echo "ERROR: No matching distribution found for torch" >&2; exit "$FAKE_PIP_RC"; fi
@@ -76,7 +78,8 @@ def test_setup_reports_progress_in_logs(tmp_path: Path) -> None:
     out = res.stdout
     assert "setup: creating .venv with Python 3.99" in out
     assert "setup: installing requirements-dev.txt into .venv" in out
-    assert "  Collecting torch" in out and "  Successfully installed torch-2.14.1" in out
+    assert "  Processing /opt/wheels/torch-2.14.1.whl\n  Collecting pillow\n" in out
+    assert "  Successfully installed torch-2.14.1" in out and "Looking in links" not in out
     assert out.count("setup: pip still working") >= 1
     assert "Downloading" not in out
     assert "environment ready in" in out and "source .venv/bin/activate" in out
