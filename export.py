@@ -324,7 +324,8 @@ def parse_formats(text: str) -> List[str]:
 def onnx_unsupported(exporter: str) -> Optional[str]:
     """Why the installed PyTorch cannot export ONNX with ``exporter``, or None (the project's minimum, 2.4, is
     older than what the exporters need: the ``dynamo`` argument of ``torch.onnx.export`` and ``Dim.DYNAMIC``)."""
-    upgrade = f"torch {torch.__version__} is installed; ONNX export needs PyTorch 2.6 or later (pip install -e '.[export]')"
+    upgrade = (f"torch {torch.__version__} is installed; ONNX export needs PyTorch 2.6 or later "
+               "(pip install -e '.[export]')")
     if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
         return upgrade
     if exporter == "dynamo" and not hasattr(torch.export.Dim, "DYNAMIC"):

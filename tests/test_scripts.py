@@ -30,7 +30,9 @@ if [ "$1 $2" = "-m pip" ]; then
   echo "Collecting pillow"
   echo "Downloading torch-2.14.1.whl (900 MB) 50%"
   sleep "${FAKE_PIP_SLEEP:-0}"
-  if [ "${FAKE_PIP_RC:-0}" != 0 ]; then echo "ERROR: No matching distribution found for torch" >&2; exit "$FAKE_PIP_RC"; fi
+  if [ "${FAKE_PIP_RC:-0}" != 0 ]; then
+    echo "ERROR: No matching distribution found for torch" >&2; exit "$FAKE_PIP_RC"
+  fi
   echo "Installing collected packages: torch"
   echo "Successfully installed torch-2.14.1"
 fi
@@ -61,7 +63,9 @@ def clean_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def run_bash(script: Path, *args: str, env: Dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_bash(script: Path, *args: str, env: Dict[str, str], cwd: Path,
+             timeout: float = 60) -> subprocess.CompletedProcess:
+    """``bash script args`` without a terminal, output captured."""
     return subprocess.run(["bash", str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -167,8 +171,8 @@ def test_cyclegan_example_scripts_train_and_test(demo_root: Path, tmp_path: Path
     tiny = ["--dataroot", str(demo_root / "demo"), "--checkpoints_dir", str(tmp_path / "ck"), "--ngf", "8",
             "--ndf", "8", "--load_size", "32", "--crop_size", "32", "--gpu_ids", "-1"]
     res = run_bash(ROOT / "scripts" / "train_cyclegan.sh", *tiny, "--num_threads", "0", "--display_id", "0",
-                   "--max_dataset_size", "2", "--n_epochs", "1", "--n_epochs_decay", "0", "--save_epoch_freq", "1", env=env, cwd=tmp_path,
-                   timeout=300)
+                   "--max_dataset_size", "2", "--n_epochs", "1", "--n_epochs_decay", "0", "--save_epoch_freq", "1",
+                   env=env, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "ck" / "maps_cyclegan" / "latest_net_G_A.pth").is_file()
     res = run_bash(ROOT / "scripts" / "test_cyclegan.sh", *tiny, "--results_dir", str(tmp_path / "res"),
