@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import math
 import os
@@ -365,6 +366,16 @@ def require_packages(formats: Sequence[str], args: argparse.Namespace) -> None:
     if not args.no_check and not importable("onnxruntime"):
         raise ExportError(f"checking the ONNX file needs the package onnxruntime: {INSTALL_EXPORT}; or pass "
                           f"--no_check")
+def onnx_unsupported(exporter: str) -> Optional[str]:
+    """Why the installed PyTorch cannot export ONNX with ``exporter``, or None (the project's minimum, 2.4, is
+    older than what the exporters need: the ``dynamo`` argument of ``torch.onnx.export`` and ``Dim.DYNAMIC``)."""
+    upgrade = (f"torch {torch.__version__} is installed; ONNX export needs PyTorch 2.6 or later "
+               "(pip install -e '.[export]')")
+    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        return upgrade
+    if exporter == "dynamo" and not hasattr(torch.export.Dim, "DYNAMIC"):
+        return f"--onnx_exporter dynamo: {upgrade}, or use --onnx_exporter legacy"
+    return None
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -380,6 +391,10 @@ def validate(args: argparse.Namespace) -> None:
         problem = None if value is None else valid.problem(f"--{flag}", value)
         if problem:
             raise ExportError(problem)
+    if "onnx" in parse_formats(args.format) and args.onnx_exporter in ONNX_EXPORTERS:
+        reason = onnx_unsupported(args.onnx_exporter)
+        if reason:
+            raise ExportError(reason)
 
 
 def export(args: argparse.Namespace) -> Dict[str, Any]:

@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Shared downloader for the pretrained-model scripts: download_model.sh <base_url> <name> <target_dir>.
-# Writes <target_dir>/latest_net_G.pth; fails with a clear message (and leaves no partial file) when offline.
+# Writes <target_dir>/latest_net_G.pth; fails with a clear message when offline and then leaves nothing behind:
+# no partial file, and no folder that it created (an existing model or folder is never touched).
 set -u
 BASE_URL="$1"; NAME="$2"; TARGET_DIR="$3"
 URL="$BASE_URL/$NAME.pth"
-mkdir -p "$TARGET_DIR"
+CREATED=()  # the folders this download creates, deepest first
+dir="$TARGET_DIR"
+while [[ ! -d "$dir" ]]; do CREATED+=("$dir"); dir="$(dirname "$dir")"; done
+mkdir -p "$TARGET_DIR" || exit 1
 MODEL_FILE="$TARGET_DIR/latest_net_G.pth"
 PART_FILE="$MODEL_FILE.part"
-trap 'rm -f "$PART_FILE"' EXIT
+cleanup() {
+  rm -f "$PART_FILE"
+  [[ -f "$MODEL_FILE" ]] && return
+  for dir in ${CREATED[@]+"${CREATED[@]}"}; do rmdir "$dir" 2>/dev/null || break; done  # only while empty
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 STATUS=0
 if command -v wget >/dev/null 2>&1; then

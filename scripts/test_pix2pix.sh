@@ -1,2 +1,6 @@
+#!/usr/bin/env bash
+# The official example (test, facades_pix2pix); extra arguments are passed on to test.py, e.g. --gpu_ids -1.
+# Runs in the active virtual environment, else in .venv (scripts/python_env.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 set -ex
-python test.py --dataroot ./datasets/facades --name facades_pix2pix --model pix2pix --netG unet_256 --direction BtoA --dataset_mode aligned --norm batch
+"$PY" test.py --dataroot ./datasets/facades --name facades_pix2pix --model pix2pix --netG unet_256 --direction BtoA --dataset_mode aligned --norm batch "$@"

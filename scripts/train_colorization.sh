@@ -1,2 +1,6 @@
+#!/usr/bin/env bash
+# The official example (train, color_pix2pix); extra arguments are passed on to train.py, e.g. --gpu_ids -1.
+# Runs in the active virtual environment, else in .venv (scripts/python_env.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 set -ex
-python train.py --dataroot ./datasets/colorization --name color_pix2pix --model colorization
+"$PY" train.py --dataroot ./datasets/colorization --name color_pix2pix --model colorization "$@"

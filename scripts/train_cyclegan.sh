@@ -1,2 +1,6 @@
+#!/usr/bin/env bash
+# The official example (train, maps_cyclegan); extra arguments are passed on to train.py, e.g. --gpu_ids -1.
+# Runs in the active virtual environment, else in .venv (scripts/python_env.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/python_env.sh"
 set -ex
-python train.py --dataroot ./datasets/maps --name maps_cyclegan --model cycle_gan --pool_size 50 --no_dropout
+"$PY" train.py --dataroot ./datasets/maps --name maps_cyclegan --model cycle_gan --pool_size 50 --no_dropout "$@"

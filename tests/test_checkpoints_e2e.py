@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import socket
 import subprocess
 import threading
 from collections import OrderedDict
@@ -74,13 +75,37 @@ def test_pretrained_cyclegan_download_then_test(tmp_path: Path, model_server, de
     assert len(list((web / "images").glob("*_fake.png"))) == 2
 
 
-def test_download_failure_leaves_nothing(tmp_path: Path, model_server) -> None:
-    _, url = model_server
+def closed_port_url() -> str:
+    """A local URL nothing listens on (connection refused, as when offline)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("script,name", [("download_cyclegan_model.sh", "horse2zebra"),
+                                         ("download_pix2pix_model.sh", "edges2shoes")])
+@pytest.mark.parametrize("failure", ["missing", "unreachable"])
+def test_download_failure_leaves_nothing(script: str, name: str, failure: str, tmp_path: Path, model_server) -> None:
+    """A failed download removes the folders it created (no empty checkpoints/<name>_pretrained/), and keeps
+    what was there before: other models, and an earlier download of the same model."""
+    _, url = model_server  # serves nothing: the model is missing
+    env = {"MODEL_BASE_URL": url if failure == "missing" else closed_port_url()}
     ckpt = tmp_path / "checkpoints"
-    res = run_script("download_pix2pix_model.sh", "edges2shoes",
-                     env={"MODEL_BASE_URL": url, "CHECKPOINTS_DIR": str(ckpt)})
+    res = run_script(script, name, env={**env, "CHECKPOINTS_DIR": str(ckpt)})
     assert res.returncode == 1 and "cannot download" in res.stderr
-    assert not list((ckpt / "edges2shoes_pretrained").glob("*"))
+    assert not ckpt.exists()  # neither checkpoints/ nor checkpoints/<name>_pretrained/ is left
+
+    (ckpt / "other").mkdir(parents=True)
+    res = run_script(script, name, env={**env, "CHECKPOINTS_DIR": str(ckpt)})
+    assert res.returncode == 1 and sorted(p.name for p in ckpt.iterdir()) == ["other"]
+
+    earlier = ckpt / f"{name}_pretrained" / "latest_net_G.pth"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"earlier download")
+    res = run_script(script, name, env={**env, "CHECKPOINTS_DIR": str(ckpt)})
+    assert res.returncode == 1 and earlier.read_bytes() == b"earlier download"
+    assert [p.name for p in earlier.parent.iterdir()] == ["latest_net_G.pth"]
 
 
 def test_official_checkpoint_without_dropout_flag_names_it(tmp_path: Path, demo_root: Path) -> None:

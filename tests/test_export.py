@@ -196,6 +196,28 @@ def test_bad_flags_are_named(argv: List[str], message: str, export_module, tmp_p
                             str(tmp_path / "out")] + argv)
 
 
+@pytest.mark.parametrize("missing", ["dynamo argument", "Dim.DYNAMIC"])
+def test_onnx_export_on_too_old_torch_says_what_to_do(missing: str, export_module, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyTorch releases between the project's minimum (2.4) and the exporters' needs get a one-line error naming
+    the installed version, before any file is written; TorchScript still works."""
+    if missing == "Dim.DYNAMIC":
+        monkeypatch.delattr(torch.export.Dim, "DYNAMIC")
+    else:
+        monkeypatch.setattr(torch.onnx, "export", lambda model, args, f=None, *, input_names=None: None)
+    make_checkpoint(tmp_path / "ckpt", "exp", "G", "resnet_6blocks")
+    base = ["--name", "exp", "--checkpoints_dir", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out")]
+    with pytest.raises(export_module.ExportError, match=re.escape(f"torch {torch.__version__} is installed; ONNX "
+                                                                  "export needs PyTorch 2.6 or later")) as err:
+        export_module.main(base + ["--format", "onnx"])
+    assert ("--onnx_exporter legacy" in str(err.value)) == (missing == "Dim.DYNAMIC")
+    assert not (tmp_path / "out").exists()
+    if missing == "Dim.DYNAMIC":
+        assert export_module.onnx_unsupported("legacy") is None
+    report = export_module.main(base + ["--format", "torchscript", "--check_size", "16"])
+    assert list(report["files"]) == ["torchscript"]
+
+
 def test_missing_checkpoint_folder(export_module, tmp_path: Path) -> None:
     """A wrong --name says which folder is missing."""
     with pytest.raises(export_module.ExportError, match="checkpoint folder not found"):

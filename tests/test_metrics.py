@@ -237,6 +237,21 @@ def test_fid_kid_agree_with_torch_fidelity() -> None:
     assert fid.kid_from_features(x, y, num_subsets=1)[0] == pytest.approx(ref[tf_kid.KEY_METRIC_KID_MEAN], rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", [0, 2020])
+def test_kid_subsets_are_torch_fidelitys(seed: int) -> None:
+    """Several subsets smaller than the sets: the same subsets, mean and std as torch-fidelity for one seed."""
+    tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(60, 8)), rng.normal(size=(50, 8)) * 1.2 + 0.3
+    ref = tf_kid.kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=7,
+                                        kid_subset_size=20, rng_seed=seed, verbose=False)
+    mean, std = fid.kid_from_features(x, y, num_subsets=7, subset_size=20, seed=seed)
+    assert mean == pytest.approx(ref[tf_kid.KEY_METRIC_KID_MEAN], rel=1e-12)
+    assert std == pytest.approx(ref[tf_kid.KEY_METRIC_KID_STD], rel=1e-9)
+    other, _ = fid.kid_from_features(x, y, num_subsets=7, subset_size=20, seed=seed + 1)
+    assert other != pytest.approx(mean, rel=1e-6)  # the subsets do depend on the seed
+
+
 def test_fid_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="at least 2 samples"):
         fid.fid_from_features(np.zeros((1, 4)), np.zeros((5, 4)))

@@ -14,7 +14,7 @@ import warnings
 import pytest
 from PIL import Image
 
-pytest.importorskip("visdom", reason="visdom is not installed (it is in requirements.txt)")
+pytest.importorskip("visdom", reason="visdom is not installed (the visdom extra; requirements-dev.txt)")
 
 from test_visualizer import LOSSES, free_port, make_opt, make_visuals  # noqa: E402
 

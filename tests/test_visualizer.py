@@ -449,6 +449,19 @@ def test_visdom_error_mid_run_disables_with_one_warning(tmp_path, captured) -> N
     v.close()
 
 
+def test_missing_visdom_package_says_how_to_install_it(captured, monkeypatch) -> None:
+    """A server listens but the visdom package is absent (it is an extra): one warning naming the extra."""
+    monkeypatch.setitem(sys.modules, "visdom", None)  # import visdom -> ImportError
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        display = vis_mod.VisdomDisplay("http://localhost", listener.getsockname()[1], "main", 1, 4, "exp")
+        assert display.connect() is False
+    warnings_ = captured.messages(logging.WARNING)
+    assert len(warnings_) == 1 and "pip install -e '.[visdom]'" in warnings_[0]
+    assert "docs/install.md" in warnings_[0] and "training continues without it" in warnings_[0]
+
+
 # ----------------------------------------------------------------------------- results page helper
 def test_save_images_results_page(tmp_path) -> None:
     """save_images: h3 with the input's stem, images/<stem>_<label>.png, one row; aspect ratio applied."""

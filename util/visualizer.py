@@ -181,7 +181,8 @@ class VisdomDisplay:
             if not vis.check_connection():
                 raise ConnectionError("the server did not answer")
         except ImportError:
-            self._disable(f"--display_id > 0 needs the 'visdom' package (pip install visdom); {hint}")
+            self._disable("--display_id > 0 needs the 'visdom' package (pip install -e '.[visdom]', see "
+                          f"docs/install.md); {hint}")
             return False
         except Exception as error:  # noqa: BLE001 - any failure means: no visdom for this run
             self._disable(f"Could not connect to visdom server at {self.address} ({error}); {hint}")

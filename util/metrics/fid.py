@@ -10,8 +10,12 @@ with few samples (``n1 * n2 <= d^2``) the same trace is the nuclear norm of the 
 
 KID (Binkowski et al. 2018): the unbiased MMD^2 estimate with the cubic polynomial kernel
 ``k(x, y) = (x.y / d + 1)^3``, averaged over ``num_subsets`` random subsets drawn without replacement from each
-set; ``subset_size`` is clipped to the smaller set, so small test sets work. Returns the mean and the standard
-deviation over subsets (the protocol of torch-fidelity and of the paper: 100 subsets of 1000).
+set. Returns the mean and the (population) standard deviation over subsets. The subsets are drawn as
+torch-fidelity draws them: one ``numpy.random.RandomState(seed)``, per subset first the indices into set 1, then
+into set 2, each with ``choice(n, m, replace=False)``; so the same features and seed give torch-fidelity's
+``kid_features_to_metric`` value (its default seed is 2020, ours 0). RandomState's stream is frozen by NumPy,
+so the subsets do not change with the NumPy release. Unlike torch-fidelity, which refuses sets smaller than the
+subset size, ``subset_size`` is clipped to the smaller set, so small test sets work.
 """
 from __future__ import annotations
 
@@ -107,7 +111,7 @@ def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def kid_from_features(features1: ArrayLike, features2: ArrayLike, num_subsets: int = 100,
                       subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """KID (mean, std over subsets) with subsets of ``min(subset_size, n1, n2)`` drawn with a seeded generator."""
+    """KID (mean, std over subsets) with subsets of ``min(subset_size, n1, n2)`` drawn as torch-fidelity does."""
     f1 = _as_features(features1, "features1")
     f2 = _as_features(features2, "features2")
     if f1.shape[1] != f2.shape[1]:
@@ -115,7 +119,7 @@ def kid_from_features(features1: ArrayLike, features2: ArrayLike, num_subsets: i
     if num_subsets < 1 or subset_size < 2:
         raise ValueError(f"KID needs num_subsets >= 1 and subset_size >= 2, got {num_subsets}, {subset_size}")
     m = min(subset_size, f1.shape[0], f2.shape[0])
-    rng = np.random.default_rng(seed)
+    rng = np.random.RandomState(seed)  # torch-fidelity's generator and draw order (module docstring)
     mmds = np.empty(num_subsets, dtype=np.float64)
     for i in range(num_subsets):
         x = f1[rng.choice(f1.shape[0], m, replace=False)]
