@@ -20,10 +20,11 @@ CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 # Options that describe the model as a whole (copied as they were at training time).
 MODEL_OPTIONS = ("model", "netG", "netD", "n_layers_D", "norm", "no_dropout", "ngf", "ndf", "input_nc",
-                 "output_nc", "upsample", "init_type", "init_gain", "direction", "dataset_mode")
-# Flags test.py may take from the config (decisions.md).
+                 "output_nc", "upsample", "init_type", "init_gain", "direction", "dataset_mode",
+                 "normG", "normD", "no_antialias", "no_antialias_up")
+# Flags test.py may take from the config (decisions.md); normG .. no_antialias_up exist for --model cut only.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
-             "n_layers_D")
+             "n_layers_D", "normG", "normD", "no_antialias", "no_antialias_up")
 
 
 def config_path(save_dir: str) -> str:

@@ -11,12 +11,15 @@ import torch
 import data
 import models
 from util.logger import get_logger
+from util.util import str2bool
 
 log = get_logger(__name__)
 
 
 # Attributes we add to opt after parsing; not options, so not in the printed table.
 INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank")
+# A flag only one model has selects that model when --model is not given (the CUT code's commands name none).
+MODEL_SELECTING_FLAGS = {"--CUT_mode": "cut"}
 
 
 def explicit_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Set[str]:
@@ -82,7 +85,8 @@ class BaseOptions:
         parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
         # model parameters
         parser.add_argument("--model", type=str, default="cycle_gan",
-                            help="chooses which model to use. [" + " | ".join(models.list_models()) + "]")
+                            help="chooses which model to use. [" + " | ".join(models.list_models()) + "]; "
+                                 "--CUT_mode alone selects cut")
         parser.add_argument("--input_nc", type=int, default=3,
                             help="# of input image channels: 3 for RGB and 1 for grayscale")
         parser.add_argument("--output_nc", type=int, default=3,
@@ -102,7 +106,8 @@ class BaseOptions:
                             help="network initialization [normal | xavier | kaiming | orthogonal]")
         parser.add_argument("--init_gain", type=float, default=0.02,
                             help="scaling factor for normal, xavier and orthogonal.")
-        parser.add_argument("--no_dropout", action="store_true", help="no dropout for the generator")
+        parser.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=False,
+                            help="no dropout for the generator (also --no_dropout True/False)")
         parser.add_argument("--upsample", type=str, default="deconv",
                             help="[ours] generator upsampling: deconv (official transposed conv) | nearest | "
                                  "bilinear (resize-convolution, avoids checkerboard artifacts)")
@@ -172,8 +177,16 @@ class BaseOptions:
         """Parse base flags, then the model's and the dataset's extra flags/defaults (official order)."""
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.make_parser()
+        if "model" not in explicit_flags(parser, argv):
+            given = {token.split("=", 1)[0] for token in argv}
+            for flag, model in MODEL_SELECTING_FLAGS.items():
+                if flag in given:
+                    parser.set_defaults(model=model)
         opt, _ = parser.parse_known_args(argv)
         parser = models.get_option_setter(opt.model)(parser, self.isTrain)
+        opt, _ = parser.parse_known_args(argv)
+        # defaults the model derives from what is parsed so far (cut: --CUT_mode); explicit flags still win
+        parser.set_defaults(**models.find_model_using_name(opt.model).option_defaults(opt, self.isTrain))
         opt, _ = parser.parse_known_args(argv)
         parser = data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
         self.parser = parser
@@ -241,6 +254,7 @@ class BaseOptions:
                 and opt.crop_size > opt.load_size:
             raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                              f"with --preprocess {opt.preprocess} the crop must fit the resized image")
+        models.find_model_using_name(opt.model).validate_options(opt)  # the model's own checks
 
     def resolve_device(self, opt: argparse.Namespace) -> None:
         """Turn ``--gpu_ids`` into a list and ``opt.device``; fall back to the CPU when CUDA is absent."""
