@@ -62,7 +62,7 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
                     progress.clear()  # the official line on its own line; the bar is redrawn after it
                     log.info("processing (%04d)-th image... %s", done, [paths[b]])
                 save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
-                            width=opt.display_winsize, use_wandb=opt.use_wandb)
+                            width=opt.display_winsize, use_wandb=opt.use_wandb, by_visual=model.results_by_visual)
                 done += 1
                 saved += 1
             progress.update(saved)

@@ -43,6 +43,8 @@ def train(opt) -> None:
     dataset_size = len(dataset)
     log.info("The number of training images = %d", dataset_size)
     model = create_model(opt)
+    if model.needs_first_batch:  # data-dependent init (CUT's F): before setup(), so schedulers, resume, DDP see it
+        model.data_dependent_initialize(next(iter(dataset)))
     model.setup(opt)
     if getattr(opt, "deterministic", False):
         set_deterministic(True)  # after the model: BaseModel switches cuDNN autotuning on

@@ -365,8 +365,9 @@ class Visualizer:
 
 
 def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str, Sequence[str]],
-                aspect_ratio: float = 1.0, width: int = 256, use_wandb: bool = False) -> None:
-    """Save one input's visuals as ``images/<stem>_<label>.png`` and add an h3 header plus one row to the page."""
+                aspect_ratio: float = 1.0, width: int = 256, use_wandb: bool = False, by_visual: bool = False) -> None:
+    """Save one input's visuals as ``images/<stem>_<label>.png`` (``by_visual``: ``images/<label>/<stem>.png``,
+    one folder per visual) and add an h3 header plus one row to the page."""
     first = image_path if isinstance(image_path, str) else image_path[0]
     name = os.path.splitext(ntpath.basename(os.fspath(first)))[0]
     image_dir = webpage.get_image_dir()
@@ -375,7 +376,11 @@ def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str
     arrays = OrderedDict()
     for label, im_data in visuals.items():
         image = util.tensor2im(im_data)
-        image_name = "%s_%s.png" % (name, label)
+        if by_visual:
+            util.mkdirs(os.path.join(image_dir, label))
+            image_name = "%s/%s.png" % (label, name)
+        else:
+            image_name = "%s_%s.png" % (name, label)
         util.save_image(image, os.path.join(image_dir, image_name), aspect_ratio=aspect_ratio)
         ims.append(image_name)
         txts.append(label)
