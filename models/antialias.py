@@ -44,11 +44,21 @@ class Upsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = int(channels)
-        self.pad = nn.ReplicationPad2d(1)
         # x4 (the stride squared): each output pixel receives a quarter of the kernel's taps
         self.register_buffer("filt", (binomial_kernel(4) * 4)[None, None].repeat(self.channels, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, 2H, 2W)."""
-        y = F.conv_transpose2d(self.pad(x), self.filt.to(x.dtype), stride=2, padding=2, groups=self.channels)
+        y = F.conv_transpose2d(replicate_pad1(x), self.filt.to(x.dtype), stride=2, padding=2, groups=self.channels)
         return y[:, :, 1:-1, 1:-1]
+
+
+def replicate_pad1(x: torch.Tensor) -> torch.Tensor:
+    """Replication padding by one pixel on each side, written as concatenations.
+
+    The same values as ``nn.ReplicationPad2d(1)`` (a copy of the border rows and columns); its backward under
+    ``torch.compile`` fails in PyTorch 2.14 (a stride mismatch in ``replication_pad2d_backward``'s inductor
+    lowering), these concatenations compile.
+    """
+    x = torch.cat((x[:, :, :1], x, x[:, :, -1:]), dim=2)
+    return torch.cat((x[:, :, :, :1], x, x[:, :, :, -1:]), dim=3)

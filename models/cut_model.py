@@ -16,7 +16,7 @@ from util import amp
 from util.util import str2bool
 
 from . import networks, step_utils
-from .base_model import BaseModel
+from .base_model import BaseModel, unwrap
 from .patchnce import PatchNCELoss
 
 MODES = {"cut": "CUT", "fastcut": "FastCUT"}
@@ -322,6 +322,11 @@ class CUTModel(BaseModel):
             value = getattr(self, name, None)
             if isinstance(value, torch.Tensor):
                 setattr(self, name, value.detach())
+
+    def apply_compile(self, net: torch.nn.Module) -> torch.nn.Module:
+        """``--compile`` compiles G and D; F stays eager: a few small matrix products around a random draw of
+        positions in Python, where compiling would only add graph breaks and compile time."""
+        return net if unwrap(net) is unwrap(getattr(self, "netF", None)) else super().apply_compile(net)
 
     # ------------------------------------------------------------------ checkpoints
     def load_networks(self, epoch: int | str) -> None:

@@ -501,9 +501,13 @@ def discriminator_geometry(net: nn.Module, input_size: int = 256) -> Dict[str, i
 
 
 def l2_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-7) -> torch.Tensor:
-    """``x / (||x||_2 + eps)`` along ``dim`` (CUT's Normalize), computed in float32 under ``--amp``."""
+    """``x / (||x||_2 + eps)`` along ``dim`` (CUT's Normalize), computed in float32 under ``--amp``.
+
+    ``vector_norm`` rather than ``sum(x**2) ** 0.5``: the same value, but an all-zero row (a head whose ReLU
+    units are all off, or a feature position that a ReLU zeroed) gets gradient 0 instead of NaN.
+    """
     x = amp.to_float(x)
-    return x.div(x.pow(2).sum(dim, keepdim=True).pow(0.5) + eps)
+    return x.div(torch.linalg.vector_norm(x, 2, dim=dim, keepdim=True) + eps)
 
 
 class PatchSampleF(nn.Module):

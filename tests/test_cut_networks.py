@@ -370,3 +370,39 @@ def test_patchnce_keys_get_no_gradient() -> None:
     PatchNCELoss(argparse.Namespace(nce_T=0.07, batch_size=2,
                                     nce_includes_all_negatives_from_minibatch=False))(q, k).mean().backward()
     assert q.grad is not None and k.grad is None
+
+
+def test_zero_rows_have_a_finite_gradient() -> None:
+    """A head whose ReLUs are all off outputs a zero row: its normalisation must not turn the step into NaN."""
+    x = torch.zeros(3, 4)
+    x[1] = torch.tensor([3.0, 4.0, 0.0, 0.0])
+    x.requires_grad_()
+    y = networks.l2_normalize(x)
+    torch.testing.assert_close(y[1].detach(), torch.tensor([0.6, 0.8, 0.0, 0.0]))
+    assert torch.equal(y[0].detach(), torch.zeros(4))
+    y.sum().backward()
+    assert bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.slow
+def test_torch_compile_runs_the_antialiased_generator() -> None:
+    """torch.compile (inductor) on the CUT layout: features and output in one call, forward and backward."""
+    from test_performance_paths import compile_usable
+
+    reason = compile_usable()
+    if reason:
+        pytest.skip(f"torch.compile is not usable here ({reason})")
+    torch.manual_seed(0)
+    # no residual blocks (official layers; inductor's cost on a CPU grows with every kernel to build)
+    net = networks.ResnetGenerator(3, 3, 2, networks.get_norm_layer("instance"), n_blocks=0, no_antialias=False,
+                                   no_antialias_up=False)
+    compiled = torch.compile(net)
+    x = torch.randn(1, 3, 16, 16, requires_grad=True)
+    out, feats = compiled(x, [0, 4, 8])
+    (out.mean() + sum(f.mean() for f in feats)).backward()
+    grad = x.grad.clone()
+    x.grad = None
+    eager_out, eager_feats = net(x, [0, 4, 8])
+    (eager_out.mean() + sum(f.mean() for f in eager_feats)).backward()
+    torch.testing.assert_close(out, eager_out, rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad, x.grad, rtol=0, atol=1e-6)
