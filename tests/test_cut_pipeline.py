@@ -89,12 +89,12 @@ def test_cut_code_checkpoint_through_test_py(demo_root: Path, tmp_path: Path) ->
         assert np.abs(saved - expected_png).max() <= 1
 
 
-def test_pretrained_name_fine_tunes_from_another_folder(cut_run, demo_root: Path, caplog) -> None:
+def test_pretrained_name_fine_tunes_from_another_folder(cut_run, demo_root: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
     ckpt, name = cut_run
-    caplog.set_level("INFO", logger="img2img")
     run_train(["--dataroot", str(demo_root / "demo"), "--CUT_mode", "CUT", "--continue_train",
                "--pretrained_name", name] + tiny_flags("fine_tuned", ckpt) + TRAIN + ARCH)
-    assert f"loading the model from {ckpt / name / 'latest_net_G.pth'}" in caplog.text
+    assert f"loading the model from {ckpt / name / 'latest_net_G.pth'}" in capsys.readouterr().out
     start = torch.load(ckpt / name / "latest_net_G.pth", weights_only=True)
     tuned = torch.load(ckpt / "fine_tuned" / "latest_net_G.pth", weights_only=True)
     diffs = [float((start[k] - tuned[k]).abs().max()) for k in start if start[k].dim() == 4 and "filt" not in k]
@@ -131,3 +131,20 @@ def test_torchrun_two_processes(demo_root: Path, tmp_path: Path) -> None:
     assert len(f) == 20 and not any(k.startswith("module.") for k in f)
     g = torch.load(exp / "latest_net_G.pth", weights_only=True)
     assert not any(k.startswith("module.") for k in g)
+
+
+def test_bad_data_skip_and_a_dataset_smaller_than_the_batch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The pre-flight scan leaves unusable files out; 3 images with --batch_size 4 still train (one short batch
+    that also builds F's heads)."""
+    from test_bad_data import write_corpus
+
+    root = tmp_path / "data"
+    write_corpus(root / "trainA", ["rgb.png", "gray16.png", "zero_bytes.png"])
+    write_corpus(root / "trainB", ["palette.png", "truncated.png", "rgba.png", "exif_rotated.jpg"])
+    ckpt = tmp_path / "ck"
+    run_train(["--dataroot", str(root), "--CUT_mode", "FastCUT", *tiny_flags("bad", ckpt), "--bad_data", "skip",
+               "--batch_size", "4"] + TRAIN)
+    out = capsys.readouterr().out  # the framework logger writes to stdout
+    assert "--bad_data skip: left out 2 of 7 image files" in out
+    assert "The number of training images = 3" in out
+    assert len(torch.load(ckpt / "bad" / "latest_net_F.pth", weights_only=True)) == 20
