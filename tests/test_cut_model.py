@@ -351,3 +351,16 @@ def test_f_optimizer_betas_and_schedule(demo_root: Path, tmp_path: Path) -> None
     assert model.optimizer_F.param_groups[0]["betas"] == (0.5, 0.9)
     assert model.optimizer_G.param_groups[0]["betas"] == (0.5, 0.9)
     assert model.schedulers[-1].optimizer is model.optimizer_F
+
+
+def test_key_features_build_no_graph(demo_root: Path, tmp_path: Path) -> None:
+    """G's passes for PatchNCE: queries with gradient, keys (detached by PatchNCE anyway) without a graph."""
+    opt = cut_opt(demo_root, tmp_path, "--CUT_mode", "CUT", "--lambda_GAN", "0")
+    model = ready_model(opt)
+    model.set_input(batch_of(opt))
+    model.forward()
+    grad_enabled: List[bool] = []
+    handle = model.netG.register_forward_pre_hook(lambda m, args: grad_enabled.append(torch.is_grad_enabled()))
+    model.compute_G_loss()
+    handle.remove()
+    assert grad_enabled == [True, False, True, False]  # NCE: query, key; NCE_Y: query, key
