@@ -146,6 +146,9 @@ class CUTModel(BaseModel):
             why = "--nce_idt feeds real B through G" if opt.nce_idt else "PatchNCE feeds G's output back into G"
             raise ValueError(f"--input_nc {opt.input_nc} and --output_nc {opt.output_nc} differ, but {why}, which "
                              f"needs equal channel counts (grayscale: --input_nc 1 --output_nc 1)")
+        if getattr(opt, "eval_freq", 0) > 0:
+            raise ValueError("--eval_freq is not available for --model cut yet; evaluate test.py's results "
+                             "(images/fake_B) with evaluate.py instead")
         if not 0.0 <= opt.beta2 < 1.0:
             raise ValueError(f"--beta2 must be in [0, 1), got {opt.beta2}")
         if opt.pretrained_name is not None:

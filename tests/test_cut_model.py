@@ -118,6 +118,7 @@ def test_explicit_flags_win(flags: List[str], expected: dict, tmp_path: Path) ->
     (["--lambda_NCE", "-1"], "--lambda_NCE"),
     (["--beta2", "1"], "--beta2"),
     (["--dataset_mode", "single"], "--dataset_mode single"),
+    (["--eval_freq", "4"], "--eval_freq is not available for --model cut"),
     (["--pretrained_name", "other"], "--continue_train"),
     (["--pretrained_name", "missing", "--continue_train"], "does not exist"),
 ])

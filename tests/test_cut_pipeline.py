@@ -3,7 +3,6 @@ single-folder test, a CUT-code checkpoint through test.py, --pretrained_name, ex
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -150,13 +149,3 @@ def test_bad_data_skip_and_a_dataset_smaller_than_the_batch(tmp_path: Path, caps
     assert "The number of training images = 3" in out
     assert len(torch.load(ckpt / "bad" / "latest_net_F.pth", weights_only=True)) == 20
 
-
-def test_testB_missing_suggests_the_single_folder_mode(demo_root: Path, tmp_path: Path) -> None:
-    root = tmp_path / "only_a"
-    shutil.copytree(demo_root / "demo" / "testA", root / "testA")
-    with pytest.raises(FileNotFoundError) as err:
-        run_test(["--CUT_mode", "CUT", "--dataroot", str(root), "--name", "x", "--checkpoints_dir",
-                  str(tmp_path / "ck"), "--results_dir", str(tmp_path / "r"), "--gpu_ids", "-1"])
-    message = str(err.value)
-    assert "testB does not exist" in message and f"--dataset_mode single --dataroot {root / 'testA'}" in message
-    assert "G_A" not in message and "\n" not in message

@@ -45,7 +45,8 @@ def metric_records(exp: Path) -> List[Dict]:
 
 
 def test_every_trainable_model_has_a_case() -> None:
-    trainable = set(models.list_models()) - {"test"}
+    # cut: --eval_freq is refused at parse time until it is wired (tests/test_cut_model.py)
+    trainable = set(models.list_models()) - {"test", "cut"}
     assert trainable <= set(CASES), f"add {sorted(trainable - set(CASES))} to CASES (and EXPECTED_KEYS)"
 
 
