@@ -141,10 +141,15 @@ def resolve_architecture(args: argparse.Namespace, config: Optional[Dict[str, An
 
 
 def build_generator(arch: Dict[str, Any]) -> nn.Module:
-    """The generator on the CPU in eval mode; ``syncbatch`` is built as ``batch`` (same keys, same eval maths)."""
+    """The generator on the CPU in eval mode; ``syncbatch`` is built as ``batch`` (same keys, same eval maths).
+
+    ``no_antialias``/``no_antialias_up`` (CUT's antialiased layout) default to the official layout.
+    """
     norm = "batch" if arch["norm"] == "syncbatch" else arch["norm"]
     net = networks.define_G(arch["input_nc"], arch["output_nc"], arch["ngf"], arch["netG"], norm,
-                            not arch["no_dropout"], upsample=arch["upsample"])
+                            not arch["no_dropout"], upsample=arch["upsample"],
+                            no_antialias=arch.get("no_antialias", True),
+                            no_antialias_up=arch.get("no_antialias_up", True))
     return net.eval()
 
 
@@ -157,8 +162,10 @@ def load_generator(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]
     config = arch_config.read_config(save_dir)
     net_name = choose_net(save_dir, prefix, config, args.net)
     arch = resolve_architecture(args, config, net_name)
-    net = build_generator(arch)
     path = os.path.join(save_dir, f"{prefix}_net_{net_name}.pth")
+    if os.path.isfile(path):  # CUT's antialiased layers announce themselves by their kernel buffers
+        arch.update(checkpoint_io.antialias_layout(checkpoint_io.read_weights(path)))
+    net = build_generator(arch)
     log.info("loading the model from %s", path)
     checkpoint_io.load_network(net, path, name=net_name)
     info = {"name": args.name, "net": net_name, "checkpoint": os.path.abspath(path), "prefix": prefix,

@@ -71,7 +71,8 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
                 if done % 5 == 0:  # the official line (printed above the bar on a terminal)
                     log.info("processing (%04d)-th image... %s", done, [paths[b]])
                 save_images(webpage, split_visuals(visuals, b), [paths[b]], aspect_ratio=opt.aspect_ratio,
-                            width=opt.display_winsize, use_wandb=opt.use_wandb, name=names.stem_for(paths[b]))
+                            width=opt.display_winsize, use_wandb=opt.use_wandb, name=names.stem_for(paths[b]),
+                            by_visual=model.results_by_visual)
                 done += 1
                 saved += 1
             progress.update(saved)

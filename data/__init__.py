@@ -126,8 +126,12 @@ class CustomDatasetDataLoader:
         return self
 
     def set_epoch(self, epoch: int) -> None:
-        """Forward the epoch to the sampler, so each epoch has its own (seeded, reproducible) order."""
+        """Forward the epoch to the sampler (each epoch has its own seeded order) and to the dataset, if it
+        cares; when the dataset changes, running workers are stopped so the next epoch starts them with it."""
         self.sampler.set_epoch(epoch)
+        dataset_set_epoch = getattr(self.dataset, "set_epoch", None)
+        if callable(dataset_set_epoch) and dataset_set_epoch(epoch):
+            self.close()
 
     def __len__(self) -> int:
         """Number of samples: min(len(dataset), --max_dataset_size) (the full size under DDP too)."""

@@ -23,9 +23,29 @@ class UnalignedDataset(BaseDataset):
         self.B_paths = list_images(self.dir_B, opt, layout)
         self.A_size = len(self.A_paths)
         self.B_size = len(self.B_paths)
+        self.at_crop_size = False  # --load_crop_size_in_decay, in the decay epochs
+        self._build_transforms()
+
+    def _build_transforms(self) -> None:
+        """The A and B transforms; loading at --crop_size instead of --load_size in the decay epochs if asked."""
+        opt = Namespace(**vars(self.opt))
+        if self.at_crop_size:
+            opt.load_size = opt.crop_size
         nc_A, nc_B = direction_nc(opt)
         self.transform_A = get_transform(opt, grayscale=(nc_A == 1))
         self.transform_B = get_transform(opt, grayscale=(nc_B == 1))
+
+    def set_epoch(self, epoch: int) -> bool:
+        """With ``--load_crop_size_in_decay``, switch to load_size = crop_size after ``--n_epochs``; return whether
+        the transforms changed (data-loader workers then need the new copy)."""
+        opt = self.opt
+        wanted = bool(getattr(opt, "isTrain", False) and getattr(opt, "load_crop_size_in_decay", False)
+                      and epoch > getattr(opt, "n_epochs", epoch))
+        if wanted == self.at_crop_size:
+            return False
+        self.at_crop_size = wanted
+        self._build_transforms()
+        return True
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Return {'A', 'B', 'A_paths', 'B_paths'} with A = A[index % |A|] and a serial or random B."""

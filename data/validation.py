@@ -107,6 +107,10 @@ def check_layout(opt: argparse.Namespace) -> None:
         return
     if os.path.isdir(dir_A) and not getattr(opt, "isTrain", False):
         model = getattr(opt, "model", "cycle_gan")
+        if model != "cycle_gan":  # one generator: the single-folder dataset feeds it
+            raise MissingPathError(
+                f"{dir_B} does not exist: --dataset_mode unaligned reads {phase}A and {phase}B; to translate only "
+                f"the {phase}A images use --dataset_mode single --dataroot {dir_A}")
         raise MissingPathError(
             f"{dir_B} does not exist: --model {model} (--dataset_mode unaligned) tests both directions and needs "
             f"{phase}A and {phase}B; to translate only the {phase}A images use --model test --dataroot {dir_A} "

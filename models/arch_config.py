@@ -29,20 +29,25 @@ CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
 # Options that describe the model as a whole (copied as they were at training time).
 MODEL_OPTIONS = ("model", "netG", "netD", "n_layers_D", "norm", "no_dropout", "ngf", "ndf", "input_nc",
-                 "output_nc", "upsample", "init_type", "init_gain", "direction", "dataset_mode")
-# Flags test.py may take from the config (docs/testing.md); explicit flags win.
+                 "output_nc", "upsample", "init_type", "init_gain", "direction", "dataset_mode",
+                 "normG", "normD", "no_antialias", "no_antialias_up")
+# Flags test.py may take from the config (docs/testing.md); explicit flags win. normG .. no_antialias_up exist
+# for --model cut only.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
-             "n_layers_D")
+             "n_layers_D", "normG", "normD", "no_antialias", "no_antialias_up")
 # The schema: the type of each option (all optional) and the keys of each network entry ("upsample" optional).
 OPTION_TYPES: Dict[str, type] = {"model": str, "netG": str, "netD": str, "n_layers_D": int, "norm": str,
                                  "no_dropout": bool, "ngf": int, "ndf": int, "input_nc": int, "output_nc": int,
                                  "upsample": str, "init_type": str, "init_gain": float, "direction": str,
-                                 "dataset_mode": str}
+                                 "dataset_mode": str, "normG": str, "normD": str, "no_antialias": bool,
+                                 "no_antialias_up": bool}
 NETWORK_KEYS: Dict[str, Dict[str, type]] = {
     "G": {"netG": str, "input_nc": int, "output_nc": int, "ngf": int, "norm": str, "use_dropout": bool},
     "D": {"netD": str, "input_nc": int, "ndf": int, "n_layers_D": int, "norm": str},
 }
-OPTIONAL_NETWORK_KEYS: Dict[str, Dict[str, type]] = {"G": {"upsample": str}, "D": {}}
+OPTIONAL_NETWORK_KEYS: Dict[str, Dict[str, type]] = {"G": {"upsample": str, "no_antialias": bool,
+                                                            "no_antialias_up": bool},
+                                                      "D": {"no_antialias": bool}}
 
 
 class ConfigError(UserError, ValueError):
@@ -53,7 +58,8 @@ class ConfigError(UserError, ValueError):
 def _choices() -> Dict[str, Sequence[str]]:
     """The valid names of the keys that name a registry entry."""
     return {"netG": networks.list_generators(), "netD": networks.list_discriminators(),
-            "norm": networks.list_norms(), "upsample": networks.UPSAMPLE_MODES, "init_type": networks.INIT_TYPES,
+            "norm": networks.list_norms(), "normG": networks.list_norms(), "normD": networks.list_norms(),
+            "upsample": networks.UPSAMPLE_MODES, "init_type": networks.INIT_TYPES,
             "direction": ("AtoB", "BtoA")}
 
 

@@ -36,6 +36,11 @@ class StepPlan:
 class BaseModel(ABC):
     """Abstract base of all models; subclasses declare loss_names, model_names and visual_names."""
 
+    # The training loop calls ``data_dependent_initialize`` with the first batch before ``setup`` (CUT's F).
+    needs_first_batch = False
+    # test.py writes ``images/<visual>/<stem>.png`` instead of ``images/<stem>_<visual>.png`` (CUT's layout).
+    results_by_visual = False
+
     def __init__(self, opt: argparse.Namespace) -> None:
         self.opt = opt
         self.isTrain = opt.isTrain
@@ -69,6 +74,19 @@ class BaseModel(ABC):
         generators and discriminators in training, generators at test time."""
         return ("G", "D") if is_train else ("G",)
 
+    @staticmethod
+    def option_defaults(opt: argparse.Namespace, is_train: bool) -> Dict[str, Any]:
+        """Defaults that depend on options already parsed (applied after ``modify_commandline_options``, so
+        explicit flags still win); the base model has none."""
+        return {}
+
+    @staticmethod
+    def validate_options(opt: argparse.Namespace) -> None:
+        """Raise ValueError naming the flag for option values this model cannot work with (at parse time)."""
+
+    def data_dependent_initialize(self, data: Dict[str, Any]) -> None:
+        """Build what depends on the data from the first batch, before ``setup``; the base model needs nothing."""
+
     @abstractmethod
     def set_input(self, input: Dict[str, Any]) -> None:
         """Unpack a batch from the data loader."""
@@ -82,22 +100,33 @@ class BaseModel(ABC):
         """Compute losses and gradients and update the weights for one batch."""
 
     # ------------------------------------------------------------------ building
-    def build_generator(self, name: str, input_nc: int, output_nc: int, use_dropout: bool) -> nn.Module:
-        """``define_G`` with the options, recorded for the checkpoint config, on the model's device."""
+    def build_generator(self, name: str, input_nc: int, output_nc: int, use_dropout: bool,
+                        norm: Optional[str] = None, no_antialias: bool = True,
+                        no_antialias_up: bool = True) -> nn.Module:
+        """``define_G`` with the options (``norm`` default ``--norm``; antialias off: the official layout),
+        recorded for the checkpoint config, on the model's device."""
         o = self.opt
         spec = {"kind": "G", "netG": o.netG, "input_nc": input_nc, "output_nc": output_nc, "ngf": o.ngf,
-                "norm": o.norm, "use_dropout": bool(use_dropout), "upsample": getattr(o, "upsample", "deconv")}
-        net = networks.define_G(input_nc, output_nc, o.ngf, o.netG, o.norm, use_dropout, o.init_type, o.init_gain,
-                                upsample=spec["upsample"])
+                "norm": norm or o.norm, "use_dropout": bool(use_dropout), "upsample": getattr(o, "upsample", "deconv")}
+        if not (no_antialias and no_antialias_up):  # recorded only when used: other configs stay as they were
+            spec.update(no_antialias=bool(no_antialias), no_antialias_up=bool(no_antialias_up))
+        net = networks.define_G(input_nc, output_nc, o.ngf, o.netG, spec["norm"], use_dropout, o.init_type,
+                                o.init_gain, upsample=spec["upsample"], no_antialias=no_antialias,
+                                no_antialias_up=no_antialias_up)
         self.net_specs[name] = spec
         return net.to(self.device)
 
-    def build_discriminator(self, name: str, input_nc: int) -> nn.Module:
-        """``define_D`` with the options, recorded for the checkpoint config, on the model's device."""
+    def build_discriminator(self, name: str, input_nc: int, norm: Optional[str] = None,
+                            no_antialias: bool = True) -> nn.Module:
+        """``define_D`` with the options (``norm`` default ``--norm``; antialias off: the official layout),
+        recorded for the checkpoint config, on the model's device."""
         o = self.opt
         spec = {"kind": "D", "netD": o.netD, "input_nc": input_nc, "ndf": o.ndf, "n_layers_D": o.n_layers_D,
-                "norm": o.norm}
-        net = networks.define_D(input_nc, o.ndf, o.netD, o.n_layers_D, o.norm, o.init_type, o.init_gain)
+                "norm": norm or o.norm}
+        if not no_antialias:
+            spec["no_antialias"] = False
+        net = networks.define_D(input_nc, o.ndf, o.netD, o.n_layers_D, spec["norm"], o.init_type, o.init_gain,
+                                no_antialias=no_antialias)
         self.net_specs[name] = spec
         return net.to(self.device)
 
@@ -107,8 +136,10 @@ class BaseModel(ABC):
             allocate_adam_state(optimizer)
 
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """Adam(lr, betas=(beta1, 0.999)) as in the official code, in its fused kernel (docs/performance.md)."""
-        return make_adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999), device=self.device)
+        """Adam(lr, betas=(beta1, beta2)) in its fused kernel (docs/performance.md); beta2 is 0.999 as in the
+        official code unless the model has a ``--beta2`` option (cut)."""
+        betas = (self.opt.beta1, getattr(self.opt, "beta2", 0.999))
+        return make_adam(params, lr=self.opt.lr, betas=betas, device=self.device)
 
     def named_networks(self) -> "OrderedDict[str, nn.Module]":
         """The model's networks by name (``model_names`` order), possibly wrapped."""

@@ -119,6 +119,20 @@ def _generator_name(keys: List[str]) -> Optional[str]:
     return None
 
 
+def antialias_layout(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, bool]:
+    """``no_antialias`` / ``no_antialias_up`` of a network, read from its ``filt`` buffers (CUT's antialiased
+    layers: 3x3 kernels downsample, 4x4 kernels upsample; official networks have none)."""
+    sizes = {v.shape[-1] for k, v in state_dict.items() if k.endswith(".filt") and v.dim() == 4}
+    return {"no_antialias": 3 not in sizes, "no_antialias_up": 4 not in sizes}
+
+
+def _describe_antialias(layout: Mapping[str, bool]) -> str:
+    """'antialiased down/strided up'-style words for a layout."""
+    down = "strided downsampling" if layout["no_antialias"] else "antialiased downsampling"
+    up = "transposed-conv upsampling" if layout["no_antialias_up"] else "antialiased upsampling"
+    return f"{down} and {up}"
+
+
 def diagnose_mismatch(net: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> List[str]:
     """Return human hints naming the flag(s) that most likely differ between ``net`` and ``state_dict``."""
     own = net.state_dict()
@@ -134,6 +148,11 @@ def diagnose_mismatch(net: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     elif g_mine is None and g_theirs is None and len({k.split('.')[1] for k in mine if k.startswith('model.')}) != \
             len({k.split('.')[1] for k in theirs if k.startswith('model.')}):
         hints.append("--netD / --n_layers_D: the discriminators have different depths")
+    aa_theirs, aa_mine = antialias_layout(state_dict), antialias_layout(own)
+    if aa_theirs != aa_mine:
+        hints.append(f"--no_antialias / --no_antialias_up: the checkpoint has {_describe_antialias(aa_theirs)}, "
+                     f"the model was built with {_describe_antialias(aa_mine)} (CUT/FastCUT checkpoints load with "
+                     f"--model cut and its default flags)")
     if g_mine == g_theirs or g_theirs is None:
         dropout_theirs = _has_block_dropout(state_dict)
         dropout_mine = _has_block_dropout(own)

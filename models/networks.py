@@ -13,11 +13,15 @@ checkpoints load with ``strict=True``. Additions of ours keep the official layou
 * ``min_side_for(kind, name, ...)`` says the smallest image side a network takes (the ResNets 5, the basic
   PatchGAN 24, ...): the pre-flight scan refuses smaller images by name before they crash inside a layer.
 * ``ARCH_RANGES``: the valid range of each architecture number, for the flags and for config.json alike.
+* CUT/FastCUT's antialiased layouts (``no_antialias=False`` / ``no_antialias_up=False``, keyword arguments of
+  ``define_G`` and ``define_D``; models/antialias.py) with the CUT code's indices and keys; omitted, the official
+  layout. The ResNet generator also returns encoder features (``net(x, layers, encode_only=True)``), and
+  ``define_F`` builds CUT's patch sampler ``PatchSampleF``.
 """
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -25,8 +29,11 @@ import torch.nn.functional as F
 from torch.nn import init
 from torch.optim import lr_scheduler
 
+from util import amp
 from util.logger import get_logger
 from util.ranges import Range
+
+from .antialias import Downsample, Upsample
 
 log = get_logger(__name__)
 
@@ -198,7 +205,12 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """ResNet generator: c7s1-ngf, two stride-2 downsamplings, n_blocks residual blocks, two upsamplings, c7s1."""
+    """ResNet generator: c7s1-ngf, two stride-2 downsamplings, n_blocks residual blocks, two upsamplings, c7s1.
+
+    ``no_antialias=False`` makes each downsampling a stride-1 conv, norm, ReLU and ``Downsample``;
+    ``no_antialias_up=False`` makes each upsampling ``Upsample``, a stride-1 3x3 conv (zero padding), norm, ReLU
+    (CUT's layout). Both default to the official layout. Every layout has the same parameters.
+    """
 
     size_multiple = 4
     # Smallest input side: up to 4 pixels are padded to 4 and downsampled to a 1x1 map, which the residual blocks'
@@ -207,10 +219,14 @@ class ResnetGenerator(nn.Module):
 
     def __init__(self, input_nc: int, output_nc: int, ngf: int = 64,
                  norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, use_dropout: bool = False,
-                 n_blocks: int = 6, padding_type: str = "reflect", upsample: str = "deconv") -> None:
+                 n_blocks: int = 6, padding_type: str = "reflect", upsample: str = "deconv",
+                 no_antialias: bool = True, no_antialias_up: bool = True) -> None:
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         _check_upsample(upsample)
+        if not no_antialias_up and upsample != "deconv":
+            raise ValueError(f"--upsample {upsample} and antialiased upsampling both replace the transposed "
+                             f"convolutions; pass --no_antialias_up or drop --upsample")
         super().__init__()
         use_bias = uses_bias(norm_layer)
         model: List[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0,
@@ -219,8 +235,13 @@ class ResnetGenerator(nn.Module):
         n_downsampling = 2
         for i in range(n_downsampling):
             mult = 2 ** i
-            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
-                      norm_layer(ngf * mult * 2), nn.ReLU(True)]
+            out_nc = ngf * mult * 2
+            if no_antialias:
+                model += [nn.Conv2d(ngf * mult, out_nc, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                          norm_layer(out_nc), nn.ReLU(True)]
+            else:
+                model += [nn.Conv2d(ngf * mult, out_nc, kernel_size=3, stride=1, padding=1, bias=use_bias),
+                          norm_layer(out_nc), nn.ReLU(True), Downsample(out_nc)]
         mult = 2 ** n_downsampling
         for _ in range(n_blocks):
             model += [ResnetBlock(ngf * mult, padding_type=padding_type, norm_layer=norm_layer,
@@ -228,20 +249,43 @@ class ResnetGenerator(nn.Module):
         for i in range(n_downsampling):
             mult = 2 ** (n_downsampling - i)
             in_nc, out_nc = ngf * mult, int(ngf * mult / 2)
-            if upsample == "deconv":
-                up: nn.Module = nn.ConvTranspose2d(in_nc, out_nc, kernel_size=3, stride=2, padding=1,
-                                                   output_padding=1, bias=use_bias)
+            if not no_antialias_up:
+                model += [Upsample(in_nc), nn.Conv2d(in_nc, out_nc, kernel_size=3, stride=1, padding=1,
+                                                     bias=use_bias)]
+            elif upsample == "deconv":
+                model += [nn.ConvTranspose2d(in_nc, out_nc, kernel_size=3, stride=2, padding=1, output_padding=1,
+                                             bias=use_bias)]
             else:
-                up = resize_conv(in_nc, out_nc, upsample, use_bias)
-            model += [up, norm_layer(out_nc), nn.ReLU(True)]
+                model += [resize_conv(in_nc, out_nc, upsample, use_bias)]
+            model += [norm_layer(out_nc), nn.ReLU(True)]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*model)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate ``x``; any H, W works and the output has the input's size."""
+    def forward(self, x: torch.Tensor, layers: Sequence[int] = (), encode_only: bool = False) -> Any:
+        """Translate ``x`` (any H, W; the output has the input's size), or also return encoder features.
+
+        With ``layers`` (ascending indices into ``model``), the outputs of those layers are collected: with
+        ``encode_only`` the list is returned as soon as the last one is computed, otherwise ``(output, list)``.
+        """
         x, h, w = pad_to_multiple(x, self.size_multiple)
-        y = self.model(x)
-        return y[..., :h, :w] if y.shape[-2:] != (h, w) else y
+        if not layers:
+            y = self.model(x)
+            return y[..., :h, :w] if y.shape[-2:] != (h, w) else y
+        wanted = set(int(i) for i in layers)
+        last = max(wanted)
+        feats: List[torch.Tensor] = []
+        for index, layer in enumerate(self.model):
+            x = layer(x)
+            if index in wanted:
+                feats.append(x)
+            if encode_only and index == last:
+                return feats
+        return (x[..., :h, :w] if x.shape[-2:] != (h, w) else x), feats
+
+
+def resnet_layer_count(n_blocks: int, no_antialias: bool = True, no_antialias_up: bool = True) -> int:
+    """Number of layers of a ResNet generator's ``model`` (valid feature indices are 0 .. count - 1)."""
+    return 4 + 2 * (3 if no_antialias else 4) + n_blocks + 2 * (3 if no_antialias_up else 4) + 3
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -313,13 +357,35 @@ class UnetGenerator(nn.Module):
         return y[..., :h, :w] if y.shape[-2:] != (h, w) else y
 
 
-GeneratorBuilder = Callable[[int, int, int, Callable[..., nn.Module], bool, str], nn.Module]
+GeneratorBuilder = Callable[..., nn.Module]
+
+
+def _unet(num_downs: int) -> GeneratorBuilder:
+    """Builder of a U-Net generator; the antialiased layouts exist for the ResNet generators only."""
+    def build(i: int, o: int, ngf: int, norm: Callable[..., nn.Module], drop: bool, up: str,
+              no_antialias: bool = True, no_antialias_up: bool = True) -> nn.Module:
+        if not (no_antialias and no_antialias_up):
+            raise ValueError(f"--netG unet_{2 ** num_downs}: antialiased sampling exists for the ResNet generators "
+                             f"only; use --netG resnet_9blocks or resnet_6blocks (or --no_antialias "
+                             f"--no_antialias_up)")
+        return UnetGenerator(i, o, num_downs, ngf, norm, drop, upsample=up)
+    return build
+
+
+def _resnet(n_blocks: int) -> GeneratorBuilder:
+    """Builder of a ResNet generator with ``n_blocks`` residual blocks."""
+    def build(i: int, o: int, ngf: int, norm: Callable[..., nn.Module], drop: bool, up: str,
+              no_antialias: bool = True, no_antialias_up: bool = True) -> nn.Module:
+        return ResnetGenerator(i, o, ngf, norm, drop, n_blocks, upsample=up, no_antialias=no_antialias,
+                               no_antialias_up=no_antialias_up)
+    return build
+
 
 GENERATORS: Dict[str, GeneratorBuilder] = {
-    "resnet_9blocks": lambda i, o, ngf, norm, drop, up: ResnetGenerator(i, o, ngf, norm, drop, 9, upsample=up),
-    "resnet_6blocks": lambda i, o, ngf, norm, drop, up: ResnetGenerator(i, o, ngf, norm, drop, 6, upsample=up),
-    "unet_128": lambda i, o, ngf, norm, drop, up: UnetGenerator(i, o, 7, ngf, norm, drop, upsample=up),
-    "unet_256": lambda i, o, ngf, norm, drop, up: UnetGenerator(i, o, 8, ngf, norm, drop, upsample=up),
+    "resnet_9blocks": _resnet(9),
+    "resnet_6blocks": _resnet(6),
+    "unet_128": _unet(7),
+    "unet_256": _unet(8),
 }
 
 
@@ -330,11 +396,17 @@ def list_generators() -> List[str]:
 
 def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "batch", use_dropout: bool = False,
              init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = (),
-             upsample: str = "deconv") -> nn.Module:
-    """Create and initialize a generator by name (official signature; ``gpu_ids``/``upsample`` are extras)."""
+             upsample: str = "deconv", *, no_antialias: bool = True, no_antialias_up: bool = True,
+             opt: Any = None) -> nn.Module:
+    """Create and initialize a generator by name (official signature; the keyword arguments are extras).
+
+    ``no_antialias`` / ``no_antialias_up`` False select CUT's antialiased down/up-sampling (ResNets only);
+    omitted, the official layout. ``opt`` is accepted for the CUT code's signature and not used.
+    """
     if netG not in GENERATORS:
         raise _unknown("generator", netG, list_generators(), "--netG")
-    net = GENERATORS[netG](input_nc, output_nc, ngf, get_norm_layer(norm), use_dropout, upsample)
+    net = GENERATORS[netG](input_nc, output_nc, ngf, get_norm_layer(norm), use_dropout, upsample,
+                           no_antialias=no_antialias, no_antialias_up=no_antialias_up)
     return init_net(net, init_type, init_gain, gpu_ids)
 
 
@@ -344,23 +416,32 @@ def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "ba
 
 
 class NLayerDiscriminator(nn.Module):
-    """PatchGAN discriminator with ``n_layers`` stride-2 convolutions (``basic`` = 3 layers, 70x70 patches)."""
+    """PatchGAN discriminator with ``n_layers`` stride-2 convolutions (``basic`` = 3 layers, 70x70 patches).
+
+    ``no_antialias=False`` (CUT's layout) makes each stride-2 conv stride 1, followed by [norm,] LeakyReLU and
+    ``Downsample``; the last two convolutions are unchanged. The default is the official layout.
+    """
 
     def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3,
-                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d) -> None:
+                 norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d, no_antialias: bool = True) -> None:
         if n_layers < 1:
             raise ValueError(f"--n_layers_D must be >= 1, got {n_layers}")
         super().__init__()
         use_bias = uses_bias(norm_layer)
         kw, padw = 4, 1
-        sequence: List[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw),
+        stride = 2 if no_antialias else 1
+        sequence: List[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=stride, padding=padw),
                                      nn.LeakyReLU(0.2, True)]
+        if not no_antialias:
+            sequence += [Downsample(ndf)]
         nf_mult = 1
         for n in range(1, n_layers):
             nf_mult_prev, nf_mult = nf_mult, min(2 ** n, 8)
-            sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw,
+            sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=stride, padding=padw,
                                    bias=use_bias),
                          norm_layer(ndf * nf_mult), nn.LeakyReLU(0.2, True)]
+            if not no_antialias:
+                sequence += [Downsample(ndf * nf_mult)]
         nf_mult_prev, nf_mult = nf_mult, min(2 ** n_layers, 8)
         sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw,
                                bias=use_bias),
@@ -392,10 +473,11 @@ class PixelDiscriminator(nn.Module):
         return self.net(x)
 
 
-DISCRIMINATORS: Dict[str, Callable[[int, int, int, Callable[..., nn.Module]], nn.Module]] = {
-    "basic": lambda i, ndf, n, norm: NLayerDiscriminator(i, ndf, n_layers=3, norm_layer=norm),
-    "n_layers": lambda i, ndf, n, norm: NLayerDiscriminator(i, ndf, n_layers=n, norm_layer=norm),
-    "pixel": lambda i, ndf, n, norm: PixelDiscriminator(i, ndf, norm_layer=norm),
+DISCRIMINATORS: Dict[str, Callable[..., nn.Module]] = {
+    "basic": lambda i, ndf, n, norm, aa: NLayerDiscriminator(i, ndf, n_layers=3, norm_layer=norm, no_antialias=aa),
+    "n_layers": lambda i, ndf, n, norm, aa: NLayerDiscriminator(i, ndf, n_layers=n, norm_layer=norm,
+                                                                no_antialias=aa),
+    "pixel": lambda i, ndf, n, norm, aa: PixelDiscriminator(i, ndf, norm_layer=norm),  # no striding to antialias
 }
 
 
@@ -405,11 +487,15 @@ def list_discriminators() -> List[str]:
 
 
 def define_D(input_nc: int, ndf: int, netD: str, n_layers_D: int = 3, norm: str = "batch",
-             init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = ()) -> nn.Module:
-    """Create and initialize a discriminator by name (official signature; ``gpu_ids`` is an extra)."""
+             init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = (), *,
+             no_antialias: bool = True, opt: Any = None) -> nn.Module:
+    """Create and initialize a discriminator by name (official signature; the keyword arguments are extras).
+
+    ``no_antialias=False`` selects CUT's antialiased layout for ``basic``/``n_layers``; omitted, the official one.
+    """
     if netD not in DISCRIMINATORS:
         raise _unknown("discriminator", netD, list_discriminators(), "--netD")
-    net = DISCRIMINATORS[netD](input_nc, ndf, n_layers_D, get_norm_layer(norm))
+    net = DISCRIMINATORS[netD](input_nc, ndf, n_layers_D, get_norm_layer(norm), no_antialias)
     return init_net(net, init_type, init_gain, gpu_ids)
 
 
@@ -417,8 +503,8 @@ def discriminator_geometry(net: nn.Module, input_size: int = 256) -> Dict[str, i
     """Receptive field (pixels) and output-map side of a feed-forward conv discriminator for a square input."""
     rf, jump, size = 1, 1, input_size
     for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            k, s, p = m.kernel_size[0], m.stride[0], m.padding[0]
+        if isinstance(m, (nn.Conv2d, Downsample)):
+            k, s, p = (3, 2, 1) if isinstance(m, Downsample) else (m.kernel_size[0], m.stride[0], m.padding[0])
             rf += (k - 1) * jump
             jump *= s
             size = (size + 2 * p - k) // s + 1
@@ -455,17 +541,136 @@ def min_input_side(net: nn.Module, limit: int = 1 << 16) -> int:
     raise ValueError(f"{type(net).__name__} takes no input up to {limit}x{limit}")
 
 
-def min_side_for(kind: str, name: str, norm: str = "instance", n_layers_D: int = 3) -> int:
-    """Smallest image side the generator (``kind`` "G") or discriminator ("D") ``name`` takes; the network is
-    built with one channel per layer to ask it (the channel counts do not change the answer)."""
+def min_side_for(kind: str, name: str, norm: str = "instance", n_layers_D: int = 3, no_antialias: bool = True,
+                 no_antialias_up: bool = True) -> int:
+    """Smallest image side the generator (``kind`` "G") or discriminator ("D") ``name`` takes, in the official or
+    CUT's antialiased layout; the network is built with one channel per layer to ask it (the channel counts do
+    not change the answer)."""
     norm_layer = get_norm_layer(norm)
     if kind == "G":
         if name not in GENERATORS:
             raise _unknown("generator", name, list_generators(), "--netG")
-        return min_input_side(GENERATORS[name](1, 1, 1, norm_layer, False, "deconv"))
+        return min_input_side(GENERATORS[name](1, 1, 1, norm_layer, False, "deconv", no_antialias=no_antialias,
+                                               no_antialias_up=no_antialias_up))
     if name not in DISCRIMINATORS:
         raise _unknown("discriminator", name, list_discriminators(), "--netD")
-    return min_input_side(DISCRIMINATORS[name](1, 1, n_layers_D, norm_layer))
+    return min_input_side(DISCRIMINATORS[name](1, 1, n_layers_D, norm_layer, no_antialias))
+
+
+###############################################################################
+# CUT's feature network F (patch sampler)
+###############################################################################
+
+
+def l2_normalize(x: torch.Tensor, dim: int = 1, eps: float = 1e-7) -> torch.Tensor:
+    """``x / (||x||_2 + eps)`` along ``dim`` (CUT's Normalize), computed in float32 under ``--amp``.
+
+    ``vector_norm`` rather than ``sum(x**2) ** 0.5``: the same value, but an all-zero row (a head whose ReLU
+    units are all off, or a feature position that a ReLU zeroed) gets gradient 0 instead of NaN.
+    """
+    x = amp.to_float(x)
+    return x.div(torch.linalg.vector_norm(x, 2, dim=dim, keepdim=True) + eps)
+
+
+class PatchSampleF(nn.Module):
+    """Samples positions of encoder feature maps and projects them: CUT's ``mlp_sample`` (or ``sample``) F.
+
+    ``F(feats, num_patches, patch_ids=None)``: for each map (B, C, H, W), viewed as B x (H*W) x C, take the
+    positions ``patch_ids[i]`` or a random permutation of H*W cut to ``num_patches`` (one id set per map, shared
+    by the batch; drawn with torch's CPU generator, so seeding and resume cover it); the sample is B*P x C,
+    image-major. ``use_mlp`` passes it through ``mlp_<i>`` = Linear(C, nc), ReLU, Linear(nc, nc); rows are
+    l2-normalised. ``num_patches`` 0 keeps whole maps. Returns (samples, id tensors).
+
+    The heads are created at the first call from the channels it sees, then all of F is initialised with
+    ``init_type``/``init_gain``; call it once (the model's ``data_dependent_initialize``) before building its
+    optimizer or wrapping it.
+    """
+
+    def __init__(self, use_mlp: bool = False, init_type: str = "normal", init_gain: float = 0.02, nc: int = 256,
+                 gpu_ids: Sequence[int] = ()) -> None:
+        super().__init__()
+        self.use_mlp = bool(use_mlp)
+        self.nc = int(nc)
+        self.init_type, self.init_gain = init_type, init_gain
+        self.gpu_ids = list(gpu_ids)
+        self.mlp_init = False
+
+    def create_mlp(self, feats: Sequence[torch.Tensor]) -> None:
+        """One head per feature map (its channel count in, ``nc`` out), on the maps' device; then initialise F."""
+        for index, feat in enumerate(feats):
+            mlp = nn.Sequential(nn.Linear(feat.shape[1], self.nc), nn.ReLU(), nn.Linear(self.nc, self.nc))
+            setattr(self, "mlp_%d" % index, mlp.to(feat.device))
+        init_net(self, self.init_type, self.init_gain, self.gpu_ids)
+        self.mlp_init = True
+
+    @staticmethod
+    def draw_ids(positions: int, num_patches: int, device: torch.device) -> torch.Tensor:
+        """A random subset of ``min(num_patches, positions)`` position ids (torch CPU generator)."""
+        return torch.randperm(positions)[: min(num_patches, positions)].to(device)
+
+    def forward(self, feats: Sequence[torch.Tensor], num_patches: int = 64,
+                patch_ids: Optional[Sequence[torch.Tensor]] = None) -> Tuple[List[torch.Tensor], List[Any]]:
+        """Sampled, projected and normalised rows per feature map, and the position ids used."""
+        if self.use_mlp and not self.mlp_init:
+            self.create_mlp(feats)
+        samples: List[torch.Tensor] = []
+        ids: List[Any] = []
+        for index, feat in enumerate(feats):
+            b, c, h, w = feat.shape
+            rows = feat.permute(0, 2, 3, 1).flatten(1, 2)  # B x (H*W) x C, row-major positions
+            if num_patches > 0:
+                patch_id = patch_ids[index] if patch_ids is not None else self.draw_ids(h * w, num_patches,
+                                                                                         feat.device)
+                x = rows[:, patch_id, :].flatten(0, 1)  # B*P x C, image 0's rows first
+            else:
+                patch_id, x = [], rows
+            if self.use_mlp:
+                x = getattr(self, "mlp_%d" % index)(x)
+            ids.append(patch_id)
+            x = l2_normalize(x)  # over channels, or over positions for whole maps (num_patches 0), as in CUT
+            if num_patches == 0:
+                x = x.permute(0, 2, 1).reshape(b, x.shape[-1], h, w)
+            samples.append(x)
+        return samples, ids
+
+
+class ReshapeF(nn.Module):
+    """CUT's ``reshape`` F: each map pooled to 4x4, its 16 positions as rows (B*16 x C), l2-normalised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.AdaptiveAvgPool2d(4))
+
+    def forward(self, feats: Sequence[torch.Tensor], num_patches: int = 64,
+                patch_ids: Optional[Sequence[Any]] = None) -> Tuple[List[torch.Tensor], List[Any]]:
+        """The pooled rows of every map (``num_patches`` and ``patch_ids`` are ignored: all 16 are used)."""
+        out = [l2_normalize(self.model(feat).permute(0, 2, 3, 1).flatten(0, 2)) for feat in feats]
+        return out, [None] * len(out)
+
+
+FEATURE_NETWORKS = ("mlp_sample", "sample", "reshape")
+
+
+def list_feature_networks() -> List[str]:
+    """Names accepted by ``--netF``."""
+    return list(FEATURE_NETWORKS)
+
+
+def define_F(input_nc: int, netF: str, norm: str = "batch", use_dropout: bool = False, init_type: str = "normal",
+             init_gain: float = 0.02, no_antialias: bool = False, gpu_ids: Sequence[int] = (),
+             opt: Any = None) -> nn.Module:
+    """CUT's feature network by name; the head width is ``opt.netF_nc`` (256 without ``opt``).
+
+    ``input_nc``, ``norm``, ``use_dropout`` and ``no_antialias`` are part of the CUT code's signature and unused
+    by these networks.
+    """
+    if netF not in FEATURE_NETWORKS:
+        raise _unknown("feature network", netF, list_feature_networks(), "--netF")
+    if netF == "reshape":
+        return ReshapeF()
+    nc = int(getattr(opt, "netF_nc", 256))
+    return PatchSampleF(use_mlp=netF == "mlp_sample", init_type=init_type, init_gain=init_gain, nc=nc,
+                        gpu_ids=gpu_ids)
 
 
 ###############################################################################

@@ -19,7 +19,7 @@ from util.errors import DEBUG_ENV, UserError
 from util.image_io import DEFAULT_MAX_PIXELS
 from util.logger import get_logger
 from util.ranges import RangeError
-from util.util import atomic_write_text, mkdirs
+from util.util import atomic_write_text, mkdirs, str2bool
 
 from .cli import OptionParser
 
@@ -28,6 +28,8 @@ log = get_logger(__name__)
 
 # Attributes we add to opt after parsing; not options, so not in the printed table.
 INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank") + SIZE_KEYS
+# A flag only one model has selects that model when --model is not given (the CUT code's commands name none).
+MODEL_SELECTING_FLAGS = {"--CUT_mode": "cut"}
 
 
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -107,7 +109,8 @@ class BaseOptions:
         parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
         # model parameters
         parser.add_argument("--model", type=str, default="cycle_gan",
-                            help="chooses which model to use. [" + " | ".join(models.list_models()) + "]")
+                            help="chooses which model to use. [" + " | ".join(models.list_models()) + "]; "
+                                 "--CUT_mode alone selects cut")
         parser.add_argument("--input_nc", type=int, default=3,
                             help="# of input image channels: 3 for RGB and 1 for grayscale")
         parser.add_argument("--output_nc", type=int, default=3,
@@ -127,7 +130,8 @@ class BaseOptions:
                             help="network initialization [normal | xavier | kaiming | orthogonal]")
         parser.add_argument("--init_gain", type=float, default=0.02,
                             help="scaling factor for normal, xavier and orthogonal.")
-        parser.add_argument("--no_dropout", action="store_true", help="no dropout for the generator")
+        parser.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=False,
+                            help="no dropout for the generator (also --no_dropout True/False)")
         parser.add_argument("--upsample", type=str, default="deconv",
                             help="[ours] generator upsampling: deconv (official transposed conv) | nearest | "
                                  "bilinear (resize-convolution, avoids checkerboard artifacts)")
@@ -208,8 +212,16 @@ class BaseOptions:
         """
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.make_parser()
+        if "model" not in parser.given(argv):
+            tokens = {token.split("=", 1)[0] for token in argv}
+            for flag, model in MODEL_SELECTING_FLAGS.items():
+                if flag in tokens:
+                    parser.set_defaults(model=model)
         opt = parser.peek(argv)
         parser = models.get_option_setter(opt.model)(parser, self.isTrain)
+        opt = parser.peek(argv)
+        # defaults the model derives from what is parsed so far (cut: --CUT_mode); explicit flags still win
+        parser.set_defaults(**models.find_model_using_name(opt.model).option_defaults(opt, self.isTrain))
         opt = parser.peek(argv)
         parser = data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
         parser.add_help_flag()
@@ -281,6 +293,7 @@ class BaseOptions:
                 and opt.crop_size > opt.load_size:
             raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                              f"with --preprocess {opt.preprocess} the crop must fit the resized image")
+        models.find_model_using_name(opt.model).validate_options(opt)  # the model's own checks
         check_image_sizes(opt)  # the pixel budget, and what the networks can take (options/sizes.py)
 
     def resolve_device(self, opt: argparse.Namespace) -> None:

@@ -98,9 +98,16 @@ class OptionParser(argparse.ArgumentParser):
         super().error(message)
 
     def given(self, args: Sequence[str]) -> Set[str]:
-        """The destinations that ``args`` sets (also through ``@file`` or an abbreviated flag), not defaults."""
+        """The destinations that ``args`` sets (also through ``@file`` or an abbreviated flag), not defaults; a
+        missing required flag is no error here."""
         probe = argparse.Namespace(**{a.dest: _UNSET for a in self.recorded if a.dest != argparse.SUPPRESS})
-        self.parse_known_args(list(args), namespace=probe)  # an attribute already set keeps it from the default
+        self.relaxed = [a for a in self.recorded if a.required]
+        for action in self.relaxed:
+            action.required = False
+        try:
+            self.parse_known_args(list(args), namespace=probe)  # an attribute already set keeps it from the default
+        finally:
+            self.restore_required()
         return {dest for dest, value in vars(probe).items() if value is not _UNSET}
 
     def unrecognized(self, extras: Sequence[str], elsewhere: Optional[Mapping[str, Sequence[str]]] = None) -> str:

@@ -23,11 +23,15 @@ def input_floor(opt: argparse.Namespace) -> Tuple[int, str]:
     that decide it."""
     kinds = find_model_using_name(opt.model).network_kinds(bool(getattr(opt, "isTrain", False)))
     floors = [(1, "the networks")]
+    antialias = {"no_antialias": getattr(opt, "no_antialias", True)}  # CUT's layouts (--model cut)
     if "G" in kinds:
-        floors.append((networks.min_side_for("G", opt.netG, opt.norm), f"--netG {opt.netG}"))
+        floors.append((networks.min_side_for("G", opt.netG, getattr(opt, "normG", opt.norm), **antialias,
+                                             no_antialias_up=getattr(opt, "no_antialias_up", True)),
+                       f"--netG {opt.netG}"))
     if "D" in kinds:
         by = f"--netD {opt.netD}" + (f" --n_layers_D {opt.n_layers_D}" if opt.netD == "n_layers" else "")
-        floors.append((networks.min_side_for("D", opt.netD, opt.norm, opt.n_layers_D), by))
+        floors.append((networks.min_side_for("D", opt.netD, getattr(opt, "normD", opt.norm), opt.n_layers_D,
+                                             **antialias), by))
     return max(floors, key=lambda f: f[0])
 
 

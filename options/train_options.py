@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from models import networks
+from util.util import str2bool
 
 from .base_options import BaseOptions
 from .evaluation import check_eval_options
@@ -69,6 +70,10 @@ class TrainOptions(BaseOptions):
                             help="learning rate policy. [linear | step | plateau | cosine]")
         parser.add_argument("--lr_decay_iters", type=int, default=50,
                             help="multiply by a gamma every lr_decay_iters epochs (step policy)")
+        parser.add_argument("--load_crop_size_in_decay", type=str2bool, nargs="?", const=True, default=False,
+                            help="[ours] in the decay epochs (after --n_epochs) the unaligned dataset loads images "
+                                 "at --crop_size instead of --load_size, so crops stop jittering (True/False; on "
+                                 "by default for --model cut, as in the CUT code)")
         # ours
         parser.add_argument("--lambda_gp", type=float, default=10.0,
                             help="[ours] weight of the WGAN-GP gradient penalty (used with --gan_mode wgangp)")

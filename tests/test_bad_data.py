@@ -361,14 +361,17 @@ def test_empty_folder_names_it(tmp_path: Path) -> None:
         data.create_dataset(dataset_opt(tmp_path, "unaligned"))
 
 
-def test_testB_missing_at_test_time_suggests_model_test(demo_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model,advice", [("cycle_gan", "--model test --dataroot "),
+                                          ("cut", "--dataset_mode single --dataroot ")])
+def test_testB_missing_at_test_time_suggests_model_test(model: str, advice: str, demo_root: Path,
+                                                        tmp_path: Path) -> None:
     root = tmp_path / "only_a"
     shutil.copytree(demo_root / "demo" / "testA", root / "testA")
     with pytest.raises(FileNotFoundError) as err:
-        run_test(["--model", "cycle_gan", "--dataroot", str(root), "--name", "x", "--checkpoints_dir",
+        run_test(["--model", model, "--dataroot", str(root), "--name", "x", "--checkpoints_dir",
                   str(tmp_path / "ck"), "--results_dir", str(tmp_path / "r"), "--gpu_ids", "-1"])
     message = str(err.value)
-    assert "testB does not exist" in message and "--model test --dataroot " + str(root / "testA") in message
+    assert "testB does not exist" in message and advice + str(root / "testA") in message
     assert "\n" not in message
 
 

@@ -92,8 +92,9 @@ def test_argument_file(script: str, model: str, tmp_path: Path, monkeypatch) -> 
     models.get_option_setter(model)(parser, SCRIPTS[script])
     lines = ["# a recipe", "", f"--dataroot {tmp_path / 'data dir'}", "--name my run", f"--model {model}",
              "   --batch_size 2   ", "--serial_batches", "--gpu_ids", "-1"]
-    lines += [f"{flag} {parser.get_default(flag[2:])}" for flag in flags if flag.startswith("--")
-              and parser.get_default(flag[2:]) not in (None, "")]
+    takes_value = {s for action in parser.recorded if action.nargs != 0 for s in action.option_strings}
+    lines += [f"{flag} {parser.get_default(flag[2:])}" for flag in flags if flag in takes_value
+              and parser.get_default(flag[2:]) not in (None, "")]  # store_true flags take no value
     args_file = tmp_path / "run.args"
     args_file.write_text("\n".join(lines) + "\n")
     opt = run_main(script, [f"@{args_file}", "--checkpoints_dir", str(tmp_path / "ck")], monkeypatch)

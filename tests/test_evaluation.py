@@ -25,12 +25,14 @@ CASES = {
     "pix2pix": ("demo_pix2pix", ["--netG", "resnet_6blocks"], ["G", "D"]),
     "colorization": ("color", ["--netG", "unet_128"], ["G", "D"]),
     "template": ("demo_pix2pix", ["--netG", "resnet_6blocks"], ["G"]),
+    "cut": ("demo", ["--netG", "resnet_6blocks", "--num_patches", "8", "--netF_nc", "8"], ["G", "F", "D"]),
 }
 EXPECTED_KEYS = {
     "cycle_gan": {"swd_AtoB", "swd_BtoA", "domain_score_AtoB", "domain_score_BtoA", "domain_acc_real"},
     "pix2pix": {"psnr", "ssim", "l1"},
     "colorization": {"psnr", "ssim", "l1"},
     "template": {"psnr", "ssim", "l1"},
+    "cut": {"swd_AtoB", "domain_score_AtoB", "domain_acc_real"},  # one generator: one direction
 }
 
 
@@ -69,7 +71,7 @@ def test_eval_freq_logs_metrics_and_keeps_best(model: str, demo_root: Path, tmp_
         assert sd and not any(k.startswith("module.") for k in sd)
     assert (exp / "config.json").is_file()
     best = json.loads((exp / "best.json").read_text())
-    key = "swd" if model == "cycle_gan" else "l1"
+    key = "swd" if model in ("cycle_gan", "cut") else "l1"
     values = [best_value(r["metrics"], key) for r in records]
     assert best["metric"] == key and best["direction"] == "lower"
     assert best["value"] == pytest.approx(min(values))

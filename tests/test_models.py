@@ -17,8 +17,9 @@ from options.train_options import TrainOptions
 from conftest import tiny_flags
 
 DATAROOT = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix", "colorization": "color", "template": "demo_pix2pix",
-            "test": "demo/testA"}
-SMALL_G = {"pix2pix": ["--netG", "unet_128"], "colorization": ["--netG", "unet_128"]}
+            "test": "demo/testA", "cut": "demo"}
+SMALL_G = {"pix2pix": ["--netG", "unet_128"], "colorization": ["--netG", "unet_128"],
+           "cut": ["--netG", "resnet_6blocks", "--num_patches", "16", "--netF_nc", "16"]}
 
 
 def train_opt(demo_root: Path, tmp_path: Path, model: str, *extra: str):
@@ -48,6 +49,7 @@ def test_model_declares_names_and_steps(model_name: str, demo_root: Path, tmp_pa
         return
     opt = train_opt(demo_root, tmp_path, model_name)
     model = create_model(opt)
+    model.data_dependent_initialize(first_batch(opt))  # a no-op except for models that need the data (cut)
     model.setup(opt)
     assert model.loss_names and model.visual_names and model.model_names
     for name in model.model_names:
@@ -69,6 +71,7 @@ def test_model_declares_names_and_steps(model_name: str, demo_root: Path, tmp_pa
     for name in model.model_names:
         assert (Path(model.save_dir) / f"latest_net_{name}.pth").is_file()
     other = create_model(opt)
+    other.data_dependent_initialize(first_batch(opt))
     other.load_networks("latest")
     for name, net in model.named_networks().items():
         for k, v in net.state_dict().items():
@@ -163,6 +166,7 @@ def test_allocated_optimizer_state_trains_identically(model_name: str, demo_root
     opt = train_opt(demo_root, tmp_path, model_name)
     torch.manual_seed(0)
     lazy = create_model(opt)
+    lazy.data_dependent_initialize(first_batch(opt))
     lazy.setup(opt)
     eager = copy.deepcopy(lazy)
     eager.allocate_optimizer_state()

@@ -26,8 +26,11 @@ MODELS: Dict[str, List[str]] = {
     "cycle_gan": ["--model", "cycle_gan", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2",
                   "--pool_size", "3"],
     "pix2pix": ["--model", "pix2pix", "--netG", "unet_128", "--netD", "n_layers", "--n_layers_D", "2"],
+    # F's heads and optimizer, random patch ids, flips, dropout; the decay epoch loads at crop size
+    "cut": ["--model", "cut", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2",
+            "--num_patches", "16", "--netF_nc", "16", "--flip_equivariance", "True", "--no_dropout", "False"],
 }
-ROOTS = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix"}
+ROOTS = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix", "cut": "demo"}
 N_TRAIN = 4  # images per epoch (--max_dataset_size)
 
 
@@ -81,6 +84,8 @@ RESUME_CASES = {  # id: (model, resume after this many images, batch size, check
     "pix2pix-mid-epoch1": ("pix2pix", 1, 1, "iter"),
     "pix2pix-last-batch": ("pix2pix", 4, 1, "iter"),  # saved after the last batch, before the epoch's LR step
     "pix2pix-epoch-end": ("pix2pix", 4, 1, "epoch"),  # the end-of-epoch checkpoint 1_*, after the LR step
+    "cut-mid-epoch2": ("cut", 6, 1, "iter"),  # CUT mode with flips and dropout, in the decay epoch
+    "cut-batch2": ("cut", 2, 2, "iter"),
 }
 
 
@@ -421,10 +426,13 @@ def test_nan_stops_and_keeps_the_good_checkpoint(demo_root: Path, tmp_path: Path
 @pytest.mark.parametrize("model", list(MODELS))
 def test_nan_skip_leaves_the_step_out_and_goes_on(model: str, demo_root: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    from models.cut_model import CUTModel
     from models.cycle_gan_model import CycleGANModel
     from models.pix2pix_model import Pix2PixModel
 
-    poison_input(monkeypatch, {"cycle_gan": CycleGANModel, "pix2pix": Pix2PixModel}[model], at_call=3)
+    model_class = {"cycle_gan": CycleGANModel, "pix2pix": Pix2PixModel, "cut": CUTModel}[model]
+    # the third training batch (cut's data-dependent initialisation takes the first batch once more before)
+    poison_input(monkeypatch, model_class, at_call=3 + int(model_class.needs_first_batch))
     caplog.set_level("INFO", logger="img2img")
     ckpt = tmp_path / "ck"
     run_train(train_flags(model, "skip", ckpt, demo_root, "--nan_policy", "skip", "--save_by_iter",

@@ -44,6 +44,8 @@ class Run:
         self.dataset_size = len(self.dataset)
         log.info("The number of training images = %d", self.dataset_size)
         self.model = create_model(opt)
+        if self.model.needs_first_batch:  # data-dependent init (CUT's F): before setup(), so that the schedulers,
+            self.model.data_dependent_initialize(next(iter(self.dataset)))  # the resume and DDP see what it builds
         self.model.setup(opt)
         if getattr(opt, "deterministic", False):
             set_deterministic(True)  # after the model: BaseModel switches cuDNN autotuning on

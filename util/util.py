@@ -1,6 +1,7 @@
 """Small helpers: tensor/image conversion, image saving, directories, debugging prints, atomic writes."""
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import uuid
@@ -164,3 +165,19 @@ def append_text(path: PathLike, text: str) -> None:
     with open(Path(path), "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
+
+
+TRUE_WORDS = ("true", "yes", "y", "1", "on")
+FALSE_WORDS = ("false", "no", "n", "0", "off")
+
+
+def str2bool(text: Union[str, bool]) -> bool:
+    """A command-line boolean: true/false, yes/no, 1/0, on/off (any case); for flags that also take a value."""
+    if isinstance(text, bool):
+        return text
+    word = str(text).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (True or False), got '{text}'")

@@ -464,8 +464,9 @@ class Visualizer:
 
 def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str, Sequence[str]],
                 aspect_ratio: float = 1.0, width: int = 256, use_wandb: bool = False,
-                name: Optional[str] = None) -> None:
-    """Save one input's visuals as ``images/<stem>_<label>.png`` and add an h3 header plus one row to the page.
+                name: Optional[str] = None, by_visual: bool = False) -> None:
+    """Save one input's visuals as ``images/<stem>_<label>.png`` (``by_visual``: ``images/<label>/<stem>.png``,
+    one folder per visual) and add an h3 header plus one row to the page.
 
     ``<stem>`` is ``name`` when given (test.py's unique names, util/result_names.py), else the input's file stem;
     one too long for the file system is shortened (``fit_stem``).
@@ -480,7 +481,11 @@ def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str
     arrays = OrderedDict()
     for label, im_data in visuals.items():
         image = util.tensor2im(im_data)
-        image_name = "%s_%s.png" % (name, label)
+        if by_visual:
+            util.mkdirs(os.path.join(image_dir, label))
+            image_name = "%s/%s.png" % (label, name)
+        else:
+            image_name = "%s_%s.png" % (name, label)
         util.save_image(image, os.path.join(image_dir, image_name), aspect_ratio=aspect_ratio)
         ims.append(image_name)
         txts.append(label)

@@ -1,0 +1,357 @@
+"""CUT and FastCUT: unpaired translation with one generator, a GAN loss and patchwise contrastive (PatchNCE) losses.
+
+Park, Efros, Zhang, Zhu: "Contrastive Learning for Unpaired Image-to-Image Translation" (ECCV 2020). The options,
+defaults, network layouts and checkpoint files follow the authors' code, so its checkpoints load and its command
+lines mean the same (docs/cut.md).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Dict, List
+
+import torch
+
+from util import amp
+from util.ranges import Range
+from util.util import str2bool
+
+from . import networks, step_utils
+from .base_model import BaseModel, unwrap
+from .patchnce import PatchNCELoss
+
+MODES = {"cut": "CUT", "fastcut": "FastCUT"}
+# What --CUT_mode sets (explicit flags win); n_epochs/n_epochs_decay only for training.
+MODE_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "CUT": {"lambda_NCE": 1.0, "nce_idt": True, "flip_equivariance": False, "n_epochs": 200, "n_epochs_decay": 200},
+    "FastCUT": {"lambda_NCE": 10.0, "nce_idt": False, "flip_equivariance": True, "n_epochs": 150,
+                "n_epochs_decay": 50},
+}
+TRAIN_ONLY = ("n_epochs", "n_epochs_decay")
+RESNETS = ("resnet_9blocks", "resnet_6blocks")
+
+
+def cut_mode(text: str) -> str:
+    """``--CUT_mode`` in any case: CUT or FastCUT."""
+    try:
+        return MODES[str(text).lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a mode; choose CUT or FastCUT (any case)") from None
+
+
+def parse_layers(text: str) -> List[int]:
+    """``--nce_layers`` '0,4,8,12,16' as a list of ints (ValueError naming the flag otherwise)."""
+    try:
+        layers = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--nce_layers '{text}' is not a comma-separated list of layer indices "
+                         f"(e.g. 0,4,8,12,16)") from None
+    if not layers:
+        raise ValueError("--nce_layers is empty; give generator layer indices, e.g. 0,4,8,12,16")
+    return layers
+
+
+class CUTModel(BaseModel):
+    """G: A->B, D judges domain B, F samples and projects G's encoder features for PatchNCE."""
+
+    needs_first_batch = True  # F's heads are built from the first batch (data_dependent_initialize)
+    results_by_visual = True  # test.py: images/<visual>/<stem>.png, where the CUT code's FID commands look
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool = True) -> argparse.ArgumentParser:
+        """The CUT code's options and defaults; --CUT_mode's defaults come from ``option_defaults``."""
+        def flag(name: str, default: bool, help: str) -> None:
+            parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, help=help)
+
+        parser.add_argument("--CUT_mode", type=cut_mode, default="CUT",
+                            help="CUT | FastCUT (any case): sets the defaults of --lambda_NCE, --nce_idt, "
+                                 "--flip_equivariance, --n_epochs and --n_epochs_decay")
+        parser.add_argument("--lambda_GAN", type=Range(float, 0), default=1.0, help="weight for GAN loss: GAN(G(X))")
+        parser.add_argument("--lambda_NCE", type=Range(float, 0), default=1.0,
+                            help="weight for NCE loss: NCE(G(X), X) (CUT 1, FastCUT 10)")
+        flag("--nce_idt", True, "use NCE loss for identity mapping: NCE(G(Y), Y) (CUT True, FastCUT False)")
+        parser.add_argument("--nce_layers", type=str, default="0,4,8,12,16",
+                            help="compute NCE loss on which layers (ascending indices into the generator)")
+        flag("--nce_includes_all_negatives_from_minibatch", False,
+             "take the negatives of NCE from every image of the batch, not only from the same image")
+        parser.add_argument("--netF", type=str, default="mlp_sample",
+                            help="how to downsample the feature map [" + " | ".join(networks.FEATURE_NETWORKS) + "]")
+        parser.add_argument("--netF_nc", type=Range(int, 1, 4096), default=256, help="width of F's projection heads")
+        parser.add_argument("--nce_T", type=Range(float, 0, open_low=True), default=0.07,
+                            help="temperature for NCE loss")
+        parser.add_argument("--num_patches", type=Range(int, 0, 1 << 20, note="0: every position"), default=256,
+                            help="number of patches per layer")
+        flag("--flip_equivariance", False, "enforce flip-equivariance as additional regularization: each "
+                                           "iteration flips the input left-right with probability 0.5 (FastCUT True)")
+        parser.add_argument("--normG", type=str, default=None,
+                            help="generator normalization [instance | batch | syncbatch | none] (default: --norm)")
+        parser.add_argument("--normD", type=str, default=None,
+                            help="discriminator normalization [instance | batch | syncbatch | none] "
+                                 "(default: --norm)")
+        parser.add_argument("--no_antialias", action="store_true",
+                            help="use stride-2 convolutions instead of antialiased downsampling")
+        parser.add_argument("--no_antialias_up", action="store_true",
+                            help="use transposed convolutions instead of antialiased upsampling")
+        parser.set_defaults(init_type="xavier", no_dropout=True)
+        if is_train:
+            parser.add_argument("--beta2", type=Range(float, 0, 1, open_high=True), default=0.999, help="Adam beta2")
+            parser.add_argument("--pretrained_name", type=str, default=None,
+                                help="with --continue_train, load the weights of this experiment's folder "
+                                     "(fine-tuning) instead of --name's")
+            parser.add_argument("--evaluation_freq", type=Range(int, 1), default=5000,
+                                help="accepted for the CUT code's command lines; unused (see --eval_freq)")
+            parser.set_defaults(pool_size=0, load_crop_size_in_decay=True, n_epochs=200, n_epochs_decay=200)
+        return parser
+
+    @staticmethod
+    def option_defaults(opt: argparse.Namespace, is_train: bool) -> Dict[str, Any]:
+        """--CUT_mode's defaults (case-insensitive), and --normG/--normD following --norm."""
+        defaults = {k: v for k, v in MODE_DEFAULTS[opt.CUT_mode].items() if is_train or k not in TRAIN_ONLY}
+        defaults.update(normG=opt.norm, normD=opt.norm)
+        return defaults
+
+    @staticmethod
+    def validate_options(opt: argparse.Namespace) -> None:
+        """One-line errors for option values CUT cannot train or test with."""
+        if opt.netG not in RESNETS:
+            raise ValueError(f"--netG {opt.netG}: --model cut takes its PatchNCE features from a ResNet generator; "
+                             f"use --netG resnet_9blocks or resnet_6blocks")
+        for flag in ("normG", "normD"):
+            if getattr(opt, flag) not in networks.list_norms():
+                raise ValueError(f"--{flag} '{getattr(opt, flag)}' is not valid; choose one of: "
+                                 f"{', '.join(networks.list_norms())}")
+        if opt.netF not in networks.FEATURE_NETWORKS:
+            raise ValueError(f"--netF '{opt.netF}' is not valid; choose one of: "
+                             f"{', '.join(networks.FEATURE_NETWORKS)}")
+        if not opt.no_antialias_up and opt.upsample != "deconv":
+            raise ValueError(f"--upsample {opt.upsample} replaces the transposed convolutions, which --model cut "
+                             f"already replaces by antialiased upsampling; add --no_antialias_up or drop --upsample")
+        n_blocks = 9 if opt.netG == "resnet_9blocks" else 6
+        count = networks.resnet_layer_count(n_blocks, opt.no_antialias, opt.no_antialias_up)
+        layers = parse_layers(opt.nce_layers)
+        if any(b <= a for a, b in zip(layers, layers[1:])) or layers[0] < 0 or layers[-1] >= count:
+            raise ValueError(f"--nce_layers {opt.nce_layers}: give ascending indices between 0 and {count - 1} "
+                             f"(the layers of this --netG), e.g. 0,4,8,12,16")
+        if not opt.isTrain:
+            return
+        if opt.dataset_mode == "single":
+            raise ValueError("--dataset_mode single gives only domain A; --model cut trains on A and B (use "
+                             "--dataset_mode unaligned); single works at test time")
+        if opt.input_nc != opt.output_nc and (opt.lambda_NCE > 0 or opt.nce_idt):
+            why = "--nce_idt feeds real B through G" if opt.nce_idt else "PatchNCE feeds G's output back into G"
+            raise ValueError(f"--input_nc {opt.input_nc} and --output_nc {opt.output_nc} differ, but {why}, which "
+                             f"needs equal channel counts (grayscale: --input_nc 1 --output_nc 1)")
+        if opt.pretrained_name is not None:
+            _check_pretrained(opt)
+
+    def __init__(self, opt: argparse.Namespace) -> None:
+        super().__init__(opt)
+        self.loss_names = ["G_GAN", "D_real", "D_fake", "G", "NCE"]
+        self.visual_names = ["real_A", "fake_B", "real_B"]
+        self.nce_layers = parse_layers(opt.nce_layers)
+        self.use_idt = bool(opt.nce_idt) and self.isTrain
+        if self.use_idt:
+            self.loss_names += ["NCE_Y"]
+            self.visual_names += ["idt_B"]
+        if not self.isTrain and opt.dataset_mode == "single":
+            self.visual_names = ["real_A", "fake_B"]  # no domain B to show
+        self.model_names = ["G", "F", "D"] if self.isTrain else ["G"]
+        self.netG = self.build_generator("G", opt.input_nc, opt.output_nc, not opt.no_dropout, norm=opt.normG,
+                                         no_antialias=opt.no_antialias, no_antialias_up=opt.no_antialias_up)
+        self.flipped_for_equivariance = False
+        if self.isTrain:
+            self.netF = networks.define_F(opt.input_nc, opt.netF, opt.normG, not opt.no_dropout, opt.init_type,
+                                          opt.init_gain, opt.no_antialias, opt=opt).to(self.device)
+            self.net_specs["F"] = {"kind": "F", "netF": opt.netF, "netF_nc": opt.netF_nc}
+            self.netD = self.build_discriminator("D", opt.output_nc, norm=opt.normD, no_antialias=opt.no_antialias)
+            self.criterionGAN = networks.GANLoss(opt.gan_mode).to(self.device)
+            self.criterionNCE = PatchNCELoss(opt).to(self.device)
+            self.optimizer_G = self.make_optimizer(self.netG.parameters())
+            self.optimizer_D = self.make_optimizer(self.netD.parameters())
+            self.optimizers = [self.optimizer_G, self.optimizer_D]
+            self.optimizer_F = None  # made by data_dependent_initialize once F's heads exist
+        # D(fake) and D(real) in one batched call where the norm is per-sample (models/step_utils.py)
+        self.batch_D = step_utils.per_sample_norm(opt.normD)
+
+    # ------------------------------------------------------------------ data
+    def set_input(self, input: Dict[str, Any]) -> None:
+        """Take A and B (swapped for ``--direction BtoA``); a single-folder batch (test) has only A."""
+        if "B" not in input:  # --dataset_mode single: the images of --dataroot are the inputs
+            self.real_A = input["A"].to(self.device, non_blocking=True)
+            self.image_paths = input["A_paths"]
+            return
+        AtoB = self.opt.direction == "AtoB"
+        self.real_A = input["A" if AtoB else "B"].to(self.device, non_blocking=True)
+        self.real_B = input["B" if AtoB else "A"].to(self.device, non_blocking=True)
+        self.image_paths = input["A_paths" if AtoB else "B_paths"]
+
+    def data_dependent_initialize(self, data: Dict[str, Any]) -> None:
+        """Build F's heads from the first batch (one forward pass, nothing stepped), then F's optimizer.
+
+        Call before ``setup()``, so F's optimizer gets its LR schedule, ``--continue_train`` finds the heads to
+        load into, and DistributedDataParallel wraps them. A no-op at test time (only G is used).
+        """
+        if not self.isTrain:
+            return
+        self.set_input(data)
+        if self.opt.lambda_NCE > 0:
+            with torch.no_grad():
+                with self.autocast():
+                    self.forward()
+                self.calculate_NCE_loss(self.real_A, amp.to_float(self.fake_B))
+        params = list(self.netF.parameters())
+        if self.opt.lambda_NCE > 0 and params and self.optimizer_F is None:
+            self.optimizer_F = self.make_optimizer(params)
+            self.optimizers.append(self.optimizer_F)
+
+    # ------------------------------------------------------------------ forward
+    def eval_generators(self) -> Dict[str, str]:
+        """--eval_freq on unaligned data: G translates one way, dataset domain A to B (B to A with --direction
+        BtoA)."""
+        return {"AtoB": "G"} if self.opt.direction == "AtoB" else {"BtoA": "G"}
+
+    def forward(self) -> None:
+        """fake = G(real), real = [A, B] with identity NCE in training; optionally flipped left-right (p = 0.5)."""
+        n = self.real_A.size(0)
+        real = torch.cat((self.real_A, self.real_B), dim=0) if self.use_idt else self.real_A
+        self.flipped_for_equivariance = False
+        if self.opt.flip_equivariance and self.isTrain:
+            self.flipped_for_equivariance = bool(torch.rand(()) < 0.5)  # torch's RNG: seeded and resumed
+            if self.flipped_for_equivariance:
+                real = torch.flip(real, [3])
+        self.real = real
+        self.fake = self.netG(real)
+        self.fake_B = self.fake[:n]
+        if self.use_idt:
+            self.idt_B = self.fake[n:]
+
+    def calculate_NCE_loss(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """PatchNCE between G's encoder features of ``tgt`` (queries) and of ``src`` (keys), mean over layers.
+
+        F samples positions on the keys and reuses them for the queries. The keys carry no gradient (PatchNCE
+        detaches them), so their passes run without building a graph.
+        """
+        with self.autocast():
+            feat_q = self.netG(tgt, self.nce_layers, encode_only=True)
+            if self.flipped_for_equivariance:
+                feat_q = [torch.flip(f, [3]) for f in feat_q]
+            with torch.no_grad():
+                feat_k = self.netG(src, self.nce_layers, encode_only=True)
+                feat_k_pool, sample_ids = self.netF(feat_k, self.opt.num_patches, None)
+            feat_q_pool, _ = self.netF(feat_q, self.opt.num_patches, sample_ids)
+        total = 0.0
+        for f_q, f_k in zip(feat_q_pool, feat_k_pool):
+            loss = self.criterionNCE(amp.to_float(f_q), amp.to_float(f_k), batch_size=src.size(0))
+            total = total + (loss * self.opt.lambda_NCE).mean()
+        return total / len(self.nce_layers)
+
+    # ------------------------------------------------------------------ losses
+    def compute_D_loss(self) -> torch.Tensor:
+        """0.5 * (GAN(D(fake_B.detach()), False) + GAN(D(real_B), True)) [+ gradient penalty for wgangp]."""
+        fake = self.fake_B.detach()
+        with self.autocast():
+            pred_fake, pred_real = step_utils.run_batched(self.netD, [fake, self.real_B], self.batch_D)
+        self.loss_D_fake = self.criterionGAN(amp.to_float(pred_fake), False).mean()
+        self.loss_D_real = self.criterionGAN(amp.to_float(pred_real), True).mean()
+        loss_D = (self.loss_D_fake + self.loss_D_real) * 0.5
+        if self.opt.gan_mode == "wgangp":
+            penalty, _ = networks.cal_gradient_penalty(self.netD, self.real_B, fake, self.device,
+                                                       lambda_gp=self.opt.lambda_gp)
+            loss_D = loss_D + penalty
+        return loss_D
+
+    def compute_G_loss(self) -> torch.Tensor:
+        """GAN(D(fake_B), True) * lambda_GAN + PatchNCE (averaged with the identity term NCE_Y when used)."""
+        if self.opt.lambda_GAN > 0.0:
+            with self.autocast():
+                pred_fake = self.netD(self.fake_B)
+            self.loss_G_GAN = self.criterionGAN(amp.to_float(pred_fake), True).mean() * self.opt.lambda_GAN
+        else:
+            self.loss_G_GAN = 0.0
+        self.loss_NCE = self.calculate_NCE_loss(self.real_A, self.fake_B) if self.opt.lambda_NCE > 0.0 else 0.0
+        if self.use_idt and self.opt.lambda_NCE > 0.0:
+            self.loss_NCE_Y = self.calculate_NCE_loss(self.real_B, self.idt_B)
+            loss_NCE_both = (self.loss_NCE + self.loss_NCE_Y) * 0.5
+        else:
+            loss_NCE_both = self.loss_NCE
+        self.loss_G = self.loss_G_GAN + loss_NCE_both
+        return self.loss_G
+
+    # ------------------------------------------------------------------ step
+    def optimize_parameters(self) -> None:
+        """The CUT order: forward; D step; then G and F step with D frozen (``--d_steps``/``--accum_steps`` aware)."""
+        if self.opt.lambda_NCE > 0 and self.opt.netF == "mlp_sample" and self.optimizer_F is None:
+            raise RuntimeError("CUTModel: call data_dependent_initialize(first batch) before setup() and training "
+                               "(it builds F's heads and their optimizer)")
+        plan = self.next_step_plan()
+        with torch.set_grad_enabled(plan.update_G):
+            with self.autocast():
+                self.forward()
+            self.fake_B = amp.to_float(self.fake_B)
+            if self.use_idt:
+                self.idt_B = amp.to_float(self.idt_B)
+        self.set_requires_grad(self.netD, True)
+        if plan.zero_grad:
+            self.optimizer_D.zero_grad(set_to_none=True)
+        loss_D = self.compute_D_loss()
+        self.backward_loss(loss_D * plan.scale)
+        self.loss_D = loss_D.detach()
+        if plan.step:
+            self.step_optimizer(self.optimizer_D)
+        if plan.update_G:
+            self.set_requires_grad(self.netD, False)
+            g_optimizers = [o for o in (self.optimizer_G, self.optimizer_F) if o is not None]
+            if plan.zero_grad:
+                for optimizer in g_optimizers:
+                    optimizer.zero_grad(set_to_none=True)
+            loss_G = self.compute_G_loss()
+            self.backward_loss(loss_G * plan.scale)
+            if plan.step:
+                for optimizer in g_optimizers:
+                    self.step_optimizer(optimizer)
+            self.set_requires_grad(self.netD, True)
+        if plan.step:
+            amp.update(self.grad_scaler)
+        self._detach_results()
+
+    def _detach_results(self) -> None:
+        """Keep only values (no graphs) in the loss and visual attributes once the step is done."""
+        for name in ["loss_" + n for n in self.loss_names] + ["fake_B", "idt_B", "fake", "real"]:
+            value = getattr(self, name, None)
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.detach())
+
+    def apply_compile(self, net: torch.nn.Module) -> torch.nn.Module:
+        """``--compile`` compiles G and D; F stays eager: a few small matrix products around a random draw of
+        positions in Python, where compiling would only add graph breaks and compile time."""
+        return net if unwrap(net) is unwrap(getattr(self, "netF", None)) else super().apply_compile(net)
+
+    # ------------------------------------------------------------------ checkpoints
+    def load_networks(self, epoch: int | str) -> None:
+        """Load from ``--pretrained_name``'s folder when given (training), else from this experiment's."""
+        pretrained = getattr(self.opt, "pretrained_name", None) if self.isTrain else None
+        if not pretrained:
+            super().load_networks(epoch)
+            return
+        own = self.save_dir
+        self.save_dir = os.path.join(self.opt.checkpoints_dir, pretrained)
+        try:
+            super().load_networks(epoch)
+        finally:
+            self.save_dir = own
+
+
+def _check_pretrained(opt: argparse.Namespace) -> None:
+    """``--pretrained_name``: used with --continue_train, an existing folder, and no resumable run under --name."""
+    folder = os.path.join(opt.checkpoints_dir, opt.pretrained_name)
+    if not opt.continue_train:
+        raise ValueError(f"--pretrained_name {opt.pretrained_name} loads that experiment's weights for "
+                         f"--continue_train; add --continue_train (or drop --pretrained_name)")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--pretrained_name {opt.pretrained_name}: {folder} does not exist (check "
+                         f"--checkpoints_dir)")
+    prefix = "iter_%d" % opt.load_iter if opt.load_iter > 0 else str(opt.epoch)
+    own_state = os.path.join(opt.checkpoints_dir, opt.name, f"{prefix}_train_state.pth")  # the training state
+    if os.path.isfile(own_state):
+        raise ValueError(f"--pretrained_name {opt.pretrained_name}: {own_state} is a resumable run of --name "
+                         f"{opt.name}; drop --pretrained_name to resume it, or pick a new --name to fine-tune")
