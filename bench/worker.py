@@ -42,6 +42,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its live data-loader workers, from /proc (Linux)."""
+    total = time.process_time()
+    try:
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    except OSError:
+        return total
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
 def data_root(base: Path, workload: Workload, n_images: int) -> Path:
     """Generate (once; cached by parameters) the demo images this workload needs; return its dataroot."""
     sys.path.insert(0, str(ROOT / "datasets"))
@@ -94,6 +111,8 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
     opt = TrainOptions().parse(argv, save=False)
     dataset = create_dataset(opt)
     model = create_model(opt)
+    if model.needs_first_batch:  # as the training loop does (CUT's F is built from the first batch)
+        model.data_dependent_initialize(next(iter(dataset)))
     model.setup(opt)
     if plain:
         from bench.plain_steps import make_plain
@@ -104,7 +123,9 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
     batches = endless(dataset)
     step_s: List[float] = []
     wait_s: List[float] = []
+    cpu_s: List[float] = []
     for _ in range(warmup + iters):
+        cpu = cpu_seconds()
         start = time.perf_counter()
         data = next(batches)
         loaded = time.perf_counter()
@@ -113,9 +134,10 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
         synchronize(device)
         step_s.append(time.perf_counter() - start)
         wait_s.append(loaded - start)
+        cpu_s.append(cpu_seconds() - cpu)
     losses = model.get_current_losses()
     return {"s_per_iter": step_s[warmup:], "data_wait_s": wait_s[warmup:], "warmup_s": step_s[:warmup],
-            "images_per_iter": opt.batch_size, "final_losses": dict(losses)}
+            "cpu_s_per_iter": cpu_s[warmup:], "images_per_iter": opt.batch_size, "final_losses": dict(losses)}
 
 
 def load_test_script() -> Any:
@@ -141,7 +163,6 @@ def save_random_checkpoint(argv: List[str]) -> None:
 
 def run_test(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int) -> Dict[str, Any]:
     """Time test.py's inference loop (image saving included) over ``warmup + iters`` batches; s per image."""
-    from models import create_model
     from options.test_options import TestOptions
 
     batch = int(config.flag_value("--batch_size", "1"))

@@ -34,6 +34,20 @@ WORKLOADS: Dict[str, Workload] = {
                             "unet_256, batch norm, load 286 -> crop 256"),
     "test_256": Workload("test", ("--model", "test", "--no_dropout"), "unaligned", 256, 20, 0.67, 0.85,
                          "test.py --model test, resnet_9blocks, 256"),
+    # the README's demo (scripts/run_demo.sh): what a new user runs first, also on a busy laptop (bench/busy.py)
+    "demo": Workload("train", ("--model", "cycle_gan", "--netG", "resnet_6blocks", "--ngf", "32", "--ndf", "32",
+                               "--load_size", "64", "--crop_size", "64"), "unaligned", 64, 20,
+                     note="scripts/run_demo.sh's training: resnet_6blocks, ngf/ndf 32, 64 px"),
+    # CUT and FastCUT (docs/cut.md) with the CUT code's defaults: resnet_9blocks, antialiased G and D, PatchNCE on
+    # 5 layers x 256 patches; the same data and sizes as cycle_gan_256 / cycle_gan_128 for side-by-side ratios
+    "cut_256": Workload("train", ("--model", "cut", "--CUT_mode", "CUT"), "unaligned", 256, 5,
+                        note="CUT, resnet_9blocks, load 286 -> crop 256"),
+    "fastcut_256": Workload("train", ("--model", "cut", "--CUT_mode", "FastCUT"), "unaligned", 256, 6,
+                            note="FastCUT, resnet_9blocks, load 286 -> crop 256"),
+    "cut_128": Workload("train", ("--model", "cut", "--CUT_mode", "CUT", "--load_size", "128", "--crop_size", "128"),
+                        "unaligned", 256, 12, note="CUT, load/crop 128"),
+    "fastcut_128": Workload("train", ("--model", "cut", "--CUT_mode", "FastCUT", "--load_size", "128",
+                                      "--crop_size", "128"), "unaligned", 256, 16, note="FastCUT, load/crop 128"),
     # tiny workloads: the smoke test of the benchmark itself (tests/test_bench.py)
     "tiny_cycle_gan": Workload("train", ("--model", "cycle_gan", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf",
                                          "8", "--load_size", "32", "--crop_size", "32", "--num_threads", "0"),
@@ -41,6 +55,9 @@ WORKLOADS: Dict[str, Workload] = {
     "tiny_pix2pix": Workload("train", ("--model", "pix2pix", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8",
                                        "--load_size", "32", "--crop_size", "32", "--num_threads", "0"),
                              "aligned", 32, 2, note="smoke test"),
+    "tiny_cut": Workload("train", ("--model", "cut", "--netG", "resnet_6blocks", "--ngf", "8", "--ndf", "8",
+                                   "--num_patches", "16", "--netF_nc", "16", "--load_size", "32", "--crop_size", "32",
+                                   "--num_threads", "0"), "unaligned", 32, 2, note="smoke test"),
     "tiny_test": Workload("test", ("--model", "test", "--no_dropout", "--netG", "resnet_6blocks", "--ngf", "8",
                                    "--load_size", "32", "--crop_size", "32"), "unaligned", 32, 2,
                           note="smoke test"),
@@ -57,7 +74,11 @@ PRESETS: Dict[str, List[str]] = {
     "gpu": ["cycle_gan_256", f"cycle_gan_256 {_GPU_FAST}", "cycle_gan_256 --batch_size 8",
             f"cycle_gan_256 --batch_size 8 {_GPU_FAST}", "pix2pix_256", f"pix2pix_256 {_GPU_FAST}",
             "test_256", f"test_256 {_GPU_FAST}", "test_256 --batch_size 8", f"test_256 --batch_size 8 {_GPU_FAST}"],
-    "smoke": ["tiny_cycle_gan", "tiny_cycle_gan --amp bf16", "tiny_pix2pix", "tiny_test", "tiny_test --batch_size 2"],
+    # issue 16: CUT and FastCUT against our cycle_gan at 128^2 and 256^2, fp32 and --amp bf16, one run
+    "cut": [f"{w}{amp}" for size in (128, 256) for w in (f"cycle_gan_{size}", f"cut_{size}", f"fastcut_{size}")
+            for amp in ("", " --amp bf16")],
+    "smoke": ["tiny_cycle_gan", "tiny_cycle_gan --amp bf16", "tiny_pix2pix", "tiny_cut", "tiny_test",
+              "tiny_test --batch_size 2"],
 }
 
 

@@ -100,3 +100,42 @@ def test_plain_baseline_matches_our_step(model_name: str, root: str, extra: list
             # (biases in front of a norm), so they only have to stay close.
             tol = 1e-5 if step == 0 else 5e-2
             assert abs(a[name] - b[name]) <= tol * max(1.0, abs(b[name])), (step, name, a, b)
+
+
+@pytest.mark.slow
+def test_busy_bench_reports_the_fair_share(tmp_path: Path) -> None:
+    """bench/busy.py on a tiny config: quiet and busy runs of ours and --plain, the table and its ratios."""
+    from bench import busy
+
+    out = tmp_path / "busy.json"
+    result = busy.main(["--config", "tiny_cycle_gan", "--config", "tiny_cycle_gan --plain", "--busy", "1",
+                        "--rounds", "1", "--iters", "2", "--warmup", "0", "--data_dir", str(tmp_path / "data"),
+                        "--json", str(out)])
+    assert [r["config"] for r in result["rows"]] == ["tiny_cycle_gan", "tiny_cycle_gan --plain"]
+    for row in result["rows"]:
+        assert row["quiet_s"] > 0 and row["busy_s"] > 0 and row["quiet_cores"] > 0
+        assert row["fair_s"] >= row["quiet_s"] and row["vs_fair"] == pytest.approx(row["busy_s"] / row["fair_s"])
+    assert json.loads(out.read_text())["busy"] == 1
+
+
+def test_cut_preset_compares_cut_fastcut_and_cycle_gan() -> None:
+    labels = PRESETS["cut"]
+    for size in (128, 256):
+        for model in ("cycle_gan", "cut", "fastcut"):
+            assert f"{model}_{size}" in labels and f"{model}_{size} --amp bf16" in labels
+    assert parse_config("cut_256").flag_value("--CUT_mode", "") == "CUT"
+    assert parse_config("fastcut_128").flag_value("--crop_size", "") == "128"
+
+
+@pytest.mark.slow
+def test_equal_time_quality_bench_tiny_run(demo_root: Path, tmp_path: Path) -> None:
+    """bench/quality_cut.py: trains for a fixed time, stops by SIGTERM, scores A -> B with the baselines."""
+    from bench import quality_cut
+
+    res = quality_cut.main(["--dataroot", str(demo_root / "demo"), "--out", str(tmp_path / "out"), "--models",
+                            "cut", "--minutes", "0.4", "--size", "32", "--threads", "1", "--eval_num", "3",
+                            "--extra", "--netG resnet_6blocks --ngf 8 --ndf 8 --num_patches 16 --netF_nc 16"])
+    run = res["models"]["cut"]
+    assert run["total_iters"] >= 1 and run["wall_s"] >= 0.4 * 60
+    assert {"swd_AtoB", "domain_score_AtoB"} <= set(run["scores"]) and "swd_BtoA" not in run["scores"]
+    assert "| identity (untranslated testA) |" in (tmp_path / "out" / "quality_cut.md").read_text()
