@@ -8,6 +8,11 @@ checkpoint, bad data, ...) ends with one ``test.py: error:`` line and exit statu
 """
 from __future__ import annotations
 
+from util.threads import configure_openmp, limit_torch_threads
+
+configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
+# its fair share (util/threads.py); the imports below follow this call on purpose
+
 import os
 import sys
 from collections import OrderedDict
@@ -128,6 +133,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     setup_logging()
     options = TestOptions()
     opt = options.parse_or_exit(argv, save=False)  # a bad flag: one error line naming it, exit status 2
+    limit_torch_threads()  # no more intra-op threads than the cores this process may use (util/threads.py)
     options.show()
     if opt.seed >= 0:  # --seed: reproducible dropout at test time (util/seed.py)
         seed_everything(opt.seed, rank=opt.rank, deterministic=opt.deterministic)

@@ -9,6 +9,11 @@ and exit status 2 (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
+from util.threads import configure_openmp, limit_torch_threads
+
+configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
+# its fair share (util/threads.py); the imports below follow this call on purpose
+
 import sys
 from typing import Optional, Sequence
 
@@ -29,6 +34,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     setup_rank_logging()  # under torchrun, ranks other than 0 print only warnings (docs/distributed.md)
     options = TrainOptions()
     opt = options.parse_or_exit(argv, save=False)  # a bad flag: one error line naming it, exit status 2
+    limit_torch_threads()  # no more intra-op threads than the cores this process may use (util/threads.py)
     options.show()  # train_opt.txt is written once the start-up checks have passed (training/experiment.py)
     init_distributed(opt)  # torchrun with several processes: process group, opt.local_rank, opt.device
     if getattr(opt, "seed", -1) >= 0:

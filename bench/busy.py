@@ -1,9 +1,11 @@
 """Training speed on a busy machine: the slowdown with N competing CPU-bound processes, against the fair share.
 
-Each config (a bench workload, by default the README's demo; ours and the official step written plainly,
-``--plain``) runs in a fresh process (bench/worker.py) twice per round: on the otherwise idle machine, and
-while ``--busy`` processes spin on the CPU (one busy loop each, as another user's jobs would). Rounds alternate
-the configs and the two conditions, so slow drifts of the machine hit all alike.
+Each config (a bench workload, by default the README's demo: ours; our step with the official runtime settings,
+``--official_runtime``: OpenMP's default spin-wait, 4 data-loader workers; and the official step written plainly,
+``--plain``, which also keeps the official runtime) runs in a fresh process (bench/worker.py) twice per round:
+on the otherwise idle machine, and while ``--busy`` processes spin on the CPU (one busy loop each, as another
+user's jobs would). Rounds alternate the configs and the two conditions, so slow drifts of the machine hit all
+alike.
 
 The fair share: with N busy processes our training is one of N + 1 processes on C cores, so it may expect C /
 (N + 1) cores. Quiet, an iteration takes ``t_quiet`` seconds of wall time and ``cpu_quiet`` seconds of CPU time
@@ -45,7 +47,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", action="append", default=[],
-                   help="a workload and extra flags (repeatable); default: demo and demo --plain")
+                   help="a workload and extra flags (repeatable); default: demo, demo --official_runtime (our "
+                        "step, the official runtime settings) and demo --plain (the official step and runtime)")
     p.add_argument("--busy", type=int, default=3, help="competing busy processes")
     p.add_argument("--iters", type=int, default=0, help="timed iterations per run (0: the workload's default)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations per run")
@@ -56,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.busy < 1 or args.rounds < 1 or args.iters < 0 or args.warmup < 0:
         p.error("--busy and --rounds must be >= 1, --iters and --warmup >= 0")
-    args.config = args.config or ["demo", "demo --plain"]
+    args.config = args.config or ["demo", "demo --official_runtime", "demo --plain"]
     return args
 
 

@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from util.threads import configure_openmp, limit_torch_threads  # noqa: E402
+
+PLAIN_FLAG = "--plain"  # bench-only: the official step, written plainly (bench/plain_steps.py)
+# bench-only: our step with the official runtime settings (OpenMP's default spin-wait, 4 data-loader workers, torch's
+# default thread count); --plain implies them
+OFFICIAL_RUNTIME_FLAG = "--official_runtime"
+if __name__ == "__main__" and not {PLAIN_FLAG, OFFICIAL_RUNTIME_FLAG} & set(json.loads(sys.argv[1]).get("extra", [])):
+    configure_openmp()  # ours, as train.py/test.py do before torch loads OpenMP
+
 import torch  # noqa: E402
 
 from bench.workloads import Config, Workload  # noqa: E402
@@ -91,12 +100,9 @@ def endless(dataset: Any) -> Iterator[Any]:
         epoch += 1
 
 
-PLAIN_FLAG = "--plain"  # bench-only: the official step, written plainly (bench/plain_steps.py)
-
-
 def split_plain(extra: Tuple[str, ...]) -> Tuple[List[str], bool]:
-    """The extra flags without ``--plain``, and whether it was there."""
-    return [a for a in extra if a != PLAIN_FLAG], PLAIN_FLAG in extra
+    """The extra flags without the bench-only ones, and whether ``--plain`` was there."""
+    return [a for a in extra if a not in (PLAIN_FLAG, OFFICIAL_RUNTIME_FLAG)], PLAIN_FLAG in extra
 
 
 def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int) -> Dict[str, Any]:
@@ -106,9 +112,13 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
     from options.train_options import TrainOptions
 
     extra, plain = split_plain(config.extra)
+    official_runtime = plain or OFFICIAL_RUNTIME_FLAG in config.extra
+    official = ["--num_threads", "4"] if official_runtime else []  # the official 4 data workers, whatever the cores
     argv = ["--dataroot", str(dataroot), "--name", "bench", "--checkpoints_dir", str(work / "checkpoints"),
-            "--display_id", "0", *device_flags(device), *config.spec.flags, *extra]
+            "--display_id", "0", *device_flags(device), *official, *config.spec.flags, *extra]
     opt = TrainOptions().parse(argv, save=False)
+    if not official_runtime:
+        limit_torch_threads()  # as train.py does
     dataset = create_dataset(opt)
     model = create_model(opt)
     if model.needs_first_batch:  # as the training loop does (CUT's F is built from the first batch)

@@ -19,6 +19,7 @@ from util.errors import DEBUG_ENV, UserError
 from util.image_io import DEFAULT_MAX_PIXELS
 from util.logger import get_logger
 from util.ranges import RangeError
+from util.threads import available_cores
 from util.util import atomic_write_text, mkdirs, str2bool
 
 from .cli import OptionParser
@@ -141,7 +142,8 @@ class BaseOptions:
         parser.add_argument("--direction", type=str, default="AtoB", help="AtoB or BtoA")
         parser.add_argument("--serial_batches", action="store_true",
                             help="if true, takes images in order to make batches, otherwise takes them randomly")
-        parser.add_argument("--num_threads", default=4, type=int, help="# threads for loading data")
+        parser.add_argument("--num_threads", default=4, type=int,
+                            help="# threads for loading data (by default at most the cores this process may use)")
         parser.add_argument("--batch_size", type=int, default=1, help="input batch size (per process)")
         parser.add_argument("--load_size", type=int, default=286, help="scale images to this size")
         parser.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
@@ -319,6 +321,8 @@ class BaseOptions:
         if opt.suffix:
             opt.name = opt.name + "_" + format_suffix(opt.suffix, vars(opt))
         opt.explicit_flags = sorted(self.explicit)
+        if "num_threads" not in self.explicit:  # the official 4 data workers, but no more than the cores we may use
+            opt.num_threads = min(opt.num_threads, available_cores())
         opt.rank = int(os.environ.get("RANK", "0"))
         opt.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.finalize(opt)

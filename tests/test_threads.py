@@ -1,0 +1,91 @@
+"""CPU threads on a shared machine: short OpenMP spin-waits, threads and data workers from the usable cores."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from options.train_options import TrainOptions
+from util import threads
+
+
+def test_configure_openmp_shortens_the_spin_unless_the_environment_says_otherwise(monkeypatch) -> None:
+    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(name, raising=False)
+    threads.configure_openmp()
+    assert os.environ["GOMP_SPINCOUNT"] == threads.OPENMP_SPIN
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50000")
+    threads.configure_openmp()
+    assert os.environ["GOMP_SPINCOUNT"] == "50000"  # the user's value wins
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.configure_openmp()
+    assert "GOMP_SPINCOUNT" not in os.environ  # an explicit wait policy is left alone
+
+
+@pytest.mark.parametrize("script", ["train", "test"])
+def test_entry_scripts_set_the_spin_before_torch_is_imported(script: str) -> None:
+    """In a fresh process, importing the entry script sets GOMP_SPINCOUNT before anything imports torch."""
+    code = ("import builtins, os, sys, importlib.util\n"
+            "seen = {}\n"
+            "real = builtins.__import__\n"
+            "def spy(name, *a, **k):\n"
+            "    if name == 'torch' and 'torch' not in sys.modules:\n"
+            "        seen['spin'] = os.environ.get('GOMP_SPINCOUNT')\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = spy\n"
+            f"spec = importlib.util.spec_from_file_location('entry', {str(ROOT / (script + '.py'))!r})\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "print(seen.get('spin'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == threads.OPENMP_SPIN
+
+
+@pytest.mark.parametrize("text,expected", [("max 100000", float("inf")), ("150000 100000", 1.5),
+                                           ("50000 100000", 1.0), ("garbage", float("inf"))])
+def test_cgroup_quota_in_cores(text: str, expected: float, tmp_path: Path) -> None:
+    path = tmp_path / "cpu.max"
+    path.write_text(text + "\n")
+    assert threads.cgroup_cpu_limit(str(path)) == expected
+    assert threads.cgroup_cpu_limit(str(tmp_path / "absent")) == float("inf")
+
+
+def test_available_cores_follow_affinity_and_quota(monkeypatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: float("inf"))
+    assert threads.available_cores() == 6
+    monkeypatch.setattr(threads, "cgroup_cpu_limit", lambda: 2.5)
+    assert threads.available_cores() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    assert threads.available_cores() == 1
+
+
+@pytest.mark.parametrize("cores,given,expected", [(2, None, 2), (8, None, 4), (1, None, 1), (2, "4", 4),
+                                                  (2, "0", 0)])
+def test_data_workers_default_to_the_usable_cores(cores: int, given, expected: int, tmp_path: Path,
+                                                  monkeypatch) -> None:
+    """--num_threads defaults to the official 4, but not more than the cores; an explicit value stays."""
+    monkeypatch.setattr(threads, "available_cores", lambda: cores)
+    monkeypatch.setattr("options.base_options.available_cores", lambda: cores)
+    argv = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1"]
+    opt = TrainOptions().parse(argv + (["--num_threads", given] if given else []), save=False)
+    assert opt.num_threads == expected
+
+
+def test_torch_threads_are_capped_at_the_usable_cores(monkeypatch) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        monkeypatch.setattr(threads, "available_cores", lambda: 1)
+        assert threads.limit_torch_threads() == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
