@@ -39,15 +39,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     init_distributed(opt)  # torchrun with several processes: process group, opt.local_rank, opt.device
     if getattr(opt, "seed", -1) >= 0:
         seed_everything(opt.seed, rank=opt.rank, deterministic=getattr(opt, "deterministic", False))
+    finished = False
     try:
         run(opt, options.table)
+        finished = True
     except TrainingInterrupted as stopped:
         log.info("%s", stopped)
         raise SystemExit(stopped.exit_code) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None  # second Ctrl-C: the handler has said what happened
     finally:
-        cleanup_distributed()
+        cleanup_distributed(wait_for_peers=finished)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def _numerics_worker(rank: int, world: int, init_file: str, results: str) -> Non
             }
         torch.save(report, os.path.join(results, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        distributed.cleanup_distributed(wait_for_peers=True)
 
 
 def test_ddp_numerics(tmp_path: Path) -> None:
@@ -297,7 +297,7 @@ def _nonfinite_worker(rank: int, world: int, init_file: str, results: str) -> No
             dist.barrier()  # a process that did not take the decision would hang here under the old rule
         torch.save(report, os.path.join(results, f"rank{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        distributed.cleanup_distributed(wait_for_peers=True)
 
 
 def test_nonfinite_decision_is_collective(tmp_path: Path) -> None:

@@ -227,6 +227,7 @@ AGREE = textwrap.dedent("""
             stop.signum = signal.SIGTERM
         second = stop.agreed()
         print(f"rank {rank}: {first} {second} {stop.signum}", flush=True)
+        dist.barrier()  # leave together: closing while a peer still reads aborts it
         dist.destroy_process_group()
 
     if __name__ == "__main__":

@@ -123,9 +123,16 @@ def init_distributed(opt: argparse.Namespace) -> None:
              opt.rank, device)
 
 
-def cleanup_distributed() -> None:
-    """Leave the process group (a no-op when there is none)."""
+def cleanup_distributed(wait_for_peers: bool = False) -> None:
+    """Leave the process group (a no-op when there is none).
+
+    ``wait_for_peers`` (the normal end of a run) first waits at a barrier: a process that shuts its connections
+    while a peer still has bytes in flight to it makes the peer's gloo thread abort the whole process. After an
+    error the peers may be inside another collective, so no barrier is attempted then.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 
