@@ -183,3 +183,13 @@ def test_failed_start_leaves_nothing_behind(demo_root: Path, tmp_path: Path) -> 
     with pytest.raises(MissingPathError):
         run_train(train_flags("old", ckpt, tmp_path / "nowhere", "--continue_train", "--n_epochs", "2"))
     assert snapshot(ckpt) == before
+
+
+def test_record_reads_past_a_damaged_loss_log_line(tmp_path: Path) -> None:
+    """test.py's check of the run's record skips a damaged line of loss_log.jsonl (a bad byte) instead of failing."""
+    from training.record import last_logged
+
+    (tmp_path / "loss_log.jsonl").write_bytes(b'{"epoch": 1, "total_iters": 2}\n{"epoch": \xff\n'
+                                              b'{"epoch": 2, "total_iters": 4}\n{"epoch": 2, "tot')
+    last = last_logged(str(tmp_path))
+    assert last is not None and (last.epoch, last.total_iters) == (2, 4)

@@ -39,13 +39,13 @@ def last_logged(save_dir: str) -> Optional[Progress]:
     path = os.path.join(save_dir, LOSS_LOG)
     last: Optional[Progress] = None
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "rb") as handle:
             for line in handle:
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line.decode("utf-8"))
                     last = Progress(int(record["epoch"]), int(record["total_iters"]), LOSS_LOG)
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by a crash, or a record without counters
+                except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
+                    continue  # a damaged line (cut short by a crash, a bad byte), or a record without counters
     except OSError:
         return None
     return last
