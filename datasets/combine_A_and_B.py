@@ -22,17 +22,18 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
-from util.image_io import load_image  # noqa: E402
+from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
+from util.ranges import Range  # noqa: E402
 
 log = get_logger(__name__)
 
 
-def image_write(path_A: str, path_B: str, path_AB: str) -> None:
+def image_write(path_A: str, path_B: str, path_AB: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Read A and B as the datasets do (8-bit RGB, ``util.image_io.load_image``), concatenate them side by side and
     write ``path_AB``."""
-    im_A = np.asarray(load_image(path_A))
-    im_B = np.asarray(load_image(path_B))
+    im_A = np.asarray(load_image(path_A, max_pixels))
+    im_B = np.asarray(load_image(path_B, max_pixels))
     if im_A.shape[0] != im_B.shape[0]:
         raise InvalidInputError(f"cannot combine {path_A} (height {im_A.shape[0]}) with {path_B} "
                                 f"(height {im_B.shape[0]}): the heights differ")
@@ -74,15 +75,15 @@ def plan_pairs(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000,
 
 
 def combine(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000, use_AB: bool = False,
-            no_multiprocessing: bool = False) -> int:
+            no_multiprocessing: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
     """Write every A|B pair; return how many files were written. Errors of any worker are raised."""
     jobs = plan_pairs(fold_A, fold_B, fold_AB, num_imgs, use_AB)
     if no_multiprocessing:
         for job in jobs:
-            image_write(*job)
+            image_write(*job, max_pixels)
     else:
         with Pool() as pool:
-            pending = [pool.apply_async(image_write, args=job) for job in jobs]
+            pending = [pool.apply_async(image_write, args=(*job, max_pixels)) for job in jobs]
             for result in pending:
                 result.get()
             pool.close()
@@ -102,13 +103,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--use_AB", dest="use_AB", help="if true: (0001_A, 0001_B) to (0001_AB)", action="store_true")
     parser.add_argument("--no_multiprocessing", dest="no_multiprocessing", action="store_true", default=False,
                         help="If used, chooses single CPU execution instead of parallel execution")
+    parser.add_argument("--max_pixels", type=Range(int, 1, MAX_PIXELS_LIMIT), default=DEFAULT_MAX_PIXELS,
+                        help="pixel budget of one image as decoded; larger images are refused by name (default 2^26)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     for arg in vars(args):
         log.info(f"[{arg}] =  {getattr(args, arg)}")
-    written = combine(args.fold_A, args.fold_B, args.fold_AB, args.num_imgs, args.use_AB, args.no_multiprocessing)
+    written = combine(args.fold_A, args.fold_B, args.fold_AB, args.num_imgs, args.use_AB, args.no_multiprocessing,
+                      args.max_pixels)
     log.info(f"wrote {written} images to {args.fold_AB}")
     return 0
 

@@ -18,8 +18,9 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
-from util.image_io import load_image  # noqa: E402
+from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
+from util.ranges import Range  # noqa: E402
 
 log = get_logger(__name__)
 
@@ -33,14 +34,16 @@ def get_file_paths(folder: str) -> list[str]:
     return [os.path.join(base, f) for f in names if os.path.isfile(os.path.join(base, f))]
 
 
-def align_images(a_file_paths: list[str], b_file_paths: list[str], target_path: str) -> None:
+def align_images(a_file_paths: list[str], b_file_paths: list[str], target_path: str,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Paste A[i] and B[i] side by side and save them as ``target_path/%04d.jpg``."""
     if len(a_file_paths) != len(b_file_paths):
         raise InvalidInputError(f"cannot pair {len(a_file_paths)} A images with {len(b_file_paths)} B images for "
                                 f"{target_path}")
     os.makedirs(target_path, exist_ok=True)
     for i, (path_a, path_b) in enumerate(zip(a_file_paths, b_file_paths)):
-        img_a, img_b = load_image(path_a), load_image(path_b)  # 8-bit RGB, as the datasets read them
+        # 8-bit RGB, as the datasets read them
+        img_a, img_b = load_image(path_a, max_pixels), load_image(path_b, max_pixels)
         if img_a.size != img_b.size:
             raise InvalidInputError(f"{path_a} is {img_a.size} but {path_b} is {img_b.size}: paired images "
                                     f"must match")
@@ -50,7 +53,7 @@ def align_images(a_file_paths: list[str], b_file_paths: list[str], target_path: 
         aligned.save(os.path.join(target_path, f"{i:04d}.jpg"), quality=95)
 
 
-def make_aligned(dataset_folder: str) -> dict[str, int]:
+def make_aligned(dataset_folder: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, int]:
     """Build ``test/`` and ``train/`` from the four unaligned folders; return the counts written."""
     counts: dict[str, int] = {}
     paths = {sub: get_file_paths(os.path.join(dataset_folder, sub)) for sub in ("testA", "testB", "trainA", "trainB")}
@@ -59,7 +62,7 @@ def make_aligned(dataset_folder: str) -> dict[str, int]:
             raise InvalidInputError(f"{split}A has {len(paths[split + 'A'])} images but {split}B has "
                                     f"{len(paths[split + 'B'])} in {dataset_folder}: they must pair up one to one")
     for split in ("test", "train"):
-        align_images(paths[split + "A"], paths[split + "B"], os.path.join(dataset_folder, split))
+        align_images(paths[split + "A"], paths[split + "B"], os.path.join(dataset_folder, split), max_pixels)
         counts[split] = len(paths[split + "A"])
     return counts
 
@@ -69,12 +72,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset-path", dest="dataset_path", required=True,
                         help="Which folder to process (it should have subfolders testA, testB, trainA and trainB")
+    parser.add_argument("--max_pixels", type=Range(int, 1, MAX_PIXELS_LIMIT), default=DEFAULT_MAX_PIXELS,
+                        help="pixel budget of one image as decoded; larger images are refused by name (default 2^26)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     log.info(args.dataset_path)
-    counts = make_aligned(args.dataset_path)
+    counts = make_aligned(args.dataset_path, args.max_pixels)
     log.info(f"wrote {counts['train']} train and {counts['test']} test pairs under {args.dataset_path}")
     return 0
 

@@ -31,8 +31,9 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
-from util.image_io import load_image  # noqa: E402
+from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
+from util.ranges import Range  # noqa: E402
 
 log = get_logger(__name__)
 
@@ -78,9 +79,9 @@ def pair_split(gtfine_dir: str, leftimg_dir: str, split: str) -> list[tuple[str,
     return [(photos[k], labels[k]) for k in sorted(photos)]
 
 
-def load_resized(path: str, size: int = SIZE) -> Image.Image:
+def load_resized(path: str, size: int = SIZE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """The image at ``path`` as 8-bit RGB (``util.image_io.load_image``), resized to ``size`` x ``size`` (bicubic)."""
-    return load_image(path).resize((size, size), Image.Resampling.BICUBIC)
+    return load_image(path, max_pixels).resize((size, size), Image.Resampling.BICUBIC)
 
 
 def save_jpeg(img: Image.Image, path: str) -> None:
@@ -88,7 +89,8 @@ def save_jpeg(img: Image.Image, path: str) -> None:
     img.save(path, format="JPEG", quality=100, subsampling=0)
 
 
-def prepare(gtfine_dir: str, leftimg_dir: str, output_dir: str, size: int = SIZE) -> dict[str, int]:
+def prepare(gtfine_dir: str, leftimg_dir: str, output_dir: str, size: int = SIZE,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, int]:
     """Write the aligned and the unaligned layouts for the train and val splits; return images written per phase."""
     written: dict[str, int] = {}
     pairs_by_split = {split: pair_split(gtfine_dir, leftimg_dir, split) for split in SPLITS}  # check all first
@@ -101,7 +103,7 @@ def prepare(gtfine_dir: str, leftimg_dir: str, output_dir: str, size: int = SIZE
         for d in dirs.values():
             os.makedirs(d, exist_ok=True)
         for i, (photo_path, label_path) in enumerate(pairs):
-            photo, label = load_resized(photo_path, size), load_resized(label_path, size)
+            photo, label = load_resized(photo_path, size, max_pixels), load_resized(label_path, size, max_pixels)
             side_by_side = Image.new("RGB", (2 * size, size))
             side_by_side.paste(photo, (0, 0))
             side_by_side.paste(label, (size, 0))
@@ -124,13 +126,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="the unzipped leftImg8bit folder (train/, val/)")
     parser.add_argument("--output_dir", type=str, default="./datasets/cityscapes", help="where to write the dataset")
     parser.add_argument("--size", type=int, default=SIZE, help="side of the square images written")
+    parser.add_argument("--max_pixels", type=Range(int, 1, MAX_PIXELS_LIMIT), default=DEFAULT_MAX_PIXELS,
+                        help="pixel budget of one image as decoded; larger images are refused by name (default 2^26)")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.size < 1:
         parser.error(f"--size must be positive, got {args.size}")
-    prepare(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size)
+    prepare(args.gtFine_dir, args.leftImg8bit_dir, args.output_dir, args.size, args.max_pixels)
     return 0
 
 

@@ -714,6 +714,35 @@ def test_prepare_cityscapes_errors_name_the_problem(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()  # both splits are checked before anything is written
 
 
+def _pixel_budget_worlds(tmp_path: Path) -> dict[str, list[str]]:
+    """For each dataset script that reads images: the arguments of a run over one 10x7 pair."""
+    fa, fb = make_split_folders(tmp_path / "combine")
+    for split in ("trainA", "trainB", "testA", "testB"):
+        save_noise(tmp_path / "aligned" / split / "0.png", 10, 7, 1)
+    gt, left = fake_cityscapes(tmp_path / "city", {"train": 1, "val": 1})
+    return {"combine_A_and_B": ["--fold_A", str(fa), "--fold_B", str(fb), "--fold_AB", str(tmp_path / "AB"),
+                                "--no_multiprocessing"],
+            "make_dataset_aligned": ["--dataset-path", str(tmp_path / "aligned")],
+            "prepare_cityscapes_dataset": ["--gtFine_dir", str(gt), "--leftImg8bit_dir", str(left), "--output_dir",
+                                           str(tmp_path / "city_out"), "--size", "16"]}
+
+
+@pytest.mark.parametrize("script", ["combine_A_and_B", "make_dataset_aligned", "prepare_cityscapes_dataset"])
+def test_dataset_scripts_take_the_pixel_budget_their_message_names(script: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """An image over the budget is refused by name, and the --max_pixels that the message suggests exists."""
+    from util.image_io import ImageSizeError
+
+    argv = _pixel_budget_worlds(tmp_path)[script]
+    main = load_script(script).main
+    with pytest.raises(ImageSizeError, match=r"\.png.*--max_pixels 20\b"):
+        main(argv + ["--max_pixels", "20"])  # every test image has 5 x 6 or more pixels
+    assert main(argv + ["--max_pixels", str(40 * 20)]) == 0  # the largest test image (cityscapes, 40 x 20) fits
+    with pytest.raises(SystemExit) as bad:
+        main(argv + ["--max_pixels", "0"])
+    assert bad.value.code == 2 and "--max_pixels" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------- download scripts
 DOWNLOADS = {
     "download_cyclegan_dataset.sh": ["apple2orange", "summer2winter_yosemite", "horse2zebra", "monet2photo",
