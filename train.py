@@ -39,11 +39,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     init_distributed(opt)  # torchrun with several processes: process group, opt.local_rank, opt.device
     if getattr(opt, "seed", -1) >= 0:
         seed_everything(opt.seed, rank=opt.rank, deterministic=getattr(opt, "deterministic", False))
-    finished = False
+    finished = False  # leave the process group together only when every process got to the same point
     try:
         run(opt, options.table)
         finished = True
     except TrainingInterrupted as stopped:
+        finished = True  # every process agreed to stop after the same iteration
         log.info("%s", stopped)
         raise SystemExit(stopped.exit_code) from None
     except KeyboardInterrupt:
