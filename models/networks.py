@@ -503,12 +503,23 @@ def discriminator_geometry(net: nn.Module, input_size: int = 256) -> Dict[str, i
     """Receptive field (pixels) and output-map side of a feed-forward conv discriminator for a square input."""
     rf, jump, size = 1, 1, input_size
     for m in net.modules():
-        if isinstance(m, (nn.Conv2d, Downsample)):
-            k, s, p = (3, 2, 1) if isinstance(m, Downsample) else (m.kernel_size[0], m.stride[0], m.padding[0])
-            rf += (k - 1) * jump
+        conv = _conv_shape(m)
+        if conv is not None:
+            k, s, p, d = conv
+            rf += d * (k - 1) * jump
             jump *= s
-            size = (size + 2 * p - k) // s + 1
+            size = (size + 2 * p - d * (k - 1) - 1) // s + 1
     return {"receptive_field": rf, "output_size": size}
+
+
+def _conv_shape(m: nn.Module) -> Optional[Tuple[int, int, int, int]]:
+    """(kernel, stride, padding, dilation) of a convolution, CUT's blur-downsampling included (a fixed 3x3
+    stride-2 convolution after a reflection pad of 1); None for other modules."""
+    if isinstance(m, Downsample):
+        return 3, 2, 1, 1
+    if isinstance(m, nn.Conv2d):
+        return m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0]
+    return None
 
 
 NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.SyncBatchNorm)
@@ -519,8 +530,11 @@ def _feed_forward_fits(net: nn.Module, side: int) -> bool:
     output of at least 1x1, and every normalisation layer sees at least 2 values per channel."""
     size = side
     for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            k, s, p, d = m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0]
+        conv = _conv_shape(m)
+        if conv is not None:
+            if isinstance(m, Downsample) and size < 2:  # reflection padding needs more pixels than it adds
+                return False
+            k, s, p, d = conv
             size = (size + 2 * p - d * (k - 1) - 1) // s + 1
             if size < 1:
                 return False

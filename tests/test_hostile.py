@@ -385,6 +385,22 @@ def test_min_side_is_what_the_network_takes(kind: str, name: str, norm: str) -> 
         assert not runs(net, side - 1)
 
 
+AA_NETS = [("G", name) for name in networks.list_generators() if name.startswith("resnet")] + \
+          [("D", name) for name in networks.list_discriminators()]
+
+
+@pytest.mark.parametrize("kind,name", AA_NETS, ids=[f"{k}-{n}" for k, n in AA_NETS])
+def test_min_side_of_the_antialiased_layout_is_what_the_network_takes(kind: str, name: str) -> None:
+    """CUT's layout (--model cut): its blur-downsampling counts like the strided convolution it replaces."""
+    side = networks.min_side_for(kind, name, "instance", no_antialias=False, no_antialias_up=False)
+    net = networks.define_G(3, 3, 4, name, "instance", no_antialias=False, no_antialias_up=False) if kind == "G" \
+        else networks.define_D(3, 4, name, 3, "instance", no_antialias=False)
+    net.train()
+    assert runs(net, side) and runs(net, side + 7)
+    if side > 1:
+        assert not runs(net, side - 1)
+
+
 @pytest.mark.parametrize("w,h", [(33, 17), (6, 6), (1, 1)])
 def test_preflight_names_images_smaller_than_the_networks(w: int, h: int, tmp_path: Path) -> None:
     for i, side in enumerate([(40, 40), (w, h)]):
