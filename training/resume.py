@@ -42,7 +42,8 @@ class ResumePoint:
     epoch: int
     epoch_iter: int = 0
     total_iters: int = 0
-    state: Optional[Dict[str, Any]] = None
+    rng: Optional[Dict[str, Any]] = None  # the saved RNG states, put back last (restore_rng); the rest of the
+    # training state is loaded into the model and not kept (it holds the optimizers' moments and the image pools)
 
 
 def load_for_resume(opt: argparse.Namespace) -> Optional[Dict[str, Any]]:
@@ -137,7 +138,7 @@ def restore(model: Any, dataset: Any, opt: argparse.Namespace, state: Optional[M
                     "follows a different order", len(dataset), int(data["size"]), path)
     point = ResumePoint(epoch=first_epoch(opt, state),
                         epoch_iter=0 if state.get("epoch_complete") else int(state["epoch_iter"]),
-                        total_iters=int(state["total_iters"]), state=dict(state))
+                        total_iters=int(state["total_iters"]), rng=state.get("rng"))
     log.info("resuming from %s: epoch %d, %d images into it, total_iters %d (optimizers, LR schedule, image pools "
              "and RNG states restored)", path, point.epoch, point.epoch_iter, point.total_iters)
     follow_schedule(model, opt, state, point.epoch)
@@ -194,11 +195,11 @@ def _load_list(objects: List[Any], states: List[Any], what: str) -> None:
 
 def restore_rng(point: ResumePoint, opt: argparse.Namespace) -> None:
     """Restore the saved RNG states (single process, or rank 0; other ranks keep their ``seed + rank`` streams)."""
-    if point.state is None:
+    if point.rng is None:
         return
     if getattr(opt, "world_size", 1) > 1 and getattr(opt, "rank", 0) != 0:
         return
-    restore_rng_state(point.state["rng"])
+    restore_rng_state(point.rng)
 
 
 def start_epoch(dataset: Any, epoch: int, point: ResumePoint) -> int:
