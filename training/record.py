@@ -6,17 +6,15 @@ last line of ``loss_log.jsonl`` is further along: the results would then show an
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
 from models.checkpoint_io import CheckpointError
 
+from util.visualizer import LOSS_LOG_JSONL, read_history, record_order
+
 from training.checkpoints import read_state, state_path
-
-LOSS_LOG = "loss_log.jsonl"
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -35,20 +33,13 @@ def describe_state(prefix: str, state: Mapping[str, Any]) -> str:
 
 
 def last_logged(save_dir: str) -> Optional[Progress]:
-    """The last record of ``loss_log.jsonl`` that has a ``total_iters`` (None when there is none)."""
-    path = os.path.join(save_dir, LOSS_LOG)
-    last: Optional[Progress] = None
-    try:
-        with open(path, "rb") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line.decode("utf-8"))
-                    last = Progress(int(record["epoch"]), int(record["total_iters"]), LOSS_LOG)
-                except (ValueError, KeyError, TypeError):  # UnicodeDecodeError is a ValueError
-                    continue  # a damaged line (cut short by a crash, a bad byte), or a record without counters
-    except OSError:
+    """The last record of the run's history in ``loss_log.jsonl`` (None when there is none; damaged lines and
+    records of a session that a resume replaced are left out, as in the loss plot)."""
+    history = read_history(os.path.join(save_dir, LOSS_LOG_JSONL))
+    if not history:
         return None
-    return last
+    epoch, total_iters = record_order(history[-1])
+    return Progress(epoch, total_iters, LOSS_LOG_JSONL)
 
 
 def latest_saved(save_dir: str) -> Optional[Progress]:

@@ -39,6 +39,7 @@ CONNECT_TIMEOUT = 2.0  # seconds to open the TCP connection to the visdom server
 REQUEST_TIMEOUT = 10.0  # seconds for one visdom request (an image grid can be a few MB)
 LOSS_PLOT = "loss_plot.png"
 METRICS_PLOT = "metrics_plot.png"
+LOSS_LOG_JSONL = "loss_log.jsonl"  # one record per line: losses, metrics and session markers
 # Seconds between redraws of a plot during training: one draw of the 8 cycle_gan panels took 0.3-1.3 s on a busy
 # 2-core CPU (python bench/plot_draw.py), too much to pay at every --print_freq.
 PLOT_INTERVAL = 10.0
@@ -60,19 +61,18 @@ def _read_jsonl(path: str) -> List[Dict[str, Any]]:
                 record = json.loads(raw.decode("utf-8"))
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
-                _order(record)  # epoch and total_iters must be numbers
+                record_order(record)  # epoch and total_iters must be numbers
             except (UnicodeDecodeError, ValueError, TypeError):
                 damaged.append(number)
                 continue
             records.append(record)
     if damaged:
         shown = ", ".join(map(str, damaged[:10])) + (", ..." if len(damaged) > 10 else "")
-        log.warning("%s: skipped %d damaged line(s) (line %s); the plots leave those points out",
-                    path, len(damaged), shown)
+        log.warning("%s: skipped %d damaged line(s) (line %s)", path, len(damaged), shown)
     return records
 
 
-def _order(record: Mapping[str, Any]) -> tuple:
+def record_order(record: Mapping[str, Any]) -> tuple:
     """Training order of a record or session start: (epoch, total_iters).
 
     The epoch comes first because a weights-only resume (no training state) restarts total_iters at 0.
@@ -85,8 +85,8 @@ def replay_history(records: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]
     kept: List[Dict[str, Any]] = []
     for record in records:
         if "session" in record:
-            start = _order(record) if record["session"] == "resume" else (-1, -1)
-            kept = [r for r in kept if _order(r) <= start]
+            start = record_order(record) if record["session"] == "resume" else (-1, -1)
+            kept = [r for r in kept if record_order(r) <= start]
         else:
             kept.append(dict(record))
     return kept
@@ -284,7 +284,7 @@ class Visualizer:
         self.saved = False
         self.expr_dir = os.path.join(opt.checkpoints_dir, opt.name)
         self.log_name = os.path.join(self.expr_dir, "loss_log.txt")
-        self.jsonl_name = os.path.join(self.expr_dir, "loss_log.jsonl")
+        self.jsonl_name = os.path.join(self.expr_dir, LOSS_LOG_JSONL)
         self.web_dir = os.path.join(self.expr_dir, "web")
         self.img_dir = os.path.join(self.web_dir, "images")
         self.records: List[Dict[str, Any]] = []
