@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from options.cli import OptionParser
-from util.errors import DEBUG_ENV, InvalidInputError, cli_main
+from util.errors import InvalidInputError, add_debug_flag, cli_main
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
 from util.logger import get_logger, setup_logging
 from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
@@ -55,7 +55,7 @@ def build_parser() -> OptionParser:
     p.add_argument("--size", type=int, default=None,
                    help="resize every image to size x size (PIL bicubic); default: keep the native size")
     p.add_argument("--max_images", type=int, default=None, help="use at most this many images of each folder")
-    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # checked with FLAG_RANGES
                    help="pixel budget of one image, as read and after --size; larger images are refused by name")
     p.add_argument("--inception_weights", default=None,
                    help="TF-Inception weights file for fid/kid (else $IMG2IMG_INCEPTION_WEIGHTS)")
@@ -71,8 +71,7 @@ def build_parser() -> OptionParser:
     p.add_argument("--seed", type=int, default=0, help="seed of KID subsets and SWD sampling")
     p.add_argument("--device", default="cpu", help="torch device for Inception and the classifier")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--debug", action="store_true",
-                   help=f"show the traceback of a user error instead of its one-line message (or {DEBUG_ENV}=1)")
+    add_debug_flag(p)
     return p
 
 

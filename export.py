@@ -27,7 +27,7 @@ import torch.nn as nn
 from models import arch_config, checkpoint_io, networks
 from options.cli import OptionParser
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
-from util.errors import DEBUG_ENV, UserError, cli_main
+from util.errors import UserError, add_debug_flag, cli_main
 from util.logger import get_logger, setup_logging
 from util.ranges import Range
 
@@ -322,7 +322,7 @@ def make_parser() -> OptionParser:
     p.add_argument("--check_image", default=None, help="image to compare exported and eager outputs on "
                                                         "(default: a fixed synthetic image of --check_size)")
     p.add_argument("--check_size", type=int, default=256, help="side of the synthetic check image")
-    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # checked with FLAG_RANGES
                    help="pixel budget of --check_image (larger images are refused by name)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted |exported - eager| (outputs "
                                                                  "are in [-1, 1])")
@@ -330,8 +330,7 @@ def make_parser() -> OptionParser:
     p.add_argument("--onnx_exporter", default="dynamo", help="dynamo (torch.export based) | legacy (TorchScript "
                                                              "based, faster, deprecated by PyTorch)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    p.add_argument("--debug", action="store_true",
-                   help=f"show the traceback of a user error instead of its one-line message (or {DEBUG_ENV}=1)")
+    add_debug_flag(p)
     arch = p.add_argument_group("architecture (default: config.json beside the checkpoint, else these)")
     arch.add_argument("--netG", default=None, help="generator [" + " | ".join(networks.list_generators()) + "]")
     arch.add_argument("--norm", default=None, help="[" + " | ".join(networks.list_norms()) + "]")

@@ -36,8 +36,8 @@ from PIL import Image, UnidentifiedImageError
 
 from data.base_dataset import max_pixels, preprocess_sizes
 from data.image_folder import make_dataset
-from util.errors import DEBUG_ENV, MissingPathError, UserError, cli_main
-from util.image_io import DEFAULT_MAX_PIXELS, ImageReadError, exif_orientation, has_alpha, load_image, special_kind
+from util.errors import MissingPathError, UserError, add_debug_flag, cli_main
+from util.image_io import ImageReadError, add_max_pixels_flag, exif_orientation, has_alpha, load_image, special_kind
 from util.logger import get_logger, setup_logging
 
 log = get_logger(__name__)
@@ -317,15 +317,6 @@ def describe_bad(check: ImageCheck) -> str:
     return f"{check.path}: {check.problem}; {check.advice}"
 
 
-def format_bad(bad: Sequence[ImageCheck], limit: Optional[int] = MAX_LISTED) -> str:
-    """One line per bad file: ``path: problem; advice``."""
-    shown = bad if limit is None else bad[:limit]
-    lines = [f"  {describe_bad(c)}" for c in shown]
-    if limit is not None and len(bad) > limit:
-        lines.append(f"  ... and {len(bad) - limit} more (all are listed in the warnings above)")
-    return "\n".join(lines)
-
-
 def bad_on_one_line(bad: Sequence[ImageCheck], limit: int = MAX_LISTED) -> str:
     """The first ``limit`` bad files on one line (``describe_bad``, separated by `` | ``), then how many more."""
     text = " | ".join(describe_bad(c) for c in bad[:limit])
@@ -376,16 +367,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--preprocess", default="resize_and_crop")
     parser.add_argument("--crop_size", type=int, default=256)
     parser.add_argument("--load_size", type=int, default=286)
-    parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                        help="pixel budget of one image, as decoded and after each resizing step")
+    add_max_pixels_flag(parser, "pixel budget of one image, as decoded and after each resizing step")
     parser.add_argument("--side_by_side", action="store_true", help="files hold A|B pairs (aligned datasets)")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"show the traceback of an error instead of its one-line message (or {DEBUG_ENV}=1)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     paths = make_dataset(args.folder)
     report = scan(paths, args, side_by_side=args.side_by_side, full=True if args.full else None)
     for c in report.bad:
-        log.info("%s: %s; %s", c.path, c.problem, c.advice)
+        log.info("%s", describe_bad(c))
     log.info("%d files checked (%s), %d cannot be used", report.checked,
              "decoded" if report.full_decode else "headers only", len(report.bad))
     return 1 if report.bad else 0

@@ -21,10 +21,9 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
-from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, load_image  # noqa: E402
+from util.errors import InvalidInputError, MissingPathError, add_debug_flag, cli_main  # noqa: E402
+from util.image_io import DEFAULT_MAX_PIXELS, add_max_pixels_flag, load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
-from util.ranges import Range  # noqa: E402
 
 log = get_logger(__name__)
 
@@ -103,10 +102,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--use_AB", dest="use_AB", help="if true: (0001_A, 0001_B) to (0001_AB)", action="store_true")
     parser.add_argument("--no_multiprocessing", dest="no_multiprocessing", action="store_true", default=False,
                         help="If used, chooses single CPU execution instead of parallel execution")
-    parser.add_argument("--max_pixels", type=Range(int, 1, MAX_PIXELS_LIMIT), default=DEFAULT_MAX_PIXELS,
-                        help="pixel budget of one image as decoded; larger images are refused by name (default 2^26)")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
+    add_max_pixels_flag(parser, "pixel budget of one image as decoded; larger images are refused by name "
+                                "(default 2^26)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     setup_logging()
     for arg in vars(args):

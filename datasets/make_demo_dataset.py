@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from util.errors import InvalidInputError, cli_main  # noqa: E402
+from util.errors import InvalidInputError, add_debug_flag, cli_main  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger(__name__)
@@ -225,8 +225,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--n_test", type=int, default=20, help="test images per domain (paired)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete set exists")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     setup_logging()
     make_demo_dataset(args.out, args.size, args.n_train, args.n_test, args.seed, args.force)

@@ -30,10 +30,9 @@ from PIL import Image
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from util.errors import InvalidInputError, MissingPathError, cli_main  # noqa: E402
-from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, load_image  # noqa: E402
+from util.errors import InvalidInputError, MissingPathError, add_debug_flag, cli_main  # noqa: E402
+from util.image_io import DEFAULT_MAX_PIXELS, add_max_pixels_flag, load_image  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
-from util.ranges import Range  # noqa: E402
 
 log = get_logger(__name__)
 
@@ -126,10 +125,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="the unzipped leftImg8bit folder (train/, val/)")
     parser.add_argument("--output_dir", type=str, default="./datasets/cityscapes", help="where to write the dataset")
     parser.add_argument("--size", type=int, default=SIZE, help="side of the square images written")
-    parser.add_argument("--max_pixels", type=Range(int, 1, MAX_PIXELS_LIMIT), default=DEFAULT_MAX_PIXELS,
-                        help="pixel budget of one image as decoded; larger images are refused by name (default 2^26)")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of its one-line message (or IMG2IMG_DEBUG=1)")
+    add_max_pixels_flag(parser, "pixel budget of one image as decoded; larger images are refused by name "
+                                "(default 2^26)")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     setup_logging()
     if args.size < 1:

@@ -15,7 +15,7 @@ from models import networks
 from options.ranges import check_ranges, ranges_of
 from options.sizes import SIZE_KEYS, check_image_sizes
 from util.amp import AMP_MODES
-from util.errors import DEBUG_ENV, UserError
+from util.errors import DEBUG_ENV, UserError, add_debug_flag
 from util.image_io import DEFAULT_MAX_PIXELS
 from util.logger import get_logger
 from util.ranges import RangeError
@@ -164,9 +164,8 @@ class BaseOptions:
                             help="which iteration to load? if load_iter > 0, the code will load models by "
                                  "iter_[load_iter]; otherwise, the code will load models by [epoch]")
         parser.add_argument("--verbose", action="store_true", help="if specified, print more debugging information")
-        parser.add_argument("--debug", action="store_true",
-                            help=f"[ours] show the Python traceback of a user error (bad data, path, checkpoint) "
-                                 f"instead of its one-line message; or set {DEBUG_ENV}=1")
+        add_debug_flag(parser, f"[ours] show the Python traceback of a user error (bad data, path, checkpoint) "
+                               f"instead of its one-line message; or set {DEBUG_ENV}=1")
         parser.add_argument("--suffix", default="", type=str,
                             help="customized suffix: opt.name = opt.name + suffix: e.g., {model}_{netG}_size{load_size}")
         # wandb / tensorboard parameters
@@ -194,7 +193,7 @@ class BaseOptions:
         parser.add_argument("--bad_data", type=str, default="error",
                             help="[ours] unusable image files found by the pre-flight scan: error (stop before "
                                  "training, listing them) | skip (leave them out with a summary)")
-        parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
+        parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # range: options/ranges.py
                             help="[ours] pixel budget of one image, as decoded and after each resizing step of "
                                  "--preprocess; larger images are refused by name (docs/resume.md, Bad data)")
         self.initialized = True

@@ -18,7 +18,7 @@ import data
 from conftest import run_test, run_train, tiny_flags
 from data.base_dataset import load_image
 from data.image_folder import EmptyDatasetError
-from data.validation import BadDataError, check_image, check_layout, format_bad, main as validation_main, scan
+from data.validation import BadDataError, check_image, check_layout, describe_bad, main as validation_main, scan
 
 S = 40  # side of the generated images (>= the 32 px crops used below)
 
@@ -195,7 +195,7 @@ def test_reported_with_name_and_advice(name: str, full: bool, tmp_path: Path) ->
     (path,) = write_corpus(tmp_path, [name])
     check = check_image(str(path), scan_opt(), full=full)
     assert check.problem is not None and REPORTED[name][1] in check.problem, check.problem
-    line = format_bad([check])
+    line = describe_bad(check)
     assert name in line and check.advice and check.advice in line
 
 
@@ -383,3 +383,12 @@ def test_cli_lists_bad_files(tmp_path: Path, caplog) -> None:
     (tmp_path / "zero_bytes.png").unlink()
     (tmp_path / "truncated.jpg").unlink()
     assert validation_main([str(tmp_path)]) == 0
+
+
+def test_cli_refuses_a_pixel_budget_out_of_range(tmp_path: Path, capsys) -> None:
+    """``python -m data.validation X --max_pixels 0`` would report every file as over budget: refused as a flag."""
+    write_corpus(tmp_path, ["rgb.png"])
+    with pytest.raises(SystemExit) as err:
+        validation_main([str(tmp_path), "--max_pixels", "0"])
+    assert err.value.code == 2 and "--max_pixels" in capsys.readouterr().err
+    assert validation_main([str(tmp_path), "--max_pixels", "64"]) == 1  # the 1 .. limit range is what is taken

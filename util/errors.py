@@ -63,6 +63,12 @@ def one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def add_debug_flag(parser: Any, help: str = "") -> None:
+    """Declare ``--debug`` on an argparse ``parser`` (``cli_main`` reads it from the arguments themselves)."""
+    parser.add_argument(DEBUG_FLAG, action="store_true", help=help or (
+        f"show the traceback of a user error instead of its one-line message (or {DEBUG_ENV}=1)"))
+
+
 def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
     """``--debug`` among the arguments, or ``IMG2IMG_DEBUG`` set to something other than ``0``/empty."""
     args = sys.argv[1:] if argv is None else argv

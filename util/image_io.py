@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from util.errors import UserError
 from util.logger import get_logger
+from util.ranges import Range
 
 log = get_logger(__name__)
 
 # 64 Mi pixels (e.g. 8192 x 8192, 192 MB as 8-bit RGB): below PIL's own decompression-bomb warning (~89 M pixels).
 DEFAULT_MAX_PIXELS = 2 ** 26
 MAX_PIXELS_LIMIT = 2 ** 28  # the largest --max_pixels accepted (PIL refuses images above ~179 M pixels anyway)
+
+
+def add_max_pixels_flag(parser: Any, help: str) -> None:
+    """Declare ``--max_pixels`` (the pixel budget of one image; 1 .. MAX_PIXELS_LIMIT) on an argparse ``parser``."""
+    parser.add_argument("--max_pixels", type=Range(int, 1, MAX_PIXELS_LIMIT), default=DEFAULT_MAX_PIXELS, help=help)
 SOURCE_KEY = "img2img_source"  # ``Image.info`` key naming the file an image was loaded from (for error messages)
 
 IMG_EXTENSIONS: list[str] = [
