@@ -22,7 +22,7 @@ import torch
 
 from data import create_dataset
 from models import create_model
-from options.base_options import write_options_file
+from options.base_options import options_file, write_options_file
 from options.test_options import TestOptions
 from training.checkpoints import load_prefix
 from training.record import checkpoint_origin
@@ -101,8 +101,7 @@ def save_options(opt: Any, table: str) -> None:
     try:
         write_options_file(opt, table)
     except OSError as exc:
-        log.warning("%s not written (%s): testing goes on", os.path.join(opt.checkpoints_dir, opt.name,
-                                                                       f"{opt.phase}_opt.txt"), exc.strerror or exc)
+        log.warning("%s not written (%s): testing goes on", options_file(opt), exc.strerror or exc)
 
 
 def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options_table: str = "") -> str:

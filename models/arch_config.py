@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence, Set
 
 from util.errors import UserError
 from util.logger import get_logger
+from util.ranges import Range
 from util.util import atomic_write_text
 
 from . import networks
@@ -27,10 +28,6 @@ log = get_logger(__name__)
 
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
-# Options that describe the model as a whole (copied as they were at training time).
-MODEL_OPTIONS = ("model", "netG", "netD", "n_layers_D", "norm", "no_dropout", "ngf", "ndf", "input_nc",
-                 "output_nc", "upsample", "init_type", "init_gain", "direction", "dataset_mode",
-                 "normG", "normD", "no_antialias", "no_antialias_up")
 # Flags test.py may take from the config (docs/testing.md); explicit flags win. normG .. no_antialias_up exist
 # for --model cut only.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
@@ -41,6 +38,8 @@ OPTION_TYPES: Dict[str, type] = {"model": str, "netG": str, "netD": str, "n_laye
                                  "upsample": str, "init_type": str, "init_gain": float, "direction": str,
                                  "dataset_mode": str, "normG": str, "normD": str, "no_antialias": bool,
                                  "no_antialias_up": bool}
+# Options that describe the model as a whole (copied as they were at training time): those of the schema.
+MODEL_OPTIONS = tuple(OPTION_TYPES)
 NETWORK_KEYS: Dict[str, Dict[str, type]] = {
     "G": {"netG": str, "input_nc": int, "output_nc": int, "ngf": int, "norm": str, "use_dropout": bool},
     "D": {"netD": str, "input_nc": int, "ndf": int, "n_layers_D": int, "norm": str},
@@ -72,12 +71,8 @@ def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
             return f"must be a string, got {value!r}"
         valid = _choices().get(key)
         return None if valid is None or value in valid else f"'{value}' is not valid; choose one of: {', '.join(valid)}"
-    valid_range = networks.ARCH_RANGES.get(key)
-    if valid_range is not None:
-        return None if valid_range.contains(value) else f"{valid_range.requirement(value)}, got {value!r}"
-    ok = isinstance(value, int) and not isinstance(value, bool) if kind is int else \
-        isinstance(value, (int, float)) and not isinstance(value, bool)
-    return None if ok else f"must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+    valid_range = networks.ARCH_RANGES.get(key, Range(kind))
+    return None if valid_range.contains(value) else f"{valid_range.requirement(value)}, got {value!r}"
 
 
 def check_config(cfg: Any, path: str) -> Dict[str, Any]:

@@ -172,9 +172,9 @@ class CycleGANModel(BaseModel):
             fake = outs[0]
             rec = netG_back(fake)
             pred = netD(fake)
-        terms = CycleTerms(fake=amp.to_float(fake), rec=amp.to_float(rec),
-                           gan=self.criterionGAN(amp.to_float(pred), True),
-                           cycle=self.criterionCycle(amp.to_float(rec), real) * lambda_cycle)
+        rec = amp.to_float(rec)
+        terms = CycleTerms(fake=amp.to_float(fake), rec=rec, gan=self.criterionGAN(amp.to_float(pred), True),
+                           cycle=self.criterionCycle(rec, real) * lambda_cycle)
         if idt_input is not None:
             terms.idt = amp.to_float(outs[1])
             terms.loss_idt = self.criterionIdt(terms.idt, idt_input) * lambda_idt

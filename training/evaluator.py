@@ -43,6 +43,7 @@ from data import find_dataset_using_name
 from data.base_dataset import direction_nc, get_transform, list_images, load_image, max_pixels
 from models.wrappers import unwrap
 from options.evaluation import is_unpaired, resolve_best, resolve_metrics
+from util.distributed import barrier
 from util.logger import get_logger
 from util.metrics import compute_metrics, higher_is_better, needing
 from util.metrics.classifier import get_domain_classifier
@@ -358,8 +359,8 @@ class Evaluator:
             self.best = BestTracker(Path(model.save_dir) / BEST_FILE, key, higher_is_better(key))
             if getattr(opt, "continue_train", False):
                 self.best.load()
-        if self.freq > 0 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()  # the other ranks wait while rank 0 prepares (classifier training)
+        if self.freq > 0:
+            barrier()  # the other ranks wait while rank 0 prepares (classifier training)
 
     def maybe_evaluate(self, epoch: int, total_iters: int, counter_ratio: float = 0.0) -> Optional[Dict[str, float]]:
         """Evaluate when ``total_iters`` is a multiple of ``--eval_freq`` (rank 0); return the metrics or None.

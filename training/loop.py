@@ -33,7 +33,7 @@ log = get_logger("train")
 class Run:
     """One training run: the objects built for it and the counters the loop advances."""
 
-    def __init__(self, opt: argparse.Namespace, folder: Optional[ExperimentFolder] = None) -> None:
+    def __init__(self, opt: argparse.Namespace, folder: ExperimentFolder) -> None:
         """Phase 1, build: data, model (set up, loaded when resuming), guards; then ``folder.begin()`` and the
         reports, the first writes into the experiment folder."""
         self.opt = opt
@@ -55,8 +55,7 @@ class Run:
         self.checkpoints = Checkpointer(self.model, self.dataset, opt)
         self.guard = NonFiniteGuard(self.model, getattr(opt, "nan_policy", "stop"))
         self.evaluator = Evaluator(opt, self.model)  # --eval_freq: fixed test subset, best checkpoint
-        if folder is not None:
-            folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
+        folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
         # appends to loss_log.txt only once the start has succeeded; plots and trackers continue one curve
         self.visualizer = Visualizer(opt, resume=self.point)
         self.evaluator.visualizer = self.visualizer

@@ -147,12 +147,11 @@ class Progress:
         """Open the bar (a terminal) or the plain-line display (anything else)."""
         stream = file if file is not None else sys.stderr
         self.total = int(total) if total is not None else None
-        self.terminal = is_terminal(stream)
         initial = min(int(initial), self.total) if self.total is not None else int(initial)
         common: Dict[str, Any] = dict(total=self.total, desc=desc, unit=unit, initial=initial, disable=disable,
                                       file=stream, later=later)
         self._redirect = ExitStack()
-        if self.terminal:
+        if is_terminal(stream):
             # the size from shutil, which falls back to 80x24 where a terminal reports none (tqdm would then draw
             # nothing); a nested bar vanishes when done
             columns, rows = shutil.get_terminal_size()
@@ -166,20 +165,11 @@ class Progress:
                                    interval=PLAIN_INTERVAL if interval is None else interval, clock=clock,
                                    delay=delay, **common)
 
-    @property
-    def n(self) -> int:
-        """Units counted so far (``initial`` included)."""
-        return int(self.bar.n)
-
     def update(self, n: int = 1) -> None:
         """Advance by ``n`` units (never past ``total``: a padded last batch does not overshoot)."""
         if self.total is not None:
             n = max(min(n, self.total - self.bar.n), 0)
         self.bar.update(n)
-
-    def text(self) -> str:
-        """The current status line as displayed (terminal) or logged (plain)."""
-        return self.bar.plain_line() if isinstance(self.bar, _PlainLines) else str(self.bar)
 
     def close(self) -> None:
         """Show the final count and end the display (idempotent); logging goes back to its stream."""
