@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 from bench.run import run_worker  # noqa: E402
 from bench.workloads import parse_config  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
+from util.threads import available_cores  # noqa: E402
 
 log = get_logger("bench.busy")
 
@@ -61,11 +62,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--busy and --rounds must be >= 1, --iters and --warmup >= 0")
     args.config = args.config or ["demo", "demo --official_runtime", "demo --plain"]
     return args
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def run_with_load(label: str, busy: int, args: argparse.Namespace) -> Dict[str, Any]:
@@ -112,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Run every config quiet and busy, alternating, for ``--rounds``; print and return the table."""
     args = parse_args(argv)
     setup_logging()
-    n_cores = cores()
+    n_cores = available_cores()
     runs: Dict[str, Dict[str, List[Dict[str, Any]]]] = {c: {"quiet": [], "busy": []} for c in args.config}
     load_before = os.getloadavg()[0]
     start = time.time()

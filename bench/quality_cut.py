@@ -33,7 +33,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from bench.quality import DEFAULT_DATAROOT, UNPAIRED_METRICS, markdown_table, unpaired_baselines  # noqa: E402
+from bench.quality import (DEFAULT_DATAROOT, UNPAIRED_METRICS, markdown_table, resolve_dataroot,  # noqa: E402
+                           unpaired_baselines)
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger("bench.quality_cut")
@@ -94,20 +95,20 @@ def train_for(argv: List[str], seconds: float, threads: int, log_file: Path) -> 
 
 def reached(exp: Path) -> Dict[str, int]:
     """Epoch and total_iters of the checkpoint the stop saved."""
-    state = torch.load(exp / "latest_train_state.pth", map_location="cpu", weights_only=True)
+    from training.checkpoints import read_state, state_path
+
+    state = read_state(state_path(str(exp), "latest"))
     return {"epoch": int(state["epoch"]), "total_iters": int(state["total_iters"])}
 
 
-def score(argv: List[str], args: argparse.Namespace, suite: Any) -> Dict[str, float]:
-    """Load the run's latest generators as test.py does and score them with ``suite``."""
+def score(model_name: str, dataroot: Path, checkpoints: Path, args: argparse.Namespace, suite: Any) -> Dict[str, float]:
+    """Load the run's latest generators as test.py does (architecture from its config.json) and score them."""
     from models import create_model
     from options.test_options import TestOptions
 
-    model_flags = argv[:argv.index("--dataroot")]
-    test_argv = model_flags + ["--dataroot", argv[argv.index("--dataroot") + 1], "--name",
-                               argv[argv.index("--name") + 1], "--checkpoints_dir",
-                               argv[argv.index("--checkpoints_dir") + 1], "--gpu_ids", "-1", "--crop_size",
-                               str(args.size), "--load_size", str(args.size)]
+    test_argv = MODELS[model_name] + ["--dataroot", str(dataroot), "--name", f"equal_time_{model_name}",
+                                      "--checkpoints_dir", str(checkpoints), "--gpu_ids", "-1", "--crop_size",
+                                      str(args.size), "--load_size", str(args.size)]
     opt = TestOptions().parse(test_argv, save=False)
     model = create_model(opt)
     model.setup(opt)
@@ -127,11 +128,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
         raise ValueError(f"--models: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODELS)}")
     if not args.minutes > 0 or args.threads < 1 or args.eval_num < 2:
         raise ValueError("--minutes must be > 0, --threads >= 1 and --eval_num >= 2")
-    dataroot = Path(args.dataroot) if args.dataroot else DEFAULT_DATAROOT
-    if not dataroot.is_dir():
-        if args.dataroot:
-            raise FileNotFoundError(f"--dataroot {dataroot} not found")
-        log.warning("bench/quality_cut.py skipped: %s is not available; pass --dataroot", dataroot)
+    dataroot = resolve_dataroot(args)
+    if dataroot is None:
+        log.warning("bench/quality_cut.py skipped: %s is not available; pass --dataroot", DEFAULT_DATAROOT)
         return None
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -155,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[Dict[str, Any]]:
     rows = []
     for model in models:
         run_argv, used = runs[model]
-        scores = score(run_argv, args, suite)
+        scores = score(model, dataroot, checkpoints, args, suite)
         results["models"][model] = {"argv": run_argv, **used, "scores": scores}
         rows.append({"row": model, "iterations": used["total_iters"], "s/iter": used["wall_s"] / used["total_iters"],
                      **scores})
