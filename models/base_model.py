@@ -5,8 +5,7 @@ import argparse
 import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -18,19 +17,18 @@ from util.metrics.images import from_model_range
 
 from . import arch_config, checkpoint_io, layers, networks, wrappers
 from .optimizers import allocate_adam_state, make_adam
+from .step_control import ManagedOptimizer, StepControl
 from .wrappers import unwrap  # noqa: F401 (part of the model API)
 
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class StepPlan:
-    """What one call of ``optimize_parameters`` does under ``--d_steps`` and ``--accum_steps``."""
+class DiscriminatorLoss(NamedTuple):
+    """``BaseModel.backward_D_basic``'s result: the loss back-propagated and its two GAN terms."""
 
-    zero_grad: bool  # first micro-batch of an accumulation group: clear gradients
-    step: bool  # last micro-batch of the group: apply the optimizer
-    update_G: bool  # this group updates the generator(s) too (every d_steps-th group)
-    scale: float  # loss multiplier for backward (1 / accum_steps)
+    total: torch.Tensor
+    real: torch.Tensor
+    fake: torch.Tensor
 
 
 class BaseModel(ABC):
@@ -57,11 +55,12 @@ class BaseModel(ABC):
         self.image_paths: List[str] = []
         self.metric = 0.0  # used by the plateau LR policy
         self.net_specs: Dict[str, Dict[str, Any]] = {}
-        self.micro_step = 0  # optimize_parameters calls so far (drives --d_steps / --accum_steps)
-        self.image_pools: Dict[str, ImagePool] = {}  # add_image_pool: saved with the training state
-        self.amp_mode = getattr(opt, "amp", "none")  # --amp (util/amp.py); fp16 keeps a GradScaler
+        self.amp_mode = opt.amp  # --amp (util/amp.py): applied by wrap_networks; fp16 keeps a GradScaler
         amp.check_amp(self.amp_mode, self.device)
         self.grad_scaler = amp.make_grad_scaler(self.amp_mode, self.device) if self.isTrain else None
+        # --accum_steps, --d_steps, the fp16 scaler and stepping inside backward (models/step_control.py)
+        self.step_control = StepControl(opt.accum_steps if self.isTrain else 1, opt.d_steps if self.isTrain else 1,
+                                        self.grad_scaler, opt.world_size)
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -87,9 +86,14 @@ class BaseModel(ABC):
     def data_dependent_initialize(self, data: Dict[str, Any]) -> None:
         """Build what depends on the data from the first batch, before ``setup``; the base model needs nothing."""
 
-    @abstractmethod
     def set_input(self, input: Dict[str, Any]) -> None:
-        """Unpack a batch from the data loader."""
+        """Unpack a batch: ``real_A``, ``real_B`` (swapped for ``--direction BtoA``) and the A paths; a
+        single-folder batch (``--dataset_mode single``) has only ``real_A``."""
+        AtoB = self.opt.direction == "AtoB" or "B" not in input
+        self.real_A = input["A" if AtoB else "B"].to(self.device, non_blocking=True)
+        if "B" in input:
+            self.real_B = input["B" if AtoB else "A"].to(self.device, non_blocking=True)
+        self.image_paths = input["A_paths" if AtoB else "B_paths"]
 
     @abstractmethod
     def forward(self) -> None:
@@ -132,14 +136,41 @@ class BaseModel(ABC):
 
     def allocate_optimizer_state(self) -> None:
         """Create the optimizers' state before the first step (after any resume); see ``allocate_adam_state``."""
-        for optimizer in getattr(self, "optimizers", []):
-            allocate_adam_state(optimizer)
+        for optimizer in self.optimizers:
+            allocate_adam_state(optimizer.optimizer if isinstance(optimizer, ManagedOptimizer) else optimizer)
 
-    def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-        """Adam(lr, betas=(beta1, beta2)) in its fused kernel (docs/performance.md); beta2 is 0.999 as in the
-        official code unless the model has a ``--beta2`` option (cut)."""
+    def make_optimizer(self, params: Iterable[nn.Parameter]) -> ManagedOptimizer:
+        """Adam(lr, betas=(beta1, beta2)) in its fused kernel (docs/performance.md), managed by the framework
+        (models/step_control.py); beta2 is 0.999 as in the official code unless the model has ``--beta2`` (cut)."""
         betas = (self.opt.beta1, getattr(self.opt, "beta2", 0.999))
-        return make_adam(params, lr=self.opt.lr, betas=betas, device=self.device)
+        return ManagedOptimizer(make_adam(params, lr=self.opt.lr, betas=betas, device=self.device),
+                                self.step_control)
+
+    def manage_optimizers(self) -> None:
+        """Put every optimizer the model created itself (a plain ``torch.optim`` one) under the framework's
+        control, in its attribute and in ``self.optimizers``."""
+        managed: Dict[int, ManagedOptimizer] = {}
+        for name, value in list(vars(self).items()):
+            if isinstance(value, torch.optim.Optimizer):
+                managed[id(value)] = ManagedOptimizer(value, self.step_control)
+                setattr(self, name, managed[id(value)])
+        self.optimizers = [o if isinstance(o, ManagedOptimizer) else managed.get(id(o)) or
+                           ManagedOptimizer(o, self.step_control) for o in self.optimizers]
+
+    @property
+    def micro_step(self) -> int:
+        """Training batches so far (drives ``--accum_steps`` and ``--d_steps``; saved with the training state)."""
+        return self.step_control.micro_step
+
+    @micro_step.setter
+    def micro_step(self, value: int) -> None:
+        self.step_control.micro_step = int(value)
+
+    @property
+    def image_pools(self) -> Dict[str, ImagePool]:
+        """The model's image pools by attribute name (saved with the training state, so that resuming restores
+        them)."""
+        return {name: value for name, value in vars(self).items() if isinstance(value, ImagePool)}
 
     def named_networks(self) -> "OrderedDict[str, nn.Module]":
         """The model's networks by name (``model_names`` order), possibly wrapped."""
@@ -149,7 +180,8 @@ class BaseModel(ABC):
     def setup(self, opt: argparse.Namespace) -> None:
         """Create schedulers, load networks for testing/resuming, and print the networks."""
         if self.isTrain:
-            self.schedulers = [networks.get_scheduler(optimizer, opt) for optimizer in self.optimizers]
+            self.manage_optimizers()
+            self.schedulers = [networks.get_scheduler(optimizer.optimizer, opt) for optimizer in self.optimizers]
         if not self.isTrain or opt.continue_train:
             load_suffix = "iter_%d" % opt.load_iter if opt.load_iter > 0 else opt.epoch
             self.load_networks(load_suffix)
@@ -163,7 +195,8 @@ class BaseModel(ABC):
 
     # ------------------------------------------------------------------ wrappers (opt-in, fixed order)
     def wrap_networks(self) -> None:
-        """Apply the opt-in wrappers to every network in a fixed order: memory format, DDP, torch.compile.
+        """Apply the opt-in wrappers to every network in a fixed order: memory format, DDP, torch.compile, and
+        ``--amp`` (autocast inside, float32 outputs: the model's code is the same with and without it).
 
         Saving and loading always go through ``unwrap``, so files stay plain official state_dicts.
         """
@@ -172,6 +205,7 @@ class BaseModel(ABC):
             net = self.apply_memory_format(net)
             net = self.apply_ddp(net)
             net = self.apply_compile(net)
+            net = wrappers.wrap_mixed_precision(net, self.amp_mode, self.device, self.grad_scaler)
             setattr(self, "net" + name, net)
 
     def apply_memory_format(self, net: nn.Module) -> nn.Module:
@@ -196,37 +230,26 @@ class BaseModel(ABC):
             net.eval()
 
     def test(self) -> None:
-        """Forward pass without gradients (under ``--amp`` autocast), then the visuals hook."""
+        """Forward pass without gradients, then the visuals hook."""
         with torch.no_grad():
-            with self.autocast():
-                self.forward()
+            self.forward()
             self.compute_visuals()
-
-    # ------------------------------------------------------------------ mixed precision (util/amp.py)
-    def autocast(self) -> Any:
-        """The ``--amp`` autocast context for network calls (a no-op for the default fp32)."""
-        return amp.autocast(self.amp_mode, self.device)
-
-    def backward_loss(self, loss: torch.Tensor) -> None:
-        """``loss.backward()``, scaled by the fp16 GradScaler when there is one."""
-        amp.backward(loss, self.grad_scaler)
-
-    def step_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Step ``optimizer`` (through the GradScaler under fp16), then free its gradients right away."""
-        amp.step(optimizer, self.grad_scaler)
-        optimizer.zero_grad(set_to_none=True)
-
-    def add_image_pool(self, name: str, pool_size: int) -> ImagePool:
-        """A history of generated images for a discriminator, registered so that resuming restores it."""
-        pool = ImagePool(pool_size)
-        self.image_pools[name] = pool
-        return pool
 
     # ------------------------------------------------------------------ what --eval_freq compares
     def eval_generators(self) -> Dict[str, str]:
         """Unaligned data: the network (a ``model_names`` entry) that translates each direction, ``AtoB`` = dataset
-        domain A to B. A model that translates one way names one direction; the base model names none."""
-        return {}
+        domain A to B. By the usual names: G_A and G_B (G_A maps the model's A to B), or one G (A to B);
+        ``--direction BtoA`` swaps the dataset's domains. Override for other names."""
+        names = set(self.model_names)
+        if {"G_A", "G_B"} <= names:
+            mine = {"AtoB": "G_A", "BtoA": "G_B"}
+        elif "G" in names:
+            mine = {"AtoB": "G"}
+        else:
+            return {}
+        if self.opt.direction == "AtoB":
+            return mine
+        return {("BtoA" if d == "AtoB" else "AtoB"): net for d, net in mine.items()}
 
     def eval_pair(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Paired data, after ``forward()``: (output, ground truth) of the batch as uint8 RGB images."""
@@ -251,9 +274,10 @@ class BaseModel(ABC):
         log.info("learning rate %.7f -> %.7f", old_lr, lr)
 
     def get_current_visuals(self) -> "OrderedDict[str, Any]":
-        """Visual tensors by name, in ``visual_names`` order (``--amp`` half-precision outputs as float32)."""
-        return OrderedDict((name, amp.to_float(getattr(self, name))) for name in self.visual_names
-                           if isinstance(name, str))
+        """Visual tensors by name, in ``visual_names`` order; a visual no step has computed yet (e.g. identity
+        images before the first generator step under ``--d_steps``) is left out."""
+        return OrderedDict((name, getattr(self, name)) for name in self.visual_names
+                           if isinstance(name, str) and getattr(self, name, None) is not None)
 
     def get_current_losses(self) -> "OrderedDict[str, float]":
         """Loss values by name (``loss_<name>`` attributes), in ``loss_names`` order."""
@@ -264,15 +288,58 @@ class BaseModel(ABC):
         return out
 
     # ------------------------------------------------------------------ steps
-    def next_step_plan(self) -> StepPlan:
-        """Advance the micro-step counter and say what this batch does (official: every batch updates all)."""
-        accum = max(1, int(getattr(self.opt, "accum_steps", 1)))
-        d_steps = max(1, int(getattr(self.opt, "d_steps", 1)))
-        i = self.micro_step
-        self.micro_step += 1
-        pos, group = i % accum, i // accum
-        return StepPlan(zero_grad=pos == 0, step=pos == accum - 1, update_G=group % d_steps == d_steps - 1,
-                        scale=1.0 / accum)
+    def train_step(self) -> None:
+        """One training batch as the framework runs it (models/step_control.py): the model's own
+        ``optimize_parameters``, or under ``--d_steps`` a discriminator-only step, with the optimizers following
+        ``--accum_steps`` and the fp16 loss scale."""
+        plan = self.step_control.begin()
+        try:
+            if plan.update_G:
+                self.optimize_parameters()
+            else:
+                self.discriminator_step()
+        finally:
+            self.step_control.end()
+
+    def discriminator_step(self) -> None:
+        """``--d_steps``: the translations without gradients, then ``backward_D`` and the optimizers' step (the
+        generators' optimizers have no gradients, so they change nothing)."""
+        with torch.no_grad():
+            self.forward()
+        self.set_requires_grad(list(self.named_networks().values()), True)  # a step may have left D frozen
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
+        self.backward_D()
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def backward_D(self) -> None:
+        """The discriminators' losses and gradients (GAN models; ``--d_steps`` needs it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no backward_D(); --d_steps needs a discriminator step")
+
+    def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                         fake_first: bool = False) -> DiscriminatorLoss:
+        """The discriminator's GAN loss, back-propagated: ``0.5 * (GAN(D(real), True) + GAN(D(fake.detach()),
+        False))``, plus the gradient penalty under ``--gan_mode wgangp``. Needs ``self.criterionGAN``.
+
+        Where D normalizes each sample on its own (no batch norm), real and fake go through D in one call (the same
+        numbers, fewer calls); otherwise in two calls, fake first if ``fake_first`` (batch-norm statistics follow
+        the calls' order).
+        """
+        fake = fake.detach()
+        order = [fake, real] if fake_first else [real, fake]
+        if per_sample(netD) and order[0].shape[1:] == order[1].shape[1:]:
+            first, second = netD(torch.cat(order, 0)).split([order[0].shape[0], order[1].shape[0]], 0)
+        else:
+            first, second = netD(order[0]), netD(order[1])
+        pred_fake, pred_real = (first, second) if fake_first else (second, first)
+        loss_real = self.criterionGAN(pred_real, True).mean()
+        loss_fake = self.criterionGAN(pred_fake, False).mean()
+        loss = (loss_real + loss_fake) * 0.5
+        if self.opt.gan_mode == "wgangp":
+            loss = loss + networks.cal_gradient_penalty(netD, real, fake, self.device, lambda_gp=self.opt.lambda_gp)[0]
+        loss.backward()
+        return DiscriminatorLoss(loss.detach(), loss_real.detach(), loss_fake.detach())
 
     def set_requires_grad(self, nets: nn.Module | Sequence[Optional[nn.Module]], requires_grad: bool = False) -> None:
         """Switch gradient tracking for the parameters of one network or a list (None entries are skipped)."""
@@ -329,3 +396,10 @@ class BaseModel(ABC):
                          geo["receptive_field"], geo["receptive_field"], geo["output_size"], geo["output_size"],
                          size, size)
         log.info("-----------------------------------------------")
+
+
+def per_sample(net: nn.Module) -> bool:
+    """True when no layer of ``net`` mixes the samples of a batch (no batch norm), so stacking inputs on the batch
+    axis changes no result."""
+    batch_norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, layers.CPUSyncBatchNorm)
+    return not any(isinstance(m, batch_norms) for m in net.modules())

@@ -12,11 +12,10 @@ from typing import Any, Dict, List
 
 import torch
 
-from util import amp
 from util.ranges import Range
 from util.util import str2bool
 
-from . import networks, step_utils
+from . import networks
 from .base_model import BaseModel, unwrap
 from .patchnce import PatchNCELoss
 
@@ -158,7 +157,6 @@ class CUTModel(BaseModel):
         self.model_names = ["G", "F", "D"] if self.isTrain else ["G"]
         self.netG = self.build_generator("G", opt.input_nc, opt.output_nc, not opt.no_dropout, norm=opt.normG,
                                          no_antialias=opt.no_antialias, no_antialias_up=opt.no_antialias_up)
-        self.flipped_for_equivariance = False
         if self.isTrain:
             self.netF = networks.define_F(opt.input_nc, opt.netF, opt.normG, not opt.no_dropout, opt.init_type,
                                           opt.init_gain, opt.no_antialias, opt=opt).to(self.device)
@@ -170,60 +168,50 @@ class CUTModel(BaseModel):
             self.optimizer_D = self.make_optimizer(self.netD.parameters())
             self.optimizers = [self.optimizer_G, self.optimizer_D]
             self.optimizer_F = None  # made by data_dependent_initialize once F's heads exist
-        # D(fake) and D(real) in one batched call where the norm is per-sample (models/step_utils.py)
-        self.batch_D = step_utils.per_sample_norm(opt.normD)
-
-    # ------------------------------------------------------------------ data
-    def set_input(self, input: Dict[str, Any]) -> None:
-        """Take A and B (swapped for ``--direction BtoA``); a single-folder batch (test) has only A."""
-        if "B" not in input:  # --dataset_mode single: the images of --dataroot are the inputs
-            self.real_A = input["A"].to(self.device, non_blocking=True)
-            self.image_paths = input["A_paths"]
-            return
-        AtoB = self.opt.direction == "AtoB"
-        self.real_A = input["A" if AtoB else "B"].to(self.device, non_blocking=True)
-        self.real_B = input["B" if AtoB else "A"].to(self.device, non_blocking=True)
-        self.image_paths = input["A_paths" if AtoB else "B_paths"]
 
     def data_dependent_initialize(self, data: Dict[str, Any]) -> None:
-        """Build F's heads from the first batch (one forward pass, nothing stepped), then F's optimizer.
-
-        Call before ``setup()``, so F's optimizer gets its LR schedule, ``--continue_train`` finds the heads to
-        load into, and DistributedDataParallel wraps them. A no-op at test time (only G is used).
-        """
+        """F's heads are sized by G's features: build them from the first batch (one forward pass, nothing
+        stepped), then F's optimizer. Called before ``setup()``, so that the LR schedule, the resume and DDP see
+        them; a no-op at test time (only G is used)."""
         if not self.isTrain:
             return
         self.set_input(data)
         if self.opt.lambda_NCE > 0:
             with torch.no_grad():
-                with self.autocast():
-                    self.forward()
-                self.calculate_NCE_loss(self.real_A, amp.to_float(self.fake_B))
+                self.forward()
+                self.calculate_NCE_loss(self.real_A, self.fake_B)
         params = list(self.netF.parameters())
         if self.opt.lambda_NCE > 0 and params and self.optimizer_F is None:
             self.optimizer_F = self.make_optimizer(params)
             self.optimizers.append(self.optimizer_F)
 
-    # ------------------------------------------------------------------ forward
-    def eval_generators(self) -> Dict[str, str]:
-        """--eval_freq on unaligned data: G translates one way, dataset domain A to B (B to A with --direction
-        BtoA)."""
-        return {"AtoB": "G"} if self.opt.direction == "AtoB" else {"BtoA": "G"}
-
     def forward(self) -> None:
         """fake = G(real), real = [A, B] with identity NCE in training; optionally flipped left-right (p = 0.5)."""
-        n = self.real_A.size(0)
         real = torch.cat((self.real_A, self.real_B), dim=0) if self.use_idt else self.real_A
-        self.flipped_for_equivariance = False
-        if self.opt.flip_equivariance and self.isTrain:
-            self.flipped_for_equivariance = bool(torch.rand(()) < 0.5)  # torch's RNG: seeded and resumed
-            if self.flipped_for_equivariance:
-                real = torch.flip(real, [3])
-        self.real = real
+        self.flipped_for_equivariance = self.opt.flip_equivariance and self.isTrain and bool(torch.rand(()) < 0.5)
+        if self.flipped_for_equivariance:
+            real = torch.flip(real, [3])
         self.fake = self.netG(real)
-        self.fake_B = self.fake[:n]
+        self.fake_B = self.fake[:self.real_A.size(0)]
         if self.use_idt:
-            self.idt_B = self.fake[n:]
+            self.idt_B = self.fake[self.real_A.size(0):]
+
+    def backward_D(self) -> None:
+        """0.5 * (GAN(D(fake_B.detach()), False) + GAN(D(real_B), True)) [+ gradient penalty for wgangp]."""
+        self.loss_D, self.loss_D_real, self.loss_D_fake = self.backward_D_basic(self.netD, self.real_B, self.fake_B,
+                                                                                fake_first=True)
+
+    def compute_G_loss(self) -> torch.Tensor:
+        """GAN(D(fake_B), True) * lambda_GAN + PatchNCE (averaged with the identity term NCE_Y when used)."""
+        self.loss_G_GAN = 0.0
+        if self.opt.lambda_GAN > 0.0:
+            self.loss_G_GAN = self.criterionGAN(self.netD(self.fake_B), True).mean() * self.opt.lambda_GAN
+        self.loss_NCE = self.calculate_NCE_loss(self.real_A, self.fake_B) if self.opt.lambda_NCE > 0.0 else 0.0
+        loss_NCE_both = self.loss_NCE
+        if self.use_idt and self.opt.lambda_NCE > 0.0:
+            self.loss_NCE_Y = self.calculate_NCE_loss(self.real_B, self.idt_B)
+            loss_NCE_both = (self.loss_NCE + self.loss_NCE_Y) * 0.5
+        return self.loss_G_GAN + loss_NCE_both
 
     def calculate_NCE_loss(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """PatchNCE between G's encoder features of ``tgt`` (queries) and of ``src`` (keys), mean over layers.
@@ -231,95 +219,36 @@ class CUTModel(BaseModel):
         F samples positions on the keys and reuses them for the queries. The keys carry no gradient (PatchNCE
         detaches them), so their passes run without building a graph.
         """
-        with self.autocast():
-            feat_q = self.netG(tgt, self.nce_layers, encode_only=True)
-            if self.flipped_for_equivariance:
-                feat_q = [torch.flip(f, [3]) for f in feat_q]
-            with torch.no_grad():
-                feat_k = self.netG(src, self.nce_layers, encode_only=True)
-                feat_k_pool, sample_ids = self.netF(feat_k, self.opt.num_patches, None)
-            feat_q_pool, _ = self.netF(feat_q, self.opt.num_patches, sample_ids)
+        feat_q = self.netG(tgt, self.nce_layers, encode_only=True)
+        if self.flipped_for_equivariance:
+            feat_q = [torch.flip(f, [3]) for f in feat_q]
+        with torch.no_grad():
+            feat_k = self.netG(src, self.nce_layers, encode_only=True)
+            feat_k_pool, sample_ids = self.netF(feat_k, self.opt.num_patches, None)
+        feat_q_pool, _ = self.netF(feat_q, self.opt.num_patches, sample_ids)
         total = 0.0
         for f_q, f_k in zip(feat_q_pool, feat_k_pool):
-            loss = self.criterionNCE(amp.to_float(f_q), amp.to_float(f_k), batch_size=src.size(0))
-            total = total + (loss * self.opt.lambda_NCE).mean()
+            total = total + (self.criterionNCE(f_q, f_k, batch_size=src.size(0)) * self.opt.lambda_NCE).mean()
         return total / len(self.nce_layers)
 
-    # ------------------------------------------------------------------ losses
-    def compute_D_loss(self) -> torch.Tensor:
-        """0.5 * (GAN(D(fake_B.detach()), False) + GAN(D(real_B), True)) [+ gradient penalty for wgangp]."""
-        fake = self.fake_B.detach()
-        with self.autocast():
-            pred_fake, pred_real = step_utils.run_batched(self.netD, [fake, self.real_B], self.batch_D)
-        self.loss_D_fake = self.criterionGAN(amp.to_float(pred_fake), False).mean()
-        self.loss_D_real = self.criterionGAN(amp.to_float(pred_real), True).mean()
-        loss_D = (self.loss_D_fake + self.loss_D_real) * 0.5
-        if self.opt.gan_mode == "wgangp":
-            penalty, _ = networks.cal_gradient_penalty(self.netD, self.real_B, fake, self.device,
-                                                       lambda_gp=self.opt.lambda_gp)
-            loss_D = loss_D + penalty
-        return loss_D
-
-    def compute_G_loss(self) -> torch.Tensor:
-        """GAN(D(fake_B), True) * lambda_GAN + PatchNCE (averaged with the identity term NCE_Y when used)."""
-        if self.opt.lambda_GAN > 0.0:
-            with self.autocast():
-                pred_fake = self.netD(self.fake_B)
-            self.loss_G_GAN = self.criterionGAN(amp.to_float(pred_fake), True).mean() * self.opt.lambda_GAN
-        else:
-            self.loss_G_GAN = 0.0
-        self.loss_NCE = self.calculate_NCE_loss(self.real_A, self.fake_B) if self.opt.lambda_NCE > 0.0 else 0.0
-        if self.use_idt and self.opt.lambda_NCE > 0.0:
-            self.loss_NCE_Y = self.calculate_NCE_loss(self.real_B, self.idt_B)
-            loss_NCE_both = (self.loss_NCE + self.loss_NCE_Y) * 0.5
-        else:
-            loss_NCE_both = self.loss_NCE
-        self.loss_G = self.loss_G_GAN + loss_NCE_both
-        return self.loss_G
-
-    # ------------------------------------------------------------------ step
     def optimize_parameters(self) -> None:
-        """The CUT order: forward; D step; then G and F step with D frozen (``--d_steps``/``--accum_steps`` aware)."""
-        if self.opt.lambda_NCE > 0 and self.opt.netF == "mlp_sample" and self.optimizer_F is None:
-            raise RuntimeError("CUTModel: call data_dependent_initialize(first batch) before setup() and training "
-                               "(it builds F's heads and their optimizer)")
-        plan = self.next_step_plan()
-        with torch.set_grad_enabled(plan.update_G):
-            with self.autocast():
-                self.forward()
-            self.fake_B = amp.to_float(self.fake_B)
-            if self.use_idt:
-                self.idt_B = amp.to_float(self.idt_B)
+        """The CUT order: forward; D step; then G and F step with D frozen."""
+        self.forward()
+        # update D
         self.set_requires_grad(self.netD, True)
-        if plan.zero_grad:
-            self.optimizer_D.zero_grad(set_to_none=True)
-        loss_D = self.compute_D_loss()
-        self.backward_loss(loss_D * plan.scale)
-        self.loss_D = loss_D.detach()
-        if plan.step:
-            self.step_optimizer(self.optimizer_D)
-        if plan.update_G:
-            self.set_requires_grad(self.netD, False)
-            g_optimizers = [o for o in (self.optimizer_G, self.optimizer_F) if o is not None]
-            if plan.zero_grad:
-                for optimizer in g_optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-            loss_G = self.compute_G_loss()
-            self.backward_loss(loss_G * plan.scale)
-            if plan.step:
-                for optimizer in g_optimizers:
-                    self.step_optimizer(optimizer)
-            self.set_requires_grad(self.netD, True)
-        if plan.step:
-            amp.update(self.grad_scaler)
-        self._detach_results()
-
-    def _detach_results(self) -> None:
-        """Keep only values (no graphs) in the loss and visual attributes once the step is done."""
-        for name in ["loss_" + n for n in self.loss_names] + ["fake_B", "idt_B", "fake", "real"]:
-            value = getattr(self, name, None)
-            if isinstance(value, torch.Tensor):
-                setattr(self, name, value.detach())
+        self.optimizer_D.zero_grad()
+        self.backward_D()
+        self.optimizer_D.step()
+        # update G and F
+        self.set_requires_grad(self.netD, False)
+        self.optimizer_G.zero_grad()
+        if self.optimizer_F is not None:
+            self.optimizer_F.zero_grad()
+        self.loss_G = self.compute_G_loss()
+        self.loss_G.backward()
+        self.optimizer_G.step()
+        if self.optimizer_F is not None:
+            self.optimizer_F.step()
 
     def apply_compile(self, net: torch.nn.Module) -> torch.nn.Module:
         """``--compile`` compiles G and D; F stays eager: a few small matrix products around a random draw of

@@ -132,24 +132,3 @@ def test_checkpoint_format_round_trips_between_allocated_and_lazy() -> None:
     train(nets + swapped, opts + opts2, 2)
     for group in zip(nets[0].parameters(), nets[1].parameters(), swapped[0].parameters(), swapped[1].parameters()):
         assert all(torch.equal(group[0], t) for t in group[1:])
-
-
-def test_step_in_backward_is_off_while_a_step_hook_watches() -> None:
-    """can_step_in_backward reads torch's step-hook registries: a renamed registry would make it say True
-    while --nan_policy skip's pre-hook waits for one whole step."""
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
-
-    from models.step_utils import can_step_in_backward
-
-    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))])
-    assert can_step_in_backward(opt)
-    handle = opt.register_step_pre_hook(lambda optimizer, args, kwargs: None)
-    assert not can_step_in_backward(opt)
-    handle.remove()
-    assert can_step_in_backward(opt)
-    handle = register_optimizer_step_pre_hook(lambda optimizer, args, kwargs: None)  # every optimizer
-    try:
-        assert not can_step_in_backward(opt)
-    finally:
-        handle.remove()
-    assert can_step_in_backward(opt)

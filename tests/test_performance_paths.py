@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import run_test, tiny_flags
 from data import create_dataset
 from models import create_model, networks
-from models.base_model import unwrap
+from models.base_model import per_sample, unwrap
 from models.networks import GANLoss
 from options.train_options import TrainOptions
 
@@ -108,32 +108,27 @@ def reference_D(netD: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor, g
     return loss
 
 
-CYCLE_CASES = {  # norm, batched generator calls (the GPU default for per-sample norms), batch size, extra flags
-    "instance-batched": ("instance", True, 1, []),
-    "instance-batched-batch2": ("instance", True, 2, []),
-    "instance-unbatched": ("instance", False, 1, []),
-    "none-batched-batch2": ("none", True, 2, []),
-    "batchnorm": ("batch", False, 1, []),
-    "batchnorm-batch2": ("batch", False, 2, []),
-    "instance-batched-channels_last": ("instance", True, 1, ["--channels_last"]),
-    "instance-unbatched-channels_last": ("instance", False, 1, ["--channels_last"]),
-    "batchnorm-channels_last": ("batch", False, 2, ["--channels_last"]),
+CYCLE_CASES = {  # norm, batch size, extra flags
+    "instance": ("instance", 1, []),
+    "instance-batch2": ("instance", 2, []),
+    "none-batch2": ("none", 2, []),
+    "batchnorm": ("batch", 1, []),
+    "batchnorm-batch2": ("batch", 2, []),
+    "instance-channels_last": ("instance", 1, ["--channels_last"]),
+    "batchnorm-channels_last": ("batch", 2, ["--channels_last"]),
 }
 # Channels-last runs other convolution kernels, so its rounding differs from the plain fp32 reference's; those
 # cases are checked against the reference computed in float64 (the exact answer) instead, with a tolerance of
 # 1e-3 of the network's largest gradient. A wrong gradient path (such as the channels-last instance-norm bug that
-# models/step_utils.py works around) is off by the size of the gradients themselves.
+# models/layers.py works around) is off by the size of the gradients themselves.
 @pytest.mark.parametrize("case", list(CYCLE_CASES))
 def test_cycle_gan_step_equals_reference(case: str, demo_root: Path, tmp_path: Path) -> None:
-    norm, batched, batch_size, extra = CYCLE_CASES[case]
+    norm, batch_size, extra = CYCLE_CASES[case]
     opt = train_opt(demo_root / "demo", tmp_path, "cycle_gan", "--netG", "resnet_6blocks", "--norm", norm,
                     "--pool_size", "0", "--batch_size", str(batch_size), *extra)
     torch.manual_seed(0)
     model = create_model(opt)
-    per_sample = norm != "batch"
-    assert model.batch_D == per_sample  # discriminators: batched wherever the norm allows
-    assert model.batch_G == (per_sample and torch.device(model.device).type == "cuda")  # generators: GPU only
-    model.batch_G = batched  # both generator paths are tested on any device
+    assert per_sample(model.netD_A) == (norm != "batch")  # discriminators: batched wherever the norm allows
     ref_dtype, rtol = (torch.float64, 1e-3) if "--channels_last" in extra else (torch.float32, 1e-4)
     nets = {name: copy.deepcopy(net).to(ref_dtype) for name, net in model.named_networks().items()}
     model.setup(opt)  # the opt-in wrappers (channels-last) apply here; the reference stays plain
@@ -205,7 +200,7 @@ def test_pix2pix_step_equals_reference(norm: str, demo_root: Path, tmp_path: Pat
                     "--no_dropout", "--batch_size", "2")
     torch.manual_seed(0)
     model = create_model(opt)
-    assert model.batch_D == (norm == "instance")
+    assert per_sample(model.netD) == (norm == "instance")
     G, D = copy.deepcopy(model.netG), copy.deepcopy(model.netD)
     model.set_input(noise_batch(opt))
     real_A, real_B = model.real_A, model.real_B
@@ -245,7 +240,7 @@ def test_pix2pix_step_in_backward_equals_step_after_backward(demo_root: Path, tm
     torch.manual_seed(0)
     fused = create_model(opt)
     plain = copy.deepcopy(fused)
-    plain.step_G_in_backward = False
+    plain.optimizer_G.in_backward = plain.optimizer_D.in_backward = False
     watched = copy.deepcopy(fused)  # a step pre-hook (as --nan_policy skip adds) turns the fused path off
     calls: List[int] = []
     watched.optimizer_G.register_step_pre_hook(lambda *args: calls.append(1))
@@ -255,6 +250,7 @@ def test_pix2pix_step_in_backward_equals_step_after_backward(demo_root: Path, tm
             model.set_input(batch)
             model.optimize_parameters()
     assert len(calls) == 2  # one whole step per iteration
+    assert fused.optimizer_G.in_backward is True and fused.optimizer_D.in_backward is True
     for other in (plain, watched):
         for (name, a), b in zip(fused.netG.named_parameters(), other.netG.parameters()):
             assert_close(a.detach(), b.detach(), "G." + name, rtol=1e-6)

@@ -43,6 +43,7 @@ from data import find_dataset_using_name
 from data.base_dataset import direction_nc, get_transform, list_images, load_image, max_pixels
 from models.wrappers import unwrap
 from options.evaluation import is_unpaired, resolve_best, resolve_metrics
+from util import amp
 from util.distributed import barrier
 from util.logger import get_logger
 from util.metrics import compute_metrics, higher_is_better, needing
@@ -165,7 +166,7 @@ def translate(model: Any, net: nn.Module, inputs: torch.Tensor, batch_size: int)
     out = []
     with torch.no_grad():
         for start in range(0, inputs.shape[0], batch_size):
-            with model.autocast():
+            with amp.autocast(model.amp_mode, model.device):
                 fake = net(inputs[start:start + batch_size].to(model.device))
             out.append(from_model_range(fake.float().cpu()))
     return torch.cat(out)
@@ -270,7 +271,7 @@ class PairedSuite:
             batch = prepare_for_eval(nets)
             for start in range(0, len(self.items), batch):
                 model.set_input(default_collate(self.items[start:start + batch]))
-                with torch.no_grad(), model.autocast():
+                with torch.no_grad(), amp.autocast(model.amp_mode, model.device):
                     model.forward()
                 fake, real = model.eval_pair()
                 fakes.append(fake)

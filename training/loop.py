@@ -129,7 +129,7 @@ class Run:
             self.total_iters += opt.batch_size
             epoch_iter += opt.batch_size
             model.set_input(data)
-            model.optimize_parameters()
+            model.train_step()
             self.guard.check(epoch, self.total_iters)
             progress.update(opt.batch_size * world)
             self.report(epoch, epoch_iter, iter_start, t_data)

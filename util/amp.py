@@ -49,22 +49,3 @@ def make_grad_scaler(mode: str, device: torch.device) -> Optional[torch.amp.Grad
     if mode == "fp16" and torch.device(device).type == "cuda":
         return torch.amp.GradScaler("cuda")
     return None
-
-
-def backward(loss: torch.Tensor, scaler: Optional[torch.amp.GradScaler]) -> None:
-    """``loss.backward()``, through the scaler when there is one."""
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-
-
-def step(optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler]) -> None:
-    """``optimizer.step()``, through the scaler when there is one (skipped on inf/NaN gradients)."""
-    if scaler is not None:
-        scaler.step(optimizer)
-    else:
-        optimizer.step()
-
-
-def update(scaler: Optional[torch.amp.GradScaler]) -> None:
-    """Adjust the loss scale once per iteration, after every optimizer of the iteration has stepped."""
-    if scaler is not None:
-        scaler.update()

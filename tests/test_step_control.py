@@ -1,0 +1,115 @@
+"""The framework's part of a training step (models/step_control.py, models/wrappers.py): managed optimizers,
+stepping inside backward, the fp16 loss scale at the networks' boundaries."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from models.step_control import ManagedOptimizer, StepControl, StepInBackwardError
+from models.wrappers import MixedPrecision, unwrap
+
+
+def adam(net: nn.Module, control: StepControl) -> ManagedOptimizer:
+    """A managed fused Adam over ``net``."""
+    return ManagedOptimizer(torch.optim.Adam(net.parameters(), lr=1e-2, fused=True), control)
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def step(model: nn.Module, optimizer: ManagedOptimizer, x: torch.Tensor, backwards: int = 1) -> None:
+    """zero_grad, ``backwards`` backward calls, step: as a model's step is written."""
+    optimizer.zero_grad()
+    for i in range(backwards):
+        model(x + i).square().mean().backward()
+    optimizer.step()
+
+
+def test_step_in_backward_gives_the_numbers_of_a_step_after_backward() -> None:
+    x = torch.randn(3, 4)
+    a, b = net(), net()
+    opt_a, opt_b = adam(a, StepControl()), adam(b, StepControl(world_size=2))  # b: never inside backward
+    for _ in range(3):
+        step(a, opt_a, x)
+        step(b, opt_b, x)
+    assert opt_a.in_backward is True and opt_b.in_backward is None
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb) and pa.grad is None and pb.grad is None
+    sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+    assert all(torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"]) and float(sa[k]["step"]) == 3 for k in sa)
+
+
+def test_two_backward_calls_per_step_stay_after_backward() -> None:
+    model = net()
+    optimizer = adam(model, StepControl())
+    for _ in range(2):
+        step(model, optimizer, torch.randn(3, 4), backwards=2)
+    assert optimizer.in_backward is False
+
+
+def test_a_changed_backward_pattern_is_an_error_not_a_partial_update() -> None:
+    model = net()
+    optimizer = adam(model, StepControl())
+    step(model, optimizer, torch.randn(3, 4))
+    assert optimizer.in_backward is True
+    with pytest.raises(StepInBackwardError, match="two backward"):
+        step(model, optimizer, torch.randn(3, 4), backwards=2)
+
+
+def test_a_step_hook_turns_stepping_inside_backward_off_and_sees_whole_steps() -> None:
+    model = net()
+    optimizer = adam(model, StepControl())
+    calls = []
+    handle = optimizer.register_step_pre_hook(lambda *args: calls.append(1))
+    assert optimizer.watched()
+    for _ in range(2):
+        step(model, optimizer, torch.randn(3, 4))
+    assert calls == [1, 1] and optimizer.in_backward is None
+    handle.remove()
+    assert not optimizer.watched()
+
+
+def test_accumulation_applies_the_mean_once_per_group() -> None:
+    x = torch.randn(4, 4)
+    a, b = net(), net()
+    control = StepControl(accum_steps=2)
+    opt_a, opt_b = adam(a, control), adam(b, StepControl())
+    for i in range(2):
+        control.begin()
+        step(a, opt_a, x[2 * i:2 * i + 2])
+        if i == 0:
+            assert not opt_a.state  # nothing applied before the group is complete
+        control.end()
+    step(b, opt_b, x)  # one batch of 4: the mean over both halves
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-6)
+
+
+def test_the_wrapped_optimizer_is_reachable_and_copies() -> None:
+    model = net()
+    optimizer = adam(model, StepControl())
+    assert isinstance(optimizer.optimizer, torch.optim.Adam) and optimizer.param_groups is optimizer.optimizer.param_groups
+    clone = copy.deepcopy(optimizer)
+    assert isinstance(clone.optimizer, torch.optim.Adam)
+
+
+@pytest.mark.skipif(not hasattr(torch.amp, "GradScaler"), reason="torch.amp.GradScaler needs PyTorch >= 2.3")
+def test_loss_scale_at_the_network_boundary_scales_only_the_parameter_gradients() -> None:
+    """fp16's GradScaler: the parameters' gradients come out multiplied by the scale, the gradients the other
+    networks and the inputs see are the true ones (checked in float32 with a fixed scale)."""
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    inner, plain = net(), net()
+    wrapped = MixedPrecision(inner, "none", "cpu", scaler)
+    assert unwrap(wrapped) is inner
+    x1 = torch.randn(3, 4, requires_grad=True)
+    wrapped(x1).square().sum().backward()
+    x2 = x1.detach().clone().requires_grad_(True)
+    plain(x2).square().sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    for pw, pp in zip(inner.parameters(), plain.parameters()):
+        torch.testing.assert_close(pw.grad, pp.grad * 1024.0)
