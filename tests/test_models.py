@@ -194,3 +194,15 @@ def test_allocated_optimizer_state_trains_identically(model_name: str, demo_root
             assert torch.equal(va, vb), f"net{name}.{key}"
     for oa, ob in zip(lazy.optimizers, eager.optimizers):
         assert_same_state(state_snapshot(oa), state_snapshot(ob))
+
+
+FRAMEWORK_WORDS = ("next_step_plan", "StepPlan", "step_control", "autocast", "to_float", "from util import amp",
+                   "grad_scaler", "GradScaler", "step_hook", "register_post_accumulate_grad_hook",
+                   "step_in_backward", "accum_steps", "d_steps", "micro_step", "backward_loss", "step_optimizer")
+
+
+@pytest.mark.parametrize("model_name", models.list_models())
+def test_model_file_names_no_framework_machinery(model_name: str) -> None:
+    """A model file states its algorithm; AMP, accumulation, --d_steps and optimizer hooks are the framework's."""
+    text = (Path(models.__file__).parent / f"{model_name}_model.py").read_text()
+    assert [w for w in FRAMEWORK_WORDS if w in text] == []
