@@ -233,6 +233,8 @@ class CUTModel(BaseModel):
 
     def optimize_parameters(self) -> None:
         """The CUT order: forward; D step; then G and F step with D frozen."""
+        if self.optimizer_F is None and self.opt.lambda_NCE > 0 and self.opt.netF == "mlp_sample":
+            raise RuntimeError("CUTModel: call data_dependent_initialize(first batch) before setup() and training")
         self.forward()
         # update D
         self.set_requires_grad(self.netD, True)
