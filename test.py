@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from data import create_dataset
-from models import create_model
+from models import checkpoint_io, create_model
 from options.base_options import options_file, write_options_file
 from options.test_options import TestOptions
 from training.checkpoints import load_prefix
@@ -86,6 +86,15 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
     return done
 
 
+def check_checkpoint(opt: Any, model: Any) -> None:
+    """Before loading: every network file of the checkpoint is there and is a regular file (a FIFO or a link to
+    /dev/zero is named as such, never opened); else one ``CheckpointError`` listing what exists."""
+    prefix = load_prefix(opt)
+    checkpoint_io.check_regular_files(model.save_dir, prefix)
+    for name in model.model_names:
+        checkpoint_io.require_net_file(model.save_dir, prefix, name)
+
+
 def report_checkpoint(opt: Any, save_dir: str) -> None:
     """Say which epoch and iteration the loaded checkpoint comes from; warn when the run went on past it."""
     line, warning = checkpoint_origin(save_dir, load_prefix(opt))
@@ -111,6 +120,7 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options
     """
     dataset = create_dataset(opt)
     model = create_model(opt)
+    check_checkpoint(opt, model)
     model.setup(opt)
     report_checkpoint(opt, model.save_dir)
     save_options(opt, options_table)
