@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from models import arch_config, checkpoint_io, networks
 from options.cli import OptionParser
+from options.paths import check_epoch, check_experiment_files, check_folder, check_name
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
 from util.errors import UserError, add_debug_flag, cli_main
 from util.logger import get_logger, setup_logging
@@ -385,6 +386,11 @@ def onnx_unsupported(exporter: str) -> Optional[str]:
 
 def validate(args: argparse.Namespace) -> None:
     """One-line errors for flags that cannot work."""
+    check_name(args.name)  # the experiment stays inside --checkpoints_dir, the checkpoint is one of its own
+    check_epoch(args.epoch)
+    check_folder(args.checkpoints_dir, "--checkpoints_dir")
+    check_folder(args.out, "--out")
+    check_experiment_files(os.path.join(args.checkpoints_dir, args.name))  # config.json a FIFO: said, not read
     checks = [("--netG", args.netG, networks.list_generators()), ("--norm", args.norm, networks.list_norms()),
               ("--upsample", args.upsample, networks.UPSAMPLE_MODES),
               ("--onnx_exporter", args.onnx_exporter, ONNX_EXPORTERS)]

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 import zlib
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -127,6 +127,20 @@ def read_state(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"{path} was written by a newer version (state version {obj.get('version')}); "
                               f"update the code or resume without it")
     return obj
+
+
+def read_counters(path: str) -> Optional[Tuple[int, int]]:
+    """``(epoch, total_iters)`` of a training-state file, read without loading its tensors (memory-mapped);
+    None when it is not a readable state file."""
+    if file_kind(path) is not None:
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
+            return int(obj["epoch"]), int(obj["total_iters"])
+    except Exception:  # noqa: BLE001 - any unreadable file: no counters (the resume itself reports it)
+        pass
+    return None
 
 
 def remove_stale_temp_files(save_dir: str) -> int:
