@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from models import arch_config, checkpoint_io, networks
 from options.cli import OptionParser
+from options.paths import check_epoch, check_experiment_files, check_folder, check_name
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
 from util.errors import UserError, add_debug_flag, cli_main
 from util.logger import get_logger, setup_logging
@@ -102,7 +103,7 @@ def exportable(net: nn.Module) -> nn.Module:
 # ---------------------------------------------------------------------------------------------------- building
 def checkpoint_prefix(epoch: str, load_iter: int) -> str:
     """``iter_<N>`` when ``--load_iter`` > 0, else ``--epoch`` (as test.py)."""
-    return "iter_%d" % load_iter if load_iter > 0 else str(epoch)
+    return checkpoint_io.load_prefix(load_iter, epoch)
 
 
 def choose_net(save_dir: str, prefix: str, config: Optional[Dict[str, Any]], net: Optional[str]) -> str:
@@ -111,7 +112,7 @@ def choose_net(save_dir: str, prefix: str, config: Optional[Dict[str, Any]], net
         return net
     known = [n for n, spec in (config or {}).get("networks", {}).items() if spec.get("kind") == "G"]
     for candidate in ("G", "G_A"):
-        if candidate in known or os.path.isfile(os.path.join(save_dir, f"{prefix}_net_{candidate}.pth")):
+        if candidate in known or os.path.lexists(checkpoint_io.net_path(save_dir, prefix, candidate)):
             return candidate
     if known:
         return sorted(known)[0]
@@ -162,9 +163,8 @@ def load_generator(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]
     config = arch_config.read_config(save_dir)
     net_name = choose_net(save_dir, prefix, config, args.net)
     arch = resolve_architecture(args, config, net_name)
-    path = os.path.join(save_dir, f"{prefix}_net_{net_name}.pth")
-    if os.path.isfile(path):  # CUT's antialiased layers announce themselves by their kernel buffers
-        arch.update(checkpoint_io.antialias_layout(checkpoint_io.read_weights(path)))
+    path = checkpoint_io.require_net_file(save_dir, prefix, net_name)  # missing, or a FIFO: said by name
+    arch.update(checkpoint_io.antialias_layout(checkpoint_io.read_weights(path)))  # CUT's antialiased layers
     net = build_generator(arch)
     log.info("loading the model from %s", path)
     checkpoint_io.load_network(net, path, name=net_name)
@@ -386,6 +386,11 @@ def onnx_unsupported(exporter: str) -> Optional[str]:
 
 def validate(args: argparse.Namespace) -> None:
     """One-line errors for flags that cannot work."""
+    check_name(args.name)  # the experiment stays inside --checkpoints_dir, the checkpoint is one of its own
+    check_epoch(args.epoch)
+    check_folder(args.checkpoints_dir, "--checkpoints_dir")
+    check_folder(args.out, "--out")
+    check_experiment_files(os.path.join(args.checkpoints_dir, args.name))  # config.json a FIFO: said, not read
     checks = [("--netG", args.netG, networks.list_generators()), ("--norm", args.norm, networks.list_norms()),
               ("--upsample", args.upsample, networks.UPSAMPLE_MODES),
               ("--onnx_exporter", args.onnx_exporter, ONNX_EXPORTERS)]
@@ -411,7 +416,8 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     net, info = load_generator(args)
     module = exportable(net)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"{args.name}_{info['prefix']}_net_{info['net']}")
+    base = os.path.splitext(checkpoint_io.net_filename(info["prefix"], info["net"]))[0]
+    stem = os.path.join(args.out, f"{args.name.replace(os.sep, '_')}_{base}")
     image = load_check_image(args.check_image, info["architecture"]["input_nc"], args.check_size, args.max_pixels)
     report: Dict[str, Any] = dict(info, files={}, checks={},
                                   io={"input": "input: float32 N x C x H x W in [-1, 1] (pixel / 127.5 - 1)",

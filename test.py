@@ -21,11 +21,12 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from data import create_dataset
-from models import create_model
+from models import checkpoint_io, create_model
 from options.base_options import options_file, write_options_file
 from options.test_options import TestOptions
 from training.checkpoints import load_prefix
 from training.record import checkpoint_origin
+from training.signals import GracefulStop, signal_name
 from util import html
 from util.errors import cli_main
 from util.logger import get_logger, setup_logging
@@ -51,12 +52,12 @@ def results_dir(opt) -> str:
 
 
 def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
-                  on_batch: Optional[Callable[[int], None]] = None) -> int:
+                  on_batch: Optional[Callable[[int], None]] = None, stop: Optional[GracefulStop] = None) -> int:
     """The inference loop: batches of ``--batch_size`` under inference mode (and ``--amp``), each image saved.
 
     ``on_batch(n)`` is called after each batch with the number of images it saved (the benchmark's clock).
     Returns the number of images translated. Two inputs with one file stem get different result names
-    (util/result_names.py).
+    (util/result_names.py). With ``stop``, the loop ends after the batch during which a stop signal arrived.
     """
     names = ResultNames()
     done = 0
@@ -83,7 +84,18 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
             progress.update(saved)
             if on_batch is not None:
                 on_batch(saved)
+            if stop is not None and stop.requested:
+                break
     return done
+
+
+def check_checkpoint(opt: Any, model: Any) -> None:
+    """Before loading: every network file of the checkpoint is there and is a regular file (a FIFO or a link to
+    /dev/zero is named as such, never opened); else one ``CheckpointError`` listing what exists."""
+    prefix = load_prefix(opt)
+    checkpoint_io.check_regular_files(model.save_dir, prefix)
+    for name in model.model_names:
+        checkpoint_io.require_net_file(model.save_dir, prefix, name)
 
 
 def report_checkpoint(opt: Any, save_dir: str) -> None:
@@ -111,6 +123,7 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options
     """
     dataset = create_dataset(opt)
     model = create_model(opt)
+    check_checkpoint(opt, model)
     model.setup(opt)
     report_checkpoint(opt, model.save_dir)
     save_options(opt, options_table)
@@ -119,11 +132,19 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options
     webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s" % (opt.name, opt.phase, opt.epoch))
     if opt.eval:
         model.eval()
-    try:
-        translate_all(opt, model, dataset, webpage, on_batch)
-    finally:
-        dataset.close()
-    webpage.save()
+    total = int(min(opt.num_test, len(dataset)))
+    # SIGTERM/SIGHUP/Ctrl-C: finish the batch, write the page of the images done, exit with the signal's status
+    with GracefulStop(action="writing the results page of the images done after the current batch, then stopping",
+                      at_once="stopping at once: the images saved so far have no results page") as stop:
+        try:
+            done = translate_all(opt, model, dataset, webpage, on_batch, stop=stop)
+        finally:
+            dataset.close()
+        webpage.save()
+    if stop.requested:
+        log.warning("stopped by %s after %d of %d images: the results page %s shows those %d", signal_name(stop.signum),
+                    done, total, os.path.join(web_dir, "index.html"), done)
+        raise SystemExit(128 + int(stop.signum))
     return web_dir
 
 

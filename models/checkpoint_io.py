@@ -1,5 +1,9 @@
 """Reading and writing network weight files (``<prefix>_net_<name>.pth``), old and new, in one place.
 
+The names: ``net_filename``/``net_path`` (``<prefix>_net_<name>.pth``), ``load_prefix`` (the prefix that
+``--epoch``/``--load_iter`` select: ``iter_<N>`` or the epoch), ``available_prefixes`` (what exists for a
+network), ``require_net_file`` (the path of a network file to load, or an error that says what is there instead).
+
 ``save_weights`` writes a plain CPU state_dict atomically. Every ``*_net_*.pth`` we read goes through
 ``load_network``: it reads the file with ``weights_only=True`` (a file that would run code when unpickled is
 refused), turns checkpoints written by the official code, by older PyTorch versions, or by wrapped models
@@ -20,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from util.errors import UserError
+from util.image_io import file_kind
 from util.util import atomic_write_bytes
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -30,11 +35,97 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be read or does not fit the network built from the options."""
 
 
+NET_INFIX = "_net_"
+NET_SUFFIX = ".pth"
+
+
+def net_filename(prefix: str | int, name: str) -> str:
+    """``<prefix>_net_<name>.pth``: the file of network ``name`` saved under ``prefix`` (latest, 5, iter_800...)."""
+    return f"{prefix}{NET_INFIX}{name}{NET_SUFFIX}"
+
+
+def net_path(save_dir: str | os.PathLike, prefix: str | int, name: str) -> str:
+    """``<save_dir>/<prefix>_net_<name>.pth``."""
+    return os.path.join(os.fspath(save_dir), net_filename(prefix, name))
+
+
+def load_prefix(load_iter: int, epoch: str | int) -> str:
+    """The prefix a run loads: ``iter_<load_iter>`` when ``--load_iter`` > 0, else ``--epoch`` (official rule)."""
+    return "iter_%d" % load_iter if load_iter > 0 else str(epoch)
+
+
+def _prefix_order(prefix: str) -> tuple:
+    """Sort key: epochs by number, then iter_N by number, then the named ones (best, latest)."""
+    if prefix.isdigit():
+        return (0, int(prefix), prefix)
+    if prefix.startswith("iter_") and prefix[5:].isdigit():
+        return (1, int(prefix[5:]), prefix)
+    return (2, 0, prefix)
+
+
+def available_prefixes(save_dir: str | os.PathLike, name: str) -> List[str]:
+    """The prefixes with a loadable file of network ``name`` in ``save_dir`` (regular files, or links to one)."""
+    folder = os.fspath(save_dir)
+    if not os.path.isdir(folder):
+        return []
+    tail = NET_INFIX + name + NET_SUFFIX
+    found = [f[: -len(tail)] for f in os.listdir(folder) if f.endswith(tail) and len(f) > len(tail)
+             and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))]
+    return sorted(found, key=_prefix_order)
+
+
+def not_regular_message(path: str, kind: str) -> str:
+    """``<path> is a FIFO (named pipe), not a regular checkpoint file: ...``: an entry that must not be opened."""
+    if os.path.islink(path) and kind != "a broken symbolic link":
+        kind = f"a symbolic link to {os.path.realpath(path)}, {kind}"
+    return (f"{path} is {kind}, not a regular checkpoint file: it is not read (opening it could block or never "
+            f"end); replace it with the checkpoint file, or choose another checkpoint with --epoch / --load_iter")
+
+
+def missing_message(save_dir: str | os.PathLike, prefix: str | int, name: str) -> str:
+    """Why network ``name``'s file under ``prefix`` cannot be loaded: what is there instead, or what exists."""
+    path = net_path(save_dir, prefix, name)
+    kind = file_kind(path)
+    if kind not in (None, "missing"):
+        return not_regular_message(path, kind)
+    found = available_prefixes(save_dir, name)
+    where = (f"available for {name}: {', '.join(found)} (choose with --epoch / --load_iter)" if found
+             else f"no checkpoint of network {name} in {os.fspath(save_dir)} (check --name and --checkpoints_dir)")
+    return f"checkpoint file not found: {path}; {where}"
+
+
+def require_net_file(save_dir: str | os.PathLike, prefix: str | int, name: str) -> str:
+    """The path of network ``name``'s file under ``prefix``; ``CheckpointError`` when it is missing or is not a
+    regular file (a FIFO, a device, a folder: never opened), listing the prefixes that do exist."""
+    path = net_path(save_dir, prefix, name)
+    if not os.path.isfile(path):
+        raise CheckpointError(missing_message(save_dir, prefix, name))
+    return path
+
+
+def check_regular_files(save_dir: str | os.PathLike, prefix: str | int) -> None:
+    """``CheckpointError`` when an entry of checkpoint ``prefix`` (``<prefix>_net_*.pth``, ``<prefix>_train_state
+    .pth``) exists but is not a regular file: reading a FIFO blocks, a link to /dev/zero never ends."""
+    folder = os.fspath(save_dir)
+    if not os.path.isdir(folder):
+        return
+    head = f"{prefix}{NET_INFIX}"
+    for entry in sorted(os.listdir(folder)):
+        if (entry.startswith(head) and entry.endswith(NET_SUFFIX)) or entry == f"{prefix}_train_state.pth":
+            path = os.path.join(folder, entry)
+            kind = file_kind(path)
+            if kind is not None:
+                raise CheckpointError(not_regular_message(path, kind))
+
+
 def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Dict[str, torch.Tensor]:
     """Read a state_dict file safely (``weights_only=True``); raise ``CheckpointError`` naming the file."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    kind = file_kind(path)
+    if kind == "missing":
         raise CheckpointError(f"checkpoint file not found: {path}")
+    if kind is not None:
+        raise CheckpointError(not_regular_message(path, kind))
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

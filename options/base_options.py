@@ -23,6 +23,7 @@ from util.threads import available_cores
 from util.util import atomic_write_text, mkdirs, str2bool
 
 from .cli import OptionParser
+from .paths import check_paths
 
 log = get_logger(__name__)
 
@@ -324,6 +325,7 @@ class BaseOptions:
             opt.num_threads = min(opt.num_threads, available_cores())
         opt.rank = int(os.environ.get("RANK", "0"))
         opt.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        check_paths(opt)  # --name, --epoch and the folders stay where the user said (options/paths.py)
         self.finalize(opt)
         self.validate(opt)
         self.table = self.format_options(opt)

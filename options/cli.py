@@ -3,7 +3,8 @@
 * Argument files: ``python train.py @maps.args`` reads arguments from ``maps.args`` (argparse's
   ``fromfile_prefix_chars``), one option per line: ``--flag value``, ``--flag`` alone, or a lone value; blank
   lines and lines starting with ``#`` are skipped; more arguments may follow on the command line (the last
-  value of a flag wins). A file may name another with ``@other.args``.
+  value of a flag wins). A file may name another with ``@other.args``; a file that includes itself (directly or
+  through others) or is not a regular file (a FIFO would block) is refused with one line naming it.
 * A misspelled flag gets the closest known ones in argparse's one-line error:
   ``error: unrecognized arguments: --lamda_A 5 (did you mean --lambda_A?)``.
 """
@@ -11,7 +12,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
+
+from util.errors import InvalidInputError
+from util.image_io import file_kind
 
 _UNSET = object()
 
@@ -74,6 +79,36 @@ class OptionParser(argparse.ArgumentParser):
         if is_flag(line) and "=" not in line.split(maxsplit=1)[0]:
             return line.split(maxsplit=1)
         return [line]
+
+    def _read_args_from_files(self, arg_strings: List[str]) -> List[str]:  # type: ignore[override]
+        """argparse's ``@file`` expansion, refusing a file that includes itself and one that is not a file."""
+        return self.expand_files(arg_strings, [])
+
+    def expand_files(self, arg_strings: Sequence[str], chain: List[str]) -> List[str]:
+        """``arg_strings`` with every ``@file`` replaced by its arguments; ``chain``: the files being read."""
+        out: List[str] = []
+        for arg in arg_strings:
+            if not arg or arg[0] not in (self.fromfile_prefix_chars or ""):
+                out.append(arg)
+                continue
+            path = arg[1:]
+            key = os.path.realpath(path)
+            if key in chain:
+                via = " -> ".join(chain[chain.index(key):] + [key])
+                raise InvalidInputError(f"argument file {path} includes itself ({via}): remove the line @{path} "
+                                        f"from it")
+            kind = file_kind(path)
+            if kind not in (None, "missing"):
+                raise InvalidInputError(f"argument file {path} is {kind}, not a regular file; name a text file "
+                                        f"of arguments after @")
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    lines = handle.read().splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                self.error(str(err))
+            inner = [a for line in lines for a in self.convert_arg_line_to_args(line)]
+            out.extend(self.expand_files(inner, chain + [key]))
+        return out
 
     def peek(self, args: Sequence[str]) -> argparse.Namespace:
         """The values ``args`` sets so far: unknown flags, ``--help`` and missing required flags are no error yet

@@ -4,7 +4,8 @@
 
 KIND is ``enospc`` (disk full), ``erofs`` (read-only file system) or ``eio`` (an I/O error: not the user's
 doing). Every attempt to create a folder or to open a file for writing whose path contains PATTERN fails with
-that error; reading is untouched. The script then runs as ``__main__``.
+that error; reading is untouched. KIND ``fsize`` sets a real file-size limit of PATTERN bytes instead
+(``ulimit -f``, RLIMIT_FSIZE): a write past it fails with EFBIG. The script then runs as ``__main__``.
 """
 from __future__ import annotations
 
@@ -51,7 +52,12 @@ def install(code: int, pattern: str) -> None:
 def main() -> None:
     """Install the fault, then run the script or module with the remaining arguments."""
     kind, pattern, target, *rest = sys.argv[1:]
-    install(KINDS[kind], pattern)
+    if kind == "fsize":
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(pattern), int(pattern)))
+    else:
+        install(KINDS[kind], pattern)
     if target == "-m":
         module, *args = rest
         sys.argv = [module, *args]

@@ -264,6 +264,10 @@ def test_resume_under_ddp(pix2pix_run) -> None:
     exp = ckpt / "p2p"
     epoch1, uninterrupted = load(exp / "1_net_G.pth"), load(exp / "2_net_G.pth")
     full_state = (exp / "1_train_state.pth").is_file()
+    later = ckpt / "later"  # going back to epoch 1 on purpose: the later checkpoints move out (else refused)
+    later.mkdir()
+    for path in [*exp.glob("2_*.pth"), *exp.glob("latest_*.pth")]:
+        path.rename(later / path.name)
     out, writes = torchrun(flags + ["--continue_train", "--epoch", "1", "--epoch_count", "2"], ckpt, work)
     assert writes[1] == [], writes[1][:5]
     assert f"loading the model from {exp / '1_net_G.pth'}" in out

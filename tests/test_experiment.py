@@ -193,3 +193,24 @@ def test_record_reads_past_a_damaged_loss_log_line(tmp_path: Path) -> None:
                                               b'{"epoch": 2, "total_iters": 4}\n{"epoch": 2, "tot')
     last = last_logged(str(tmp_path))
     assert last is not None and (last.epoch, last.total_iters) == (2, 4)
+
+
+def test_later_checkpoints_by_epoch_and_by_training_state(tmp_path: Path) -> None:
+    """Epoch numbers compare as numbers; latest/iter_N count as later when their state has more total_iters."""
+    from training.checkpoints import STATE_FORMAT, write_state
+    from training.experiment import later_checkpoints
+
+    def save(prefix: str, total_iters: int | None) -> None:
+        (tmp_path / f"{prefix}_net_G.pth").write_bytes(b"x")
+        if total_iters is not None:
+            write_state({"format": STATE_FORMAT, "version": 1, "epoch": 1, "total_iters": total_iters},
+                        str(tmp_path / f"{prefix}_train_state.pth"))
+
+    save("1", 4)
+    save("10", None)
+    save("best", 6)
+    save("latest", 8)
+    save("iter_2", 2)
+    assert later_checkpoints(str(tmp_path), "1") == ["10", "latest"]
+    assert later_checkpoints(str(tmp_path), "iter_2") == ["1", "latest"]
+    assert later_checkpoints(str(tmp_path), "latest") == []

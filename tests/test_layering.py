@@ -6,6 +6,8 @@ prints the import graph between the layers (and the violations) of the checkout 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -135,6 +137,36 @@ def test_the_checker_sees_imports_inside_functions(tmp_path: Path) -> None:
     found = {(i.file, i.module, i.in_function) for i in violations(collect(tmp_path))}
     assert found == {("util/x.py", "models", True), ("models/y.py", "data.lab", False),
                      ("models/y.py", "train", False)}
+
+
+# ``import models`` (done by every script, and by anyone who loads a checkpoint) loads the models and the few util
+# modules they use; the metric implementations (Inception, the domain classifier) and the plotting and progress
+# libraries are for the scripts that need them. torch itself imports tqdm (torch.hub), so the libraries count
+# only when ``import models`` is what brings them in.
+LIGHT_IMPORT_BOUND = 24  # project modules loaded by ``import models`` (20 at the time of writing)
+HEAVY_LIBRARIES = ("tqdm", "torchvision", "matplotlib")
+ALLOWED_METRICS_MODULES = {"util.metrics", "util.metrics.images"}  # from_model_range (models/base_model.py)
+PROBE = """
+import json, sys
+import torch
+before = set(sys.modules)
+import models
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_import_models_stays_light() -> None:
+    """A fresh ``import models`` loads no metric implementation, no tqdm/torchvision/matplotlib, few modules."""
+    res = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = json.loads(res.stdout.strip().splitlines()[-1])
+    project = [m for m in loaded if m.split(".")[0] in PACKAGES]
+    metrics = sorted(m for m in project if m.startswith("util.metrics") and m not in ALLOWED_METRICS_MODULES)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY_LIBRARIES)
+    assert not metrics, f"import models loads {metrics}"
+    assert not heavy, f"import models loads {heavy}"
+    assert "util.progress" not in project
+    assert len(project) <= LIGHT_IMPORT_BOUND, f"import models loads {len(project)} project modules: {project}"
 
 
 if __name__ == "__main__":

@@ -248,3 +248,54 @@ def test_stop_is_agreed_between_processes() -> None:
     found = sorted(re.findall(r"rank (\d): (\w+) (\w+) (\d+)", res.stdout))  # the two prints may interleave
     term = str(int(signal.SIGTERM))
     assert found == [("0", "False", "True", term), ("1", "False", "True", term)], res.stdout + res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_sighup_saves_like_sigterm(demo_root: Path, tmp_path: Path) -> None:
+    """A closed terminal or ssh session (SIGHUP) saves a resumable latest and exits with 128 + SIGHUP."""
+    ckpt = tmp_path / "ck"
+    done = interrupt_training(flags("run", ckpt, demo_root), signal.SIGHUP)
+    assert done.returncode == 128 + signal.SIGHUP, done.stdout[-3000:]
+    assert "received SIGHUP" in done.stdout and "saved a resumable checkpoint (latest)" in done.stdout
+    assert "Traceback" not in done.stdout, done.stdout[-3000:]
+    assert 1 <= checkpoints.read_state(str(ckpt / "run" / "latest_train_state.pth"))["total_iters"] < 4 * EPOCHS
+
+
+@pytest.mark.slow
+def test_sigterm_in_test_py_writes_the_page_of_the_images_done(demo_root: Path, tmp_path: Path) -> None:
+    """test.py stopped by SIGTERM: the batch finishes, the page shows the images saved, exit status 143."""
+    ckpt, results = tmp_path / "ck", tmp_path / "results"
+    run_train(flags("run", ckpt, demo_root, "--n_epochs", "1"))
+    many = tmp_path / "data"
+    for i in range(40):  # enough images that the signal lands in the middle
+        (many / "test").mkdir(parents=True, exist_ok=True)
+        src = sorted((demo_root / "demo_pix2pix" / "test").iterdir())[i % 4]
+        (many / "test" / f"{i:03d}_{src.name}").write_bytes(src.read_bytes())
+    argv = [sys.executable, str(ROOT / "test.py"), "--model", "pix2pix", "--netG", "unet_128", "--dataroot",
+            str(many), "--name", "run", "--checkpoints_dir", str(ckpt), "--results_dir", str(results), "--gpu_ids",
+            "-1", "--load_size", "32", "--crop_size", "32", "--num_test", "40"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "processing (0005)-th image" in line:
+                os.kill(proc.pid, signal.SIGSTOP)
+                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGCONT)
+                break
+        rest, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines) + rest
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    found = re.search(r"stopped by SIGTERM after (\d+) of 40 images: the results page (\S+) shows those", out)
+    assert found, out[-3000:]
+    page = Path(found.group(2))
+    assert page == results / "run" / "test_latest" / "index.html" and page.is_file()
+    shown = set(re.findall(r'src="images/([^"]+)"', page.read_text()))
+    saved = {p.name for p in (page.parent / "images").iterdir()}
+    assert shown == saved and len(saved) == 3 * int(found.group(1)) and 6 <= int(found.group(1)) < 40

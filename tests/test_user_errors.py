@@ -7,6 +7,7 @@ stderr (the last one) and no traceback, the message naming what is wrong, and th
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +105,53 @@ class Case:
     env: Dict[str, str] = field(default_factory=dict)
 
 
+def fifo(relative: str) -> Callable[[World], None]:
+    """Setup: replace the experiment's file ``relative`` with a FIFO (reading it would block forever)."""
+    def make(w: World) -> None:
+        path = w.ck / "exp" / relative
+        if path.exists():
+            path.unlink()
+        os.mkfifo(path)
+    return make
+
+
+def dev_zero(relative: str) -> Callable[[World], None]:
+    """Setup: replace the experiment's file ``relative`` with a symbolic link to /dev/zero (endless zeros)."""
+    def make(w: World) -> None:
+        path = w.ck / "exp" / relative
+        path.unlink()
+        os.symlink("/dev/zero", path)
+    return make
+
+
+def later_epoch(w: World) -> None:
+    """Setup: epoch 2's network files beside epoch 1's (as a 2-epoch run leaves them)."""
+    for path in (w.ck / "exp").glob("1_net_*.pth"):
+        shutil.copy(path, path.with_name("2" + path.name[1:]))
+
+
+def best_json(record: object, raw: Optional[str] = None) -> Callable[[World], None]:
+    """Setup: a best.json (``record`` as JSON, or the text ``raw``) and a best_net_G.pth beside it."""
+    def make(w: World) -> None:
+        (w.ck / "exp" / "best.json").write_text(raw if raw is not None else json.dumps(record))
+        shutil.copy(w.ck / "exp" / "latest_net_G.pth", w.ck / "exp" / "best_net_G.pth")
+    return make
+
+
+def args_file_including_itself(w: World) -> None:
+    """Setup: an argument file whose second line names itself."""
+    (w.tmp / "loop.args").write_text(f"--n_epochs 2\n@{w.tmp / 'loop.args'}\n")
+
+
+def a_file(w: World) -> None:
+    """Setup: a regular file ``afile`` where a folder is expected."""
+    w.write("afile", b"not a folder")
+
+
+EVAL = ("--eval_freq", "4", "--eval_metrics", "l1", "--eval_best", "l1", "--n_epochs", "2")
+BEST_RECORD = {"metric": "l1", "value": 0.5, "direction": "lower", "epoch": 1, "total_iters": 4}
+
+
 def module(name: str, *args: str) -> List[str]:
     """``python -m name args``."""
     return ["-m", name, *args]
@@ -158,6 +206,67 @@ CASES: Dict[str, Case] = {
                               setup=lambda w: w.write("ck/exp/config.json", b"{not json")),
     "export-read-only-out": Case(lambda w: w.export(), "Read-only file system",
                                  fault=("erofs", lambda w: str(w.tmp / "out"))),
+    # paths that escape --checkpoints_dir, checkpoints of another experiment (options/paths.py)
+    "train-name-dotdot": Case(lambda w: w.train(name="../escaped"), "--name '../escaped' has a '..' part"),
+    "train-name-absolute": Case(lambda w: w.train(name=str(w.tmp / "abs")), "is an absolute path"),
+    "train-name-empty": Case(lambda w: w.train(name=""), "--name '' is empty"),
+    "train-name-dots": Case(lambda w: w.train(name="./"), "--name './' names no folder"),
+    "test-name-dotdot": Case(lambda w: w.test(name="../ck/exp"), "--name '../ck/exp' has a '..' part"),
+    "export-name-dotdot": Case(lambda w: w.export(name="../ck/exp"), "--name '../ck/exp' has a '..' part"),
+    "export-name-absolute": Case(lambda w: w.export(name=str(w.ck / "exp")), "is an absolute path"),
+    "train-epoch-path": Case(lambda w: w.train("--continue_train", "--epoch", "../exp/latest", "--n_epochs", "2",
+                                               name="other"), "--epoch '../exp/latest' is not a checkpoint name"),
+    "test-epoch-path": Case(lambda w: w.test("--epoch", "../exp/latest", name="exp"),
+                            "--epoch '../exp/latest' is not a checkpoint name"),
+    "export-epoch-path": Case(lambda w: w.export("--epoch", "../exp/latest"),
+                              "--epoch '../exp/latest' is not a checkpoint name"),
+    # a file where a folder belongs
+    "train-checkpoints-dir-file": Case(lambda w: w.train("--checkpoints_dir", str(w.tmp / "afile")),
+                                       "afile is a file, not a folder", setup=a_file),
+    "test-results-dir-file": Case(lambda w: w.test("--results_dir", str(w.tmp / "afile" / "sub")),
+                                  "afile is a file, not a folder (in the path", setup=a_file),
+    "export-out-file": Case(lambda w: w.export("--out", str(w.tmp / "afile")), "--out", setup=a_file),
+    # a resume that would overwrite later checkpoints, or another metric's best checkpoint
+    "train-resume-before-later-checkpoints": Case(
+        lambda w: w.train("--continue_train", "--epoch", "1", "--n_epochs", "3"),
+        "holds checkpoints taken after 1 (2): resuming from 1 would train those iterations again and overwrite "
+        "them; resume from the newest with --epoch 2", setup=later_epoch),
+    "train-best-of-another-metric": Case(lambda w: w.train("--continue_train", *EVAL),
+                                         "best.json records the best checkpoint (best_net_*.pth) by psnr",
+                                         setup=best_json(dict(BEST_RECORD, metric="psnr"))),
+    "train-best-json-nan": Case(lambda w: w.train("--continue_train", *EVAL), "best.json: value must be a number",
+                                setup=best_json(None, raw='{"metric": "l1", "value": NaN}')),
+    "train-best-json-wrong-type": Case(lambda w: w.train("--continue_train", *EVAL),
+                                       "best.json: value must be a number (or \"inf\"/\"-inf\"), got 'low'",
+                                       setup=best_json(dict(BEST_RECORD, value="low"))),
+    "train-best-json-missing-key": Case(lambda w: w.train("--continue_train", *EVAL),
+                                        "best.json: the key 'metric' is missing",
+                                        setup=best_json({"value": 0.5})),
+    # special files where a checkpoint or a log belongs: said, never opened
+    "test-checkpoint-fifo": Case(lambda w: w.test(), "latest_net_G.pth is a FIFO (named pipe), not a regular",
+                                 setup=fifo("latest_net_G.pth")),
+    "test-checkpoint-dev-zero": Case(lambda w: w.test(), "latest_net_G.pth is a symbolic link to /dev/zero, a "
+                                                         "character device", setup=dev_zero("latest_net_G.pth")),
+    "export-checkpoint-fifo": Case(lambda w: w.export(), "latest_net_G.pth is a FIFO (named pipe), not a regular",
+                                   setup=fifo("latest_net_G.pth")),
+    "train-checkpoint-fifo": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                                  "latest_net_D.pth is a FIFO (named pipe), not a regular",
+                                  setup=fifo("latest_net_D.pth")),
+    "train-state-fifo": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                             "latest_train_state.pth is a FIFO (named pipe), not a regular",
+                             setup=fifo("latest_train_state.pth")),
+    "train-loss-log-fifo": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                                "loss_log.jsonl is a FIFO (named pipe), not a regular file",
+                                setup=fifo("loss_log.jsonl")),
+    "test-config-fifo": Case(lambda w: w.test(), "config.json is a FIFO (named pipe), not a regular file",
+                             setup=fifo("config.json")),
+    # an argument file that includes itself
+    "train-args-file-loop": Case(lambda w: w.train("@" + str(w.tmp / "loop.args")), "loop.args includes itself",
+                                 setup=args_file_including_itself),
+    # a file-size limit (ulimit -f) while saving: the earlier checkpoint files are intact
+    "train-file-size-limit-at-save": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"),
+                                          "cannot write checkpoint latest into", fault=("fsize", lambda w: "50000"),
+                                          started=True),
     # the dataset scripts
     "combine-missing-folder": Case(lambda w: ["datasets/combine_A_and_B.py", "--fold_A", str(w.tmp / "nope"),
                                               "--fold_B", str(w.tmp / "nope"), "--fold_AB", str(w.tmp / "ab")],
@@ -224,6 +333,7 @@ def test_user_error_is_one_line(name: str, demo_root: Path, trained: Path, tmp_p
     if name == "train-in-use":
         before.pop("ck/exp/train.lock")  # ours: removed when released above
     assert snapshot(tmp_path, skip) == before, "files of the experiment changed"
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "abs").exists(), "a folder outside ck was made"
 
 
 @pytest.mark.slow

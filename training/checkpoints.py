@@ -19,12 +19,14 @@ import shutil
 import tempfile
 import time
 import zlib
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 
+from models import checkpoint_io
 from models.checkpoint_io import CheckpointError
 from util.errors import is_write_error, write_error, write_fix
+from util.image_io import file_kind
 from util.logger import get_logger
 from util.seed import capture_rng_state
 from util.util import atomic_write_bytes, fsync_dir
@@ -38,9 +40,11 @@ STATE_VERSION = 1
 STATE_SUFFIX = "_train_state.pth"
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")  # util.util.atomic_write_bytes' temporary names
 STAGING_PREFIX = ".staging-"  # Checkpointer's folder for a set being written
+
+
 def load_prefix(opt: argparse.Namespace) -> str:
     """The checkpoint prefix ``--continue_train`` / test load: ``iter_<load_iter>`` or ``--epoch``."""
-    return "iter_%d" % opt.load_iter if getattr(opt, "load_iter", 0) > 0 else str(opt.epoch)
+    return checkpoint_io.load_prefix(int(getattr(opt, "load_iter", 0) or 0), opt.epoch)
 
 
 def state_path(save_dir: str, prefix: str | int) -> str:
@@ -69,11 +73,6 @@ def file_crc32(path: str) -> int:
     return crc & 0xFFFFFFFF
 
 
-def net_file(save_dir: str, prefix: str | int, name: str) -> str:
-    """``<save_dir>/<prefix>_net_<name>.pth``."""
-    return os.path.join(save_dir, "%s_net_%s.pth" % (prefix, name))
-
-
 def build_state(model: Any, sampler: Any, opt: argparse.Namespace, prefix: str | int, epoch: int, epoch_iter: int,
                 total_iters: int, epoch_complete: bool, dataset_size: int) -> Dict[str, Any]:
     """The training state at this moment (call right after the networks were saved under ``prefix``)."""
@@ -94,8 +93,8 @@ def build_state(model: Any, sampler: Any, opt: argparse.Namespace, prefix: str |
         "image_pools": {name: pool.state_dict() for name, pool in sorted(getattr(model, "image_pools", {}).items())},
         "rng": capture_rng_state(),
         "data": {"seed": int(getattr(sampler, "seed", 0)), "size": int(dataset_size)},
-        "networks": {name: {"file": os.path.basename(net_file(model.save_dir, prefix, name)),
-                            "crc32": file_crc32(net_file(model.save_dir, prefix, name))}
+        "networks": {name: {"file": checkpoint_io.net_filename(prefix, name),
+                            "crc32": file_crc32(checkpoint_io.net_path(model.save_dir, prefix, name))}
                      for name in model.model_names},
         "options": plain_options(opt),
     }
@@ -110,8 +109,11 @@ def write_state(state: Mapping[str, Any], path: str) -> None:
 
 def read_state(path: str) -> Dict[str, Any]:
     """Read a training-state file with ``weights_only=True``; raise ``CheckpointError`` naming the file."""
-    if not os.path.isfile(path):
+    kind = file_kind(path)
+    if kind == "missing":
         raise CheckpointError(f"training state file not found: {path}")
+    if kind is not None:
+        raise CheckpointError(checkpoint_io.not_regular_message(path, kind))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -125,6 +127,20 @@ def read_state(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"{path} was written by a newer version (state version {obj.get('version')}); "
                               f"update the code or resume without it")
     return obj
+
+
+def read_counters(path: str) -> Optional[Tuple[int, int]]:
+    """``(epoch, total_iters)`` of a training-state file, read without loading its tensors (memory-mapped);
+    None when it is not a readable state file."""
+    if file_kind(path) is not None:
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if isinstance(obj, dict) and obj.get("format") == STATE_FORMAT:
+            return int(obj["epoch"]), int(obj["total_iters"])
+    except Exception:  # noqa: BLE001 - any unreadable file: no counters (the resume itself reports it)
+        pass
+    return None
 
 
 def remove_stale_temp_files(save_dir: str) -> int:

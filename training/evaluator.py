@@ -45,6 +45,8 @@ from models.wrappers import unwrap
 from options.evaluation import is_unpaired, resolve_best, resolve_metrics
 from util import amp
 from util.distributed import barrier
+from util.errors import UserError
+from util.image_io import file_kind
 from util.logger import get_logger
 from util.metrics import compute_metrics, higher_is_better, needing
 from util.metrics.classifier import get_domain_classifier
@@ -288,6 +290,37 @@ def make_suite(opt: argparse.Namespace, device: torch.device) -> UnpairedSuite |
 
 
 # ---------------------------------------------------------------------------------------------------- best
+class BestRecordError(UserError, ValueError):
+    """``best.json`` cannot be used by a resumed run: damaged, or of another ``--eval_best`` metric."""
+
+
+def read_best_record(path: Path) -> Dict[str, Any]:
+    """``best.json`` checked: ``metric`` a known metric name, ``value`` a number (``"inf"``/``"-inf"`` as written
+    for an infinite one; never NaN); ``BestRecordError`` naming the file and the key otherwise."""
+    fix = f"fix it, or move {path.name} and best_net_*.pth out of {path.parent} to start a new best"
+    kind = file_kind(str(path))
+    if kind is not None:
+        raise BestRecordError(f"{path} is {kind}, not a regular file; {fix}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BestRecordError(f"cannot read {path} ({exc}); {fix}") from None
+    if not isinstance(record, dict):
+        raise BestRecordError(f"{path} must hold a JSON object, got {type(record).__name__}; {fix}")
+    for key in ("metric", "value"):
+        if key not in record:
+            raise BestRecordError(f"{path}: the key '{key}' is missing; {fix}")
+    metric = record["metric"]
+    if not isinstance(metric, str) or not metric:
+        raise BestRecordError(f"{path}: metric must be a metric name, got {metric!r}; {fix}")
+    value = record["value"]
+    if isinstance(value, str) and value in ("inf", "-inf"):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise BestRecordError(f"{path}: value must be a number (or \"inf\"/\"-inf\"), got {value!r}; {fix}")
+    return {**record, "metric": metric, "value": float(value)}
+
+
 def _json_number(value: float) -> float | str:
     """A float for strict JSON ('inf'/'nan' as strings)."""
     return value if math.isfinite(value) else str(value)
@@ -302,15 +335,25 @@ class BestTracker:
     higher: bool
     value: Optional[float] = None
 
-    def load(self) -> None:
-        """Continue from an earlier ``best.json`` of the same metric (resumed runs)."""
-        try:
-            record = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+    def load(self, may_replace: bool = False) -> None:
+        """Continue from an earlier ``best.json`` (resumed runs); a damaged record, or one of another metric
+        (whose ``best_net_*.pth`` the first evaluation would replace), is refused by name (``BestRecordError``)
+        unless ``may_replace``."""
+        if not os.path.lexists(self.path):
             return
-        if isinstance(record, dict) and record.get("metric") == self.metric:
-            self.value = float(record["value"])
-            log.info("best %s so far: %.4f (%s)", self.metric, self.value, self.path)
+        record = read_best_record(self.path)
+        if record["metric"] != self.metric:
+            if may_replace:
+                log.warning("%s records the best checkpoint by %s; this run ranks by %s and replaces it at its first "
+                            "evaluation", self.path, record["metric"], self.metric)
+                return
+            raise BestRecordError(
+                f"{self.path} records the best checkpoint (best_net_*.pth) by {record['metric']}, this run ranks by "
+                f"--eval_best {self.metric} and would replace it: pass --eval_best {record['metric']} to go on "
+                f"ranking by it, or move best.json and best_net_*.pth out of {self.path.parent} to keep them and "
+                f"start a new best")
+        self.value = record["value"]
+        log.info("best %s so far: %.4f (%s)", self.metric, self.value, self.path)
 
     def improves(self, value: float) -> bool:
         """True when ``value`` is strictly better than the best so far (NaN never is)."""
@@ -359,7 +402,7 @@ class Evaluator:
             key = resolve_best(opt, self.suite.metrics)
             self.best = BestTracker(Path(model.save_dir) / BEST_FILE, key, higher_is_better(key))
             if getattr(opt, "continue_train", False):
-                self.best.load()
+                self.best.load(may_replace=bool(getattr(opt, "overwrite", False)))
         if self.freq > 0:
             barrier()  # the other ranks wait while rank 0 prepares (classifier training)
 

@@ -9,7 +9,9 @@
    reliable across hosts on every shared file system, so that run may still be alive; the message says to
    delete the lock file once it is not.
 2. check: a fresh run (no ``--continue_train``) over a folder that holds checkpoints stops, saying to pass
-   ``--continue_train``, another ``--name`` or ``--overwrite``.
+   ``--continue_train``, another ``--name`` or ``--overwrite``. A resume from a checkpoint older than others
+   in the folder (``--continue_train --epoch 1`` beside ``2_net_*.pth``) stops too: it would overwrite them
+   and ``latest``.
 3. the run builds everything that can fail on the user's input (data, checkpoint, training state); then
    ``begin`` writes: ``--overwrite`` deletes the earlier run's checkpoints and loss logs, ``train_opt.txt`` is
    saved, leftovers of killed saves are removed (every other run of the folder is dead by then).
@@ -30,11 +32,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import List, Optional, Type
 
+from models.checkpoint_io import NET_INFIX, NET_SUFFIX
 from options.base_options import write_options_file
 from util.errors import UserError, is_write_error, write_error
 from util.logger import get_logger
 
-from training.checkpoints import STATE_SUFFIX, remove_stale_temp_files
+from training.checkpoints import STATE_SUFFIX, load_prefix, read_counters, remove_stale_temp_files
 
 try:  # POSIX; elsewhere the lock falls back to the holder's PID
     import fcntl
@@ -56,6 +59,10 @@ class ExperimentInUseError(UserError, RuntimeError):
 
 class EarlierRunError(UserError, RuntimeError):
     """A fresh run would overwrite the checkpoints of an earlier run."""
+
+
+class LaterCheckpointsError(UserError, RuntimeError):
+    """A resume from an older checkpoint would overwrite the later ones."""
 
 
 @dataclass
@@ -214,6 +221,66 @@ def check_fresh_start(opt: argparse.Namespace, save_dir: str) -> None:
                               f"delete them and start again")
 
 
+def checkpoint_prefixes(save_dir: str) -> List[str]:
+    """The prefixes of the checkpoints in an experiment folder (network files or training states)."""
+    prefixes = set()
+    for name in earlier_checkpoints(save_dir):
+        if name.endswith(STATE_SUFFIX):
+            prefixes.add(name[: -len(STATE_SUFFIX)])
+        elif NET_INFIX in name and name.endswith(NET_SUFFIX):
+            prefixes.add(name.split(NET_INFIX, 1)[0])
+    return sorted(prefixes)
+
+
+def _iters(save_dir: str, prefix: str) -> Optional[int]:
+    """``total_iters`` of checkpoint ``prefix``'s training state (None without a readable one)."""
+    path = os.path.join(save_dir, prefix + STATE_SUFFIX)
+    if not os.path.isfile(path):
+        return None
+    counters = read_counters(path)
+    return None if counters is None else counters[1]
+
+
+def later_checkpoints(save_dir: str, prefix: str) -> List[str]:
+    """The checkpoints in ``save_dir`` taken after ``prefix`` (a resume from ``prefix`` would overwrite them).
+
+    Later: an epoch number above ``prefix``'s; or a training state with more ``total_iters`` than ``prefix``'s
+    (``latest``, ``iter_<N>``, epochs). ``best`` is not a point of the run and never counts.
+    """
+    own = _iters(save_dir, prefix)
+    later = []
+    for other in checkpoint_prefixes(save_dir):
+        if other in (prefix, "best"):
+            continue
+        if prefix.isdigit() and other.isdigit():
+            if int(other) > int(prefix):
+                later.append(other)
+            continue
+        iters = _iters(save_dir, other)
+        if own is not None and iters is not None and iters > own:
+            later.append(other)
+    return later
+
+
+def check_resume_point(opt: argparse.Namespace, save_dir: str) -> None:
+    """``--continue_train`` from a checkpoint older than others would overwrite them (and ``latest``): refuse,
+    naming them and how to go on from the newest instead (``--overwrite``, where the options allow it, agrees)."""
+    if not getattr(opt, "continue_train", False) or getattr(opt, "overwrite", False):
+        return
+    prefix = load_prefix(opt)
+    later = later_checkpoints(save_dir, prefix)
+    if not later:
+        return
+    newest = "latest" if "latest" in later else later[-1]
+    how = "--epoch latest" if newest == "latest" else (f"--epoch {newest}" if newest.isdigit() else
+                                                          f"--load_iter {newest[5:]}")
+    raise LaterCheckpointsError(
+        f"{save_dir} holds checkpoints taken after {prefix} ({', '.join(later)}): resuming from {prefix} would "
+        f"train those iterations again and overwrite them; resume from the newest with {how}, or move the later "
+        f"checkpoint files (<prefix>_net_*.pth, <prefix>_train_state.pth) out of the folder to go back to {prefix} "
+        f"on purpose")
+
+
 def delete_earlier_run(save_dir: str) -> int:
     """``--overwrite``: delete the earlier run's checkpoints, config, best record and loss logs; return how many."""
     names = earlier_checkpoints(save_dir) + [n for n in OLD_RUN_FILES if os.path.isfile(os.path.join(save_dir, n))]
@@ -252,6 +319,7 @@ class ExperimentFolder:
                 raise
         try:
             check_fresh_start(self.opt, self.save_dir)
+            check_resume_point(self.opt, self.save_dir)
         except BaseException:
             self._undo()
             raise
@@ -263,7 +331,7 @@ class ExperimentFolder:
         if not self.main:
             return
         try:
-            if getattr(self.opt, "overwrite", False):
+            if getattr(self.opt, "overwrite", False) and not getattr(self.opt, "continue_train", False):
                 delete_earlier_run(self.save_dir)
             if self.options_table:
                 write_options_file(self.opt, self.options_table)

@@ -14,12 +14,12 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
-from models.checkpoint_io import CheckpointError
+from models.checkpoint_io import CheckpointError, check_regular_files, net_path
 from util.errors import UserError
 from util.logger import get_logger
 from util.seed import restore_rng_state
 
-from training.checkpoints import file_crc32, load_prefix, net_file, read_state, state_path
+from training.checkpoints import file_crc32, load_prefix, read_state, state_path
 
 log = get_logger(__name__)
 
@@ -55,6 +55,7 @@ def load_for_resume(opt: argparse.Namespace) -> Optional[Dict[str, Any]]:
     if not getattr(opt, "continue_train", False):
         return None
     save_dir = os.path.join(opt.checkpoints_dir, opt.name)
+    check_regular_files(save_dir, load_prefix(opt))  # a FIFO or a link to /dev/zero: said, never opened
     path = state_path(save_dir, load_prefix(opt))
     if not os.path.isfile(path):
         log.info("no training state %s: resuming the official way (network weights only; optimizers, LR schedule, "
@@ -92,7 +93,7 @@ def check_something_left(opt: argparse.Namespace, state: Optional[Mapping[str, A
 def verify_networks(state: Mapping[str, Any], save_dir: str, prefix: str, path: str) -> None:
     """Check that the network files are the ones written together with the state (CRC32)."""
     for name, info in (state.get("networks") or {}).items():
-        file = net_file(save_dir, prefix, name)
+        file = net_path(save_dir, prefix, name)
         if os.path.isfile(file) and file_crc32(file) != int(info["crc32"]):
             raise CheckpointError(f"{file} was not written together with {path} (an interrupted save?): resume "
                                   f"from an epoch checkpoint with --epoch N, or delete {path} to resume the "

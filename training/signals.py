@@ -1,7 +1,7 @@
-"""Ctrl-C and SIGTERM during training: finish the current step, save a resumable checkpoint, stop.
+"""Ctrl-C, SIGTERM and SIGHUP during training: finish the current step, save a resumable checkpoint, stop.
 
-``GracefulStop`` is a context manager installed around the training loop (main thread only). The first SIGINT
-or SIGTERM only sets ``requested``; the loop checks it after each iteration, saves ``latest`` (networks and
+``GracefulStop`` is a context manager installed around the training loop (main thread only). The first SIGINT,
+SIGTERM or SIGHUP (the terminal or the ssh session closed) only sets ``requested``; the loop checks it after each iteration, saves ``latest`` (networks and
 training state) and raises ``TrainingInterrupted``. A second Ctrl-C restores the default handler and raises
 ``KeyboardInterrupt`` at once; checkpoint writes are atomic, so whatever was on disk stays loadable.
 """
@@ -17,7 +17,8 @@ from util.logger import get_logger
 
 log = get_logger(__name__)
 
-HANDLED = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+HANDLED = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None),
+                            getattr(signal, "SIGHUP", None)) if s is not None)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -42,10 +43,15 @@ def signal_name(signum: int) -> str:
 
 
 class GracefulStop:
-    """Turn SIGINT/SIGTERM into a stop request checked by the training loop; a second Ctrl-C exits at once."""
+    """Turn SIGINT/SIGTERM/SIGHUP into a stop request checked by the training loop; a second Ctrl-C exits at once."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True,
+                 action: str = "saving a resumable checkpoint after the current iteration, then stopping",
+                 at_once: str = "stopping at once without saving (the last checkpoint on disk is intact)") -> None:
+        """``action``: what the first signal makes the program do; ``at_once``: what a second Ctrl-C does."""
         self.enabled = enabled
+        self.action = action
+        self.at_once = at_once
         self.signum: Optional[int] = None
         self._previous: Dict[int, Any] = {}
         self._installed = False
@@ -69,13 +75,12 @@ class GracefulStop:
         """First signal: request a stop. Second SIGINT: default handling (KeyboardInterrupt) right now."""
         if self.signum is not None and signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            log.warning("second Ctrl-C: stopping at once without saving (the last checkpoint on disk is intact)")
+            log.warning("second Ctrl-C: %s", self.at_once)
             raise KeyboardInterrupt
         if self.signum is None:
             self.signum = signum
-            hint = " (press Ctrl-C again to stop at once without saving)" if signum == signal.SIGINT else ""
-            log.warning("received %s: saving a resumable checkpoint after the current iteration, then stopping%s",
-                        signal_name(signum), hint)
+            hint = " (press Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            log.warning("received %s: %s%s", signal_name(signum), self.action, hint)
 
     def __enter__(self) -> "GracefulStop":
         if self.enabled and threading.current_thread() is threading.main_thread():

@@ -16,8 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 DEBUG_ENV = "IMG2IMG_DEBUG"
 DEBUG_FLAG = "--debug"
 # A write that fails with one of these is the machine's or the user's business (full disk, quota, read-only
-# mount, permissions), not a bug: one line, not a traceback.
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+# mount, permissions, a file-size limit such as ``ulimit -f``), not a bug: one line, not a traceback.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 
 
 class UserError(Exception):
@@ -49,6 +49,9 @@ def write_fix(exc: OSError) -> str:
     """What to do about a refused write: free space, or write somewhere else."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "free some space or choose a folder on another disk"
+    if exc.errno == errno.EFBIG:
+        return ("raise the file-size limit (ulimit -f) or choose a folder on a file system that takes larger "
+                "files")
     return "choose a folder you can write to, or fix its permissions"
 
 
