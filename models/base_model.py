@@ -183,7 +183,7 @@ class BaseModel(ABC):
             self.manage_optimizers()
             self.schedulers = [networks.get_scheduler(optimizer.optimizer, opt) for optimizer in self.optimizers]
         if not self.isTrain or opt.continue_train:
-            load_suffix = "iter_%d" % opt.load_iter if opt.load_iter > 0 else opt.epoch
+            load_suffix = checkpoint_io.load_prefix(opt.load_iter, opt.epoch)
             self.load_networks(load_suffix)
         self.print_networks(opt.verbose)
         self.wrap_networks()
@@ -357,28 +357,16 @@ class BaseModel(ABC):
             return
         os.makedirs(self.save_dir, exist_ok=True)
         for name, net in self.named_networks().items():
-            path = os.path.join(self.save_dir, "%s_net_%s.pth" % (epoch, name))
+            path = checkpoint_io.net_path(self.save_dir, epoch, name)
             checkpoint_io.save_weights(checkpoint_io.plain_state_dict(unwrap(net)), path)
         arch_config.write_config(self.save_dir, arch_config.build_config(self.opt, self.net_specs))
 
     def load_networks(self, epoch: int | str) -> None:
         """Load ``<epoch>_net_<name>.pth`` into every network (official, old and wrapped checkpoints accepted)."""
         for name, net in self.named_networks().items():
-            path = os.path.join(self.save_dir, "%s_net_%s.pth" % (epoch, name))
+            path = checkpoint_io.require_net_file(self.save_dir, epoch, name)
             log.info("loading the model from %s", path)
-            if not os.path.isfile(path):
-                raise checkpoint_io.CheckpointError(self._missing_checkpoint_message(path, name))
             checkpoint_io.load_network(unwrap(net), path, name=name, map_location=self.device)
-
-    def _missing_checkpoint_message(self, path: str, name: str) -> str:
-        """Explain a missing network file and list the checkpoints that do exist for that network."""
-        found = []
-        if os.path.isdir(self.save_dir):
-            tail = "_net_%s.pth" % name
-            found = sorted(f[: -len(tail)] for f in os.listdir(self.save_dir) if f.endswith(tail))
-        where = ("available for %s: %s (choose with --epoch / --load_iter)" % (name, ", ".join(found)) if found
-                 else "no checkpoint of network %s in %s (check --name and --checkpoints_dir)" % (name, self.save_dir))
-        return "checkpoint file not found: %s; %s" % (path, where)
 
     def print_networks(self, verbose: bool) -> None:
         """Parameter count per network (and the discriminators' receptive field); the modules if verbose."""

@@ -15,7 +15,7 @@ import torch
 from util.ranges import Range
 from util.util import str2bool
 
-from . import networks
+from . import checkpoint_io, networks
 from .base_model import BaseModel, unwrap
 from .patchnce import PatchNCELoss
 
@@ -281,7 +281,7 @@ def _check_pretrained(opt: argparse.Namespace) -> None:
     if not os.path.isdir(folder):
         raise ValueError(f"--pretrained_name {opt.pretrained_name}: {folder} does not exist (check "
                          f"--checkpoints_dir)")
-    prefix = "iter_%d" % opt.load_iter if opt.load_iter > 0 else str(opt.epoch)
+    prefix = checkpoint_io.load_prefix(opt.load_iter, opt.epoch)
     own_state = os.path.join(opt.checkpoints_dir, opt.name, f"{prefix}_train_state.pth")  # the training state
     if os.path.isfile(own_state):
         raise ValueError(f"--pretrained_name {opt.pretrained_name}: {own_state} is a resumable run of --name "

@@ -358,7 +358,7 @@ def test_f_optimizer_betas_and_schedule(demo_root: Path, tmp_path: Path) -> None
     model = ready_model(opt)
     assert model.optimizer_F.param_groups[0]["betas"] == (0.5, 0.9)
     assert model.optimizer_G.param_groups[0]["betas"] == (0.5, 0.9)
-    assert model.schedulers[-1].optimizer is model.optimizer_F
+    assert model.schedulers[-1].optimizer is model.optimizer_F.optimizer  # the managed one's torch optimizer
 
 
 def test_key_features_build_no_graph(demo_root: Path, tmp_path: Path) -> None:
