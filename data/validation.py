@@ -328,9 +328,7 @@ def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
     lists = path_lists(dataset)
     if not lists:
         return None
-    policy = getattr(opt, "bad_data", "error")
-    if policy not in BAD_DATA_POLICIES:
-        raise ValueError(f"--bad_data '{policy}' is not valid; choose one of: {', '.join(BAD_DATA_POLICIES)}")
+    policy = opt.bad_data  # one of BAD_DATA_POLICIES: the flag's type=Choice checked it
     all_paths = [p for paths in lists.values() for p in paths]
     side = is_side_by_side(dataset, opt)
     report = scan(all_paths, opt, side_by_side=side)

@@ -17,6 +17,8 @@ UNPAIRED_DEFAULT_METRICS = "swd,classifier"
 PAIRED_DEFAULT_METRICS = "psnr,ssim,l1"
 UNPAIRED_DEFAULT_BEST = "swd"
 PAIRED_DEFAULT_BEST = "l1"
+# --eval_best: a metric's headline key, or the metric's name for it (classifier -> domain_score)
+BEST_KEYS = tuple(dict.fromkeys([m.key for m in METRICS.values()] + list(METRICS)))
 
 
 def is_unpaired(opt: argparse.Namespace) -> bool:
@@ -57,11 +59,7 @@ def resolve_best(opt: argparse.Namespace, metrics: Sequence[str]) -> str:
             key = METRICS[metrics[0]].key
     if key in METRICS:  # a metric name given for its key (classifier -> domain_score)
         key = METRICS[key].key
-    try:
-        source = metric_for_key(key).name
-    except ValueError:
-        valid = ", ".join(m.key for m in METRICS.values())
-        raise ValueError(f"--eval_best '{key}' is not valid; choose one of: {valid}") from None
+    source = metric_for_key(key).name  # a key outside BEST_KEYS was refused by the flag's type=Choice
     if source not in metrics:
         raise ValueError(f"--eval_best {key} is not computed: add {source} to --eval_metrics "
                          f"(now {','.join(metrics)})")
