@@ -105,9 +105,9 @@ def check_layout(opt: argparse.Namespace) -> None:
     dir_A, dir_B = os.path.join(root, phase + "A"), os.path.join(root, phase + "B")
     if os.path.isdir(dir_A) and os.path.isdir(dir_B):
         return
-    if os.path.isdir(dir_A) and not getattr(opt, "isTrain", False):
-        model = getattr(opt, "model", "cycle_gan")
-        if model != "cycle_gan":  # one generator: the single-folder dataset feeds it
+    if os.path.isdir(dir_A) and not opt.isTrain:
+        model = opt.model
+        if not opt.translates_both_ways:  # one generator (the model's answer, options/): single-folder data feeds it
             raise MissingPathError(
                 f"{dir_B} does not exist: --dataset_mode unaligned reads {phase}A and {phase}B; to translate only "
                 f"the {phase}A images use --dataset_mode single --dataroot {dir_A}")

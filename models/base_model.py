@@ -329,3 +329,40 @@ class BaseModel(ABC):
                          geo["receptive_field"], geo["receptive_field"], geo["output_size"], geo["output_size"],
                          size, size)
         log.info("-----------------------------------------------")
+
+    # ---- what the other layers ask the model (class-level hooks)
+    # options/ and data/ ask these instead of testing --model's name. The ``cls.__name__`` branches are
+    # TEMPORARY fallbacks for models that do not override the hook yet (CUTModel, CycleGANModel): delete each
+    # one when that model file defines the override.
+    @classmethod
+    def network_norms(cls, opt: argparse.Namespace) -> Dict[str, str]:
+        """The normalization of the generators ("G") and the discriminators ("D"): ``--norm`` for both."""
+        if cls.__name__ == "CUTModel":  # TEMPORARY: until CUTModel.network_norms returns --normG/--normD
+            return {"G": opt.normG, "D": opt.normD}
+        return {"G": opt.norm, "D": opt.norm}
+
+    @classmethod
+    def network_layout(cls, opt: argparse.Namespace) -> Dict[str, bool]:
+        """The keyword switches ``networks.define_G``/``define_D`` take beyond the flags (``no_antialias``,
+        ``no_antialias_up``): the official layout, without antialiased resampling."""
+        if cls.__name__ == "CUTModel":  # TEMPORARY: until CUTModel.network_layout returns its antialias flags
+            return {"no_antialias": opt.no_antialias, "no_antialias_up": opt.no_antialias_up}
+        return {"no_antialias": True, "no_antialias_up": True}
+
+    @classmethod
+    def translates_both_ways(cls, opt: argparse.Namespace) -> bool:
+        """True for a model with a generator per direction that tests both (it needs both test folders on
+        unaligned data); one generator translates one way."""
+        return cls.__name__ == "CycleGANModel"  # TEMPORARY: False once CycleGANModel overrides this with True
+
+    @classmethod
+    def selecting_flags(cls) -> Tuple[str, ...]:
+        """Flags that only this model has and that select it when ``--model`` is not given (the CUT code's
+        command lines name no model); none."""
+        return ("--CUT_mode",) if cls.__name__ == "CUTModel" else ()  # TEMPORARY: until CUTModel overrides this
+
+    @staticmethod
+    def single_generator(opt: argparse.Namespace) -> Optional[str]:
+        """The network a test run loads alone from another model's checkpoint (its config.json entry gives the
+        architecture), or None: the model's own networks, described by the checkpoint's options."""
+        return None

@@ -28,10 +28,16 @@ from .cli import OptionParser
 log = get_logger(__name__)
 
 
-# Attributes we add to opt after parsing; not options, so not in the printed table.
-INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank") + SIZE_KEYS
-# A flag only one model has selects that model when --model is not given (the CUT code's commands name none).
-MODEL_SELECTING_FLAGS = {"--CUT_mode": "cut"}
+# Attributes we add to opt after parsing; not options, so not in the printed table. translates_both_ways: the
+# model's answer (data/validation.py's advice for a missing test folder; data cannot ask the model itself).
+INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank", "translates_both_ways") + SIZE_KEYS
+
+
+def model_selected_by(tokens: Set[str]) -> Optional[str]:
+    """The model that one of ``tokens`` selects when --model is not given (``BaseModel.selecting_flags``: a flag
+    only that model has, e.g. --CUT_mode for cut), or None."""
+    return next((name for name in models.list_models()
+                 if tokens & set(models.find_model_using_name(name).selecting_flags())), None)
 
 
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -144,7 +150,8 @@ class BaseOptions:
         parser.add_argument("--dataset_mode", type=str, default="unaligned",
                             help="chooses how datasets are loaded. [" + " | ".join(data.list_dataset_modes()) + "]")
         direction = Choice(DIRECTIONS)
-        parser.add_argument("--direction", type=direction, default="AtoB", help=f"which way to translate {direction.listing()}")
+        parser.add_argument("--direction", type=direction, default="AtoB",
+                            help=f"which way to translate {direction.listing()}")
         parser.add_argument("--serial_batches", action="store_true",
                             help="if true, takes images in order to make batches, otherwise takes them randomly")
         parser.add_argument("--num_threads", default=4, type=int,
@@ -223,10 +230,9 @@ class BaseOptions:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.make_parser()
         if "model" not in parser.given(argv):
-            tokens = {token.split("=", 1)[0] for token in argv}
-            for flag, model in MODEL_SELECTING_FLAGS.items():
-                if flag in tokens:
-                    parser.set_defaults(model=model)
+            selected = model_selected_by({token.split("=", 1)[0] for token in argv})
+            if selected is not None:
+                parser.set_defaults(model=selected)
         opt = parser.peek(argv)
         parser = models.get_option_setter(opt.model)(parser, self.isTrain)
         opt = parser.peek(argv)
@@ -322,6 +328,7 @@ class BaseOptions:
         opt.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.finalize(opt)
         self.validate(opt)
+        opt.translates_both_ways = models.find_model_using_name(opt.model).translates_both_ways(opt)
         self.table = self.format_options(opt)
         if save:
             self.print_options(opt)

@@ -65,7 +65,8 @@ def test_train_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_pa
     ("--netG", "resnet_9block", "resnet_9blocks, resnet_6blocks, unet_128, unet_256", "did you mean resnet_9blocks?"),
     ("--norm", "Instance", "batch, instance, syncbatch, none", "did you mean instance?"),
     ("--gan_mode", "hinge", "lsgan, vanilla, wgangp", None),
-    ("--eval_best", "psnrr", "fid, kid, swd, domain_score, psnr, ssim, l1, classifier (or empty)", "did you mean psnr?"),
+    ("--eval_best", "psnrr", "fid, kid, swd, domain_score, psnr, ssim, l1, classifier (or empty)",
+     "did you mean psnr?"),
 ])
 def test_a_bad_name_lists_the_registry(flag: str, value: str, names: str, hint: Optional[str], tmp_path: Path,
                                        capsys: pytest.CaptureFixture) -> None:
