@@ -83,8 +83,8 @@ def list_images(folder: str, opt: Namespace, layout: str) -> list[str]:
 
 
 def max_pixels(opt: Namespace) -> int:
-    """The pixel budget of ``opt`` (``--max_pixels``; the default for option sets without the flag)."""
-    return int(getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS))
+    """The pixel budget of ``opt`` (``--max_pixels``)."""
+    return int(opt.max_pixels)
 
 
 def preprocess_sizes(size: tuple[int, int], opt: Namespace) -> list[tuple[str, tuple[int, int]]]:

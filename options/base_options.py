@@ -30,7 +30,8 @@ log = get_logger(__name__)
 
 # Attributes we add to opt after parsing; not options, so not in the printed table. translates_both_ways: the
 # model's answer (data/validation.py's advice for a missing test folder; data cannot ask the model itself).
-INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank", "translates_both_ways") + SIZE_KEYS
+INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank",
+                 "translates_both_ways") + SIZE_KEYS
 
 
 def model_selected_by(tokens: Set[str]) -> Optional[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from models import networks
+from util.loss_plot import DEFAULT_SMOOTHING
 from util.ranges import Choice
 from util.util import str2bool
 
@@ -42,7 +43,7 @@ class TrainOptions(BaseOptions):
                             help="frequency of showing training results on console")
         parser.add_argument("--no_html", action="store_true",
                             help="do not save intermediate training results to [opt.checkpoints_dir]/[opt.name]/web/")
-        parser.add_argument("--plot_smoothing", type=float, default=0.6,
+        parser.add_argument("--plot_smoothing", type=float, default=DEFAULT_SMOOTHING,
                             help="[ours] weight in [0, 1) of the moving average drawn over each loss curve of "
                                  "web/loss_plot.png (raw points faint behind it); 0 = off")
         # network saving and loading parameters
