@@ -77,7 +77,7 @@ def options_file(opt: argparse.Namespace) -> str:
 
 def write_options_file(opt: argparse.Namespace, table: str) -> None:
     """Save the options table as ``<phase>_opt.txt`` in the experiment folder (rank 0 only)."""
-    if getattr(opt, "rank", 0) != 0:
+    if opt.rank != 0:
         return
     mkdirs(os.path.dirname(options_file(opt)))
     atomic_write_text(options_file(opt), table)

@@ -23,13 +23,12 @@ BEST_KEYS = tuple(dict.fromkeys([m.key for m in METRICS.values()] + list(METRICS
 
 def is_unpaired(opt: argparse.Namespace) -> bool:
     """True for unaligned data (no ground truth): each translation direction is scored against the other domain."""
-    return getattr(opt, "dataset_mode", "") == "unaligned"
+    return opt.dataset_mode == "unaligned"
 
 
 def resolve_metrics(opt: argparse.Namespace) -> List[str]:
     """``--eval_metrics`` as a validated list; empty means the protocol's default (see the module docstring)."""
-    text = getattr(opt, "eval_metrics", "") or (UNPAIRED_DEFAULT_METRICS if is_unpaired(opt) else
-                                                 PAIRED_DEFAULT_METRICS)
+    text = opt.eval_metrics or (UNPAIRED_DEFAULT_METRICS if is_unpaired(opt) else PAIRED_DEFAULT_METRICS)
     try:
         names = parse_metric_names(text)
     except ValueError as exc:
@@ -52,7 +51,7 @@ def resolve_metrics(opt: argparse.Namespace) -> List[str]:
 def resolve_best(opt: argparse.Namespace, metrics: Sequence[str]) -> str:
     """``--eval_best``, checked against the metrics. Default: swd (unaligned data) or l1 (paired data) when
     computed, else the headline key of the first metric of ``--eval_metrics`` (classifier -> domain_score)."""
-    key = getattr(opt, "eval_best", "")
+    key = opt.eval_best
     if not key:
         key = UNPAIRED_DEFAULT_BEST if is_unpaired(opt) else PAIRED_DEFAULT_BEST
         if key not in metrics:

@@ -41,8 +41,8 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
     budget = opt.max_pixels
     used = {"load_size": "resize" in opt.preprocess or "scale_width" in opt.preprocess,
             "crop_size": "crop" in opt.preprocess}
-    for flag in ("load_size", "crop_size"):
-        side = getattr(opt, flag)
+    sides = {"load_size": opt.load_size, "crop_size": opt.crop_size}
+    for flag, side in sides.items():
         if used[flag] and side * side > budget:
             raise RangeError(f"--{flag} {side} asks for {side}x{side} = {side * side:,} pixels per image, over "
                              f"--max_pixels {budget:,}; use a smaller --{flag}")
@@ -50,6 +50,6 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
     opt.min_input_side, opt.min_input_side_by = side, by
     final = {"crop": "crop_size", "scale_width": "load_size"}
     flag = next((f for key, f in final.items() if key in opt.preprocess), None)
-    if flag is not None and getattr(opt, flag) < side:
-        raise RangeError(f"--{flag} {getattr(opt, flag)} is smaller than {by} can take ({side}x{side} at least); "
+    if flag is not None and sides[flag] < side:
+        raise RangeError(f"--{flag} {sides[flag]} is smaller than {by} can take ({side}x{side} at least); "
                          f"use --{flag} {side} or more, or other networks")
