@@ -124,8 +124,9 @@ def _json_safe(results: dict[str, float]) -> dict[str, float | str]:
 def check_flags(opt: argparse.Namespace) -> None:
     """One-line errors for numeric flags out of range, and a --size over the pixel budget."""
     for dest, valid in FLAG_RANGES.items():
-        if getattr(opt, dest, None) is not None:
-            valid.check(f"--{dest}", getattr(opt, dest))
+        value = getattr(opt, dest)  # every dest of FLAG_RANGES is a flag of this parser; None: not given
+        if value is not None:
+            valid.check(f"--{dest}", value)
     if opt.size is not None and opt.size * opt.size > opt.max_pixels:
         raise RangeError(f"--size {opt.size} asks for {opt.size * opt.size:,} pixels per image, over --max_pixels "
                          f"{opt.max_pixels:,}; use a smaller --size")

@@ -30,7 +30,7 @@ from options.paths import check_epoch, check_experiment_files, check_folder, che
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
 from util.errors import UserError, add_debug_flag, cli_main
 from util.logger import get_logger, setup_logging
-from util.ranges import Range
+from util.ranges import Choice, Range
 
 log = get_logger("export")
 
@@ -327,19 +327,22 @@ def make_parser() -> OptionParser:
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted |exported - eager| (outputs "
                                                                  "are in [-1, 1])")
     p.add_argument("--no_check", action="store_true", help="skip the comparison with the eager model")
-    p.add_argument("--onnx_exporter", default="dynamo", help="dynamo (torch.export based) | legacy (TorchScript "
-                                                             "based, faster, deprecated by PyTorch)")
+    exporter = Choice(ONNX_EXPORTERS)
+    p.add_argument("--onnx_exporter", type=exporter, default="dynamo",
+                   help=f"{exporter.listing()}: dynamo is torch.export based; legacy is TorchScript based, faster, "
+                        f"deprecated by PyTorch")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     add_debug_flag(p)
     arch = p.add_argument_group("architecture (default: config.json beside the checkpoint, else these)")
-    arch.add_argument("--netG", default=None, help="generator [" + " | ".join(networks.list_generators()) + "]")
-    arch.add_argument("--norm", default=None, help="[" + " | ".join(networks.list_norms()) + "]")
+    netG, norm, upsample = Choice(networks.GENERATORS), Choice(networks.NORM_LAYERS), Choice(networks.UPSAMPLE_MODES)
+    arch.add_argument("--netG", type=netG, default=None, help=f"generator {netG.listing()}")
+    arch.add_argument("--norm", type=norm, default=None, help=f"normalization {norm.listing()}")
     arch.add_argument("--ngf", type=int, default=None, help="# of gen filters in the last conv layer")
     arch.add_argument("--input_nc", type=int, default=None, help="# of input image channels")
     arch.add_argument("--output_nc", type=int, default=None, help="# of output image channels")
     arch.add_argument("--no_dropout", action="store_const", const=True, default=None,
                       help="the generator has no dropout layers (official CycleGAN checkpoints)")
-    arch.add_argument("--upsample", default=None, help="[" + " | ".join(networks.UPSAMPLE_MODES) + "]")
+    arch.add_argument("--upsample", type=upsample, default=None, help=f"generator upsampling {upsample.listing()}")
     return p
 
 
@@ -391,12 +394,12 @@ def validate(args: argparse.Namespace) -> None:
     check_folder(args.checkpoints_dir, "--checkpoints_dir")
     check_folder(args.out, "--out")
     check_experiment_files(os.path.join(args.checkpoints_dir, args.name))  # config.json a FIFO: said, not read
-    checks = [("--netG", args.netG, networks.list_generators()), ("--norm", args.norm, networks.list_norms()),
-              ("--upsample", args.upsample, networks.UPSAMPLE_MODES),
-              ("--onnx_exporter", args.onnx_exporter, ONNX_EXPORTERS)]
-    for flag, value, valid in checks:
-        if value is not None and value not in valid:
-            raise ExportError(f"{flag} '{value}' is not valid; choose one of: {', '.join(valid)}")
+    # the named flags as the parser declares them (type=Choice), for arguments that did not come through it
+    for action in make_parser().recorded:
+        value = getattr(args, action.dest) if isinstance(action.type, Choice) else None
+        problem = None if value is None else action.type.problem(action.option_strings[-1], value)
+        if problem:
+            raise ExportError(problem)
     for flag, valid in FLAG_RANGES.items():
         value = getattr(args, flag)
         problem = None if value is None else valid.problem(f"--{flag}", value)

@@ -37,8 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     limit_torch_threads()  # no more intra-op threads than the cores this process may use (util/threads.py)
     options.show()  # train_opt.txt is written once the start-up checks have passed (training/experiment.py)
     init_distributed(opt)  # torchrun with several processes: process group, opt.local_rank, opt.device
-    if getattr(opt, "seed", -1) >= 0:
-        seed_everything(opt.seed, rank=opt.rank, deterministic=getattr(opt, "deterministic", False))
+    if opt.seed >= 0:
+        seed_everything(opt.seed, rank=opt.rank, deterministic=opt.deterministic)
     finished = False  # leave the process group together only when every process got to the same point
     try:
         run(opt, options.table)

@@ -152,7 +152,7 @@ class CustomDatasetDataLoader:
     def readable_part(self, partial: PartialBatch) -> Any:
         """A batch with unreadable samples (files changed after the pre-flight scan), as ``--bad_data`` says:
         ``skip``: the readable samples (None if none), with a warning per file; ``error``: ``DataChangedError``."""
-        if getattr(self.opt, "bad_data", "error") != "skip":
+        if self.opt.bad_data != "skip":
             raise DataChangedError(f"{partial.problems[0].message} (it passed the pre-flight scan, so it was deleted, "
                                    f"replaced or damaged since); restore or remove it, or pass --bad_data skip")
         for problem in partial.problems:

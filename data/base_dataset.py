@@ -24,13 +24,15 @@ from data.transforms import BICUBIC, CropAt, HorizontalFlip, Method, ScaleWidth,
 from data.image_folder import find_images
 from util.image_io import (DEFAULT_MAX_PIXELS, ImageReadError, ImageSizeError, exif_orientation,  # noqa: F401 (API)
                            has_alpha, load_image, to_rgb)
+from util.ranges import Choice
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
+
 def check_preprocess(preprocess: str) -> None:
-    """Raise ValueError naming ``--preprocess`` when ``preprocess`` is not one of ``PREPROCESS_MODES``."""
-    if preprocess not in PREPROCESS_MODES:
-        raise ValueError(f"--preprocess {preprocess!r} is not a valid mode; choose one of {', '.join(PREPROCESS_MODES)}")
+    """Raise ``ChoiceError`` naming ``--preprocess`` when ``preprocess`` is not one of ``PREPROCESS_MODES`` (a
+    dataset built in code, not through the options)."""
+    Choice(PREPROCESS_MODES).check("--preprocess", preprocess)
 
 
 def check_load_crop(opt: Namespace) -> None:
@@ -81,8 +83,8 @@ def list_images(folder: str, opt: Namespace, layout: str) -> list[str]:
 
 
 def max_pixels(opt: Namespace) -> int:
-    """The pixel budget of ``opt`` (``--max_pixels``; the default for option sets without the flag)."""
-    return int(getattr(opt, "max_pixels", DEFAULT_MAX_PIXELS))
+    """The pixel budget of ``opt`` (``--max_pixels``)."""
+    return int(opt.max_pixels)
 
 
 def preprocess_sizes(size: tuple[int, int], opt: Namespace) -> list[tuple[str, tuple[int, int]]]:

@@ -18,10 +18,10 @@ UNSEEDED = -1
 
 def choose_data_seed(opt: Any) -> int:
     """The seed of the data order: ``--seed`` when given; else random (0 under several processes, which must agree)."""
-    seed = int(getattr(opt, "seed", UNSEEDED))
+    seed = int(opt.seed)
     if seed >= 0:
         return seed
-    if int(getattr(opt, "world_size", 1)) > 1:
+    if int(opt.world_size) > 1:
         return 0
     return secrets.randbelow(2**31)
 
@@ -83,7 +83,7 @@ class ResumableSampler(DistributedSampler):
 
 def make_sampler(dataset: Sized, opt: Any, rank: int = 0, world_size: int = 1) -> ResumableSampler:
     """The sampler of the training/test loader: shuffled unless ``--serial_batches``, seeded by ``choose_data_seed``."""
-    return ResumableSampler(dataset, shuffle=not getattr(opt, "serial_batches", False), seed=choose_data_seed(opt),
+    return ResumableSampler(dataset, shuffle=not opt.serial_batches, seed=choose_data_seed(opt),
                             num_replicas=world_size, rank=rank)
 
 

@@ -36,7 +36,7 @@ class TemplateDataset(BaseDataset):
         self.dir = os.path.join(opt.dataroot, opt.phase)
         layout = f"--dataset_mode template reads {self.dir}/*.png|jpg holding A and B side by side"
         self.image_paths = list_images(self.dir, opt, layout)
-        self.new_dataset_option = getattr(opt, "new_dataset_option", 1.0)
+        self.new_dataset_option = opt.new_dataset_option
         self.nc_A, self.nc_B = direction_nc(opt)
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -39,8 +39,8 @@ class UnalignedDataset(BaseDataset):
         """With ``--load_crop_size_in_decay``, switch to load_size = crop_size after ``--n_epochs``; return whether
         the transforms changed (data-loader workers then need the new copy)."""
         opt = self.opt
-        wanted = bool(getattr(opt, "isTrain", False) and getattr(opt, "load_crop_size_in_decay", False)
-                      and epoch > getattr(opt, "n_epochs", epoch))
+        # short-circuits at test time, whose options have neither training flag
+        wanted = bool(opt.isTrain and opt.load_crop_size_in_decay and epoch > opt.n_epochs)
         if wanted == self.at_crop_size:
             return False
         self.at_crop_size = wanted

@@ -34,11 +34,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
-from data.base_dataset import max_pixels, preprocess_sizes
+from data.base_dataset import PREPROCESS_MODES, max_pixels, preprocess_sizes
 from data.image_folder import make_dataset
 from util.errors import MissingPathError, UserError, add_debug_flag, cli_main
 from util.image_io import ImageReadError, add_max_pixels_flag, exif_orientation, has_alpha, load_image, special_kind
 from util.logger import get_logger, setup_logging
+from util.ranges import Choice
 
 log = get_logger(__name__)
 
@@ -101,13 +102,13 @@ def check_layout(opt: argparse.Namespace) -> None:
         raise MissingPathError(f"--dataroot {root} does not exist (or is not a folder)")
     if opt.dataset_mode != "unaligned":
         return
-    phase = getattr(opt, "phase", "train")
+    phase = opt.phase
     dir_A, dir_B = os.path.join(root, phase + "A"), os.path.join(root, phase + "B")
     if os.path.isdir(dir_A) and os.path.isdir(dir_B):
         return
-    if os.path.isdir(dir_A) and not getattr(opt, "isTrain", False):
-        model = getattr(opt, "model", "cycle_gan")
-        if model != "cycle_gan":  # one generator: the single-folder dataset feeds it
+    if os.path.isdir(dir_A) and not opt.isTrain:
+        model = opt.model
+        if not opt.translates_both_ways:  # one generator (the model's answer, options/): single-folder data feeds it
             raise MissingPathError(
                 f"{dir_B} does not exist: --dataset_mode unaligned reads {phase}A and {phase}B; to translate only "
                 f"the {phase}A images use --dataset_mode single --dataroot {dir_A}")
@@ -222,10 +223,10 @@ def check_sizes(result: ImageCheck, opt: argparse.Namespace, what: str, budget: 
                                 f"{opt.preprocess} --load_size {opt.load_size}), over --max_pixels {budget:,}",
                         "crop or remove it, or use --preprocess resize_and_crop")
         w, h = sw, sh
-    floor = int(getattr(opt, "min_input_side", 1))
+    floor = int(opt.min_input_side)
     if min(w, h) < floor:
         became = f" (after --preprocess {opt.preprocess})" if (w, h) != size else ""
-        by = getattr(opt, "min_input_side_by", "the networks")
+        by = opt.min_input_side_by
         return _bad(result, f"{what}{w}x{h}{became} is smaller than {by} can take ({floor}x{floor} at least)",
                     "use a resizing --preprocess (resize_and_crop, scale_width), other networks, or remove it")
     return result
@@ -328,9 +329,7 @@ def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
     lists = path_lists(dataset)
     if not lists:
         return None
-    policy = getattr(opt, "bad_data", "error")
-    if policy not in BAD_DATA_POLICIES:
-        raise ValueError(f"--bad_data '{policy}' is not valid; choose one of: {', '.join(BAD_DATA_POLICIES)}")
+    policy = opt.bad_data  # one of BAD_DATA_POLICIES: the flag's type=Choice checked it
     all_paths = [p for paths in lists.values() for p in paths]
     side = is_side_by_side(dataset, opt)
     report = scan(all_paths, opt, side_by_side=side)
@@ -364,13 +363,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("folder")
     parser.add_argument("--full", action="store_true", help="decode every image (default: only up to "
                                                             f"{FULL_DECODE_LIMIT} files)")
-    parser.add_argument("--preprocess", default="resize_and_crop")
+    preprocess = Choice(PREPROCESS_MODES)
+    parser.add_argument("--preprocess", type=preprocess, default="resize_and_crop",
+                        help=f"scaling and cropping as in training {preprocess.listing()}")
     parser.add_argument("--crop_size", type=int, default=256)
     parser.add_argument("--load_size", type=int, default=286)
     add_max_pixels_flag(parser, "pixel budget of one image, as decoded and after each resizing step")
     parser.add_argument("--side_by_side", action="store_true", help="files hold A|B pairs (aligned datasets)")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
+    args.min_input_side, args.min_input_side_by = 1, "the networks"  # no networks chosen: no floor
     paths = make_dataset(args.folder)
     report = scan(paths, args, side_by_side=args.side_by_side, full=True if args.full else None)
     for c in report.bad:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Dict, Optional, Sequence, Set
+from typing import Any, Dict, Optional, Set
 
 from util.errors import UserError
 from util.logger import get_logger
-from util.ranges import Range
-from util.util import atomic_write_text
+from util.ranges import Choice, Range
+from util.util import DIRECTIONS, atomic_write_text
 
 from . import networks
 
@@ -54,12 +54,11 @@ class ConfigError(UserError, ValueError):
     the key)."""
 
 
-def _choices() -> Dict[str, Sequence[str]]:
-    """The valid names of the keys that name a registry entry."""
-    return {"netG": networks.list_generators(), "netD": networks.list_discriminators(),
-            "norm": networks.list_norms(), "normG": networks.list_norms(), "normD": networks.list_norms(),
-            "upsample": networks.UPSAMPLE_MODES, "init_type": networks.INIT_TYPES,
-            "direction": ("AtoB", "BtoA")}
+# The keys that name a registry entry, and the registry's names (as the flags of the same name take them).
+CHOICES: Dict[str, Choice] = {"netG": Choice(networks.GENERATORS), "netD": Choice(networks.DISCRIMINATORS),
+                              "norm": Choice(networks.NORM_LAYERS), "normG": Choice(networks.NORM_LAYERS),
+                              "normD": Choice(networks.NORM_LAYERS), "upsample": Choice(networks.UPSAMPLE_MODES),
+                              "init_type": Choice(networks.INIT_TYPES), "direction": Choice(DIRECTIONS)}
 
 
 def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
@@ -69,8 +68,8 @@ def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
     if kind is str:
         if not isinstance(value, str):
             return f"must be a string, got {value!r}"
-        valid = _choices().get(key)
-        return None if valid is None or value in valid else f"'{value}' is not valid; choose one of: {', '.join(valid)}"
+        valid = CHOICES.get(key)
+        return None if valid is None or valid.contains(value) else f"'{value}' {valid.requirement(value)}"
     valid_range = networks.ARCH_RANGES.get(key, Range(kind))
     return None if valid_range.contains(value) else f"{valid_range.requirement(value)}, got {value!r}"
 
@@ -142,30 +141,25 @@ def read_config(save_dir: str) -> Optional[Dict[str, Any]]:
     return check_config(cfg, path)
 
 
-def _network_entry(cfg: Dict[str, Any], opt: argparse.Namespace) -> Optional[Dict[str, Any]]:
-    """The saved generator that the current test run will load (``--model test`` picks G<model_suffix>)."""
-    nets = cfg.get("networks", {})
-    if opt.model == "test":
-        return nets.get("G" + getattr(opt, "model_suffix", ""))
-    return None
+def apply_config(opt: argparse.Namespace, explicit: Set[str],
+                 single_generator: Optional[str] = None) -> Dict[str, Any]:
+    """Fill the architecture flags of ``opt`` from the checkpoint config unless given on the command line.
 
-
-def apply_config(opt: argparse.Namespace, explicit: Set[str]) -> Dict[str, Any]:
-    """Fill the architecture flags of ``opt`` from the checkpoint config unless given on the command line."""
+    ``single_generator``: the network the model loads alone (``BaseModel.single_generator``: ``--model test``
+    loads G<model_suffix>), whose entry gives the architecture; None: the checkpoint's options do.
+    """
     save_dir = os.path.join(opt.checkpoints_dir, opt.name)
     cfg = read_config(save_dir)
     if cfg is None:
         return {}
     changed: Dict[str, Any] = {}
-    entry = _network_entry(cfg, opt)
-    if entry is not None:
-        values = {"netG": entry["netG"], "norm": entry["norm"], "no_dropout": not entry["use_dropout"],
-                  "ngf": entry["ngf"], "input_nc": entry["input_nc"], "output_nc": entry["output_nc"],
-                  "upsample": entry.get("upsample", "deconv")}
-    elif opt.model != "test":
+    if single_generator is None:
         values = {k: v for k, v in cfg["options"].items() if k in INFERABLE}
     else:
-        values = {}
+        entry = cfg["networks"].get(single_generator)
+        values = {} if entry is None else {
+            "netG": entry["netG"], "norm": entry["norm"], "no_dropout": not entry["use_dropout"], "ngf": entry["ngf"],
+            "input_nc": entry["input_nc"], "output_nc": entry["output_nc"], "upsample": entry.get("upsample", "deconv")}
     for key, value in values.items():
         if key in explicit or not hasattr(opt, key) or getattr(opt, key) == value:
             continue

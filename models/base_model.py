@@ -385,6 +385,36 @@ class BaseModel(ABC):
                          size, size)
         log.info("-----------------------------------------------")
 
+    # ---- what the other layers ask the model (class-level hooks)
+    # options/ and data/ ask these instead of testing --model's name.
+    @classmethod
+    def network_norms(cls, opt: argparse.Namespace) -> Dict[str, str]:
+        """The normalization of the generators ("G") and the discriminators ("D"): ``--norm`` for both."""
+        return {"G": opt.norm, "D": opt.norm}
+
+    @classmethod
+    def network_layout(cls, opt: argparse.Namespace) -> Dict[str, bool]:
+        """The keyword switches ``networks.define_G``/``define_D`` take beyond the flags (``no_antialias``,
+        ``no_antialias_up``): the official layout, without antialiased resampling."""
+        return {"no_antialias": True, "no_antialias_up": True}
+
+    @classmethod
+    def translates_both_ways(cls, opt: argparse.Namespace) -> bool:
+        """True for a model with a generator per direction that tests both (it needs both test folders on
+        unaligned data); one generator translates one way."""
+        return False
+
+    @classmethod
+    def selecting_flags(cls) -> Tuple[str, ...]:
+        """Flags that only this model has and that select it when ``--model`` is not given (the CUT code's
+        command lines name no model); none."""
+        return ()
+
+    @staticmethod
+    def single_generator(opt: argparse.Namespace) -> Optional[str]:
+        """The network a test run loads alone from another model's checkpoint (its config.json entry gives the
+        architecture), or None: the model's own networks, described by the checkpoint's options."""
+        return None
 
 def per_sample(net: nn.Module) -> bool:
     """True when no layer of ``net`` mixes the samples of a batch (no batch norm), so stacking inputs on the batch

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import torch
 
-from util.ranges import Range
+from util.ranges import Choice, Range
 from util.util import str2bool
 
 from . import checkpoint_io, networks
@@ -73,8 +73,8 @@ class CUTModel(BaseModel):
                             help="compute NCE loss on which layers (ascending indices into the generator)")
         flag("--nce_includes_all_negatives_from_minibatch", False,
              "take the negatives of NCE from every image of the batch, not only from the same image")
-        parser.add_argument("--netF", type=str, default="mlp_sample",
-                            help="how to downsample the feature map [" + " | ".join(networks.FEATURE_NETWORKS) + "]")
+        parser.add_argument("--netF", type=Choice(networks.FEATURE_NETWORKS), default="mlp_sample",
+                            help="how to downsample the feature map " + Choice(networks.FEATURE_NETWORKS).listing())
         parser.add_argument("--netF_nc", type=Range(int, 1, 4096), default=256, help="width of F's projection heads")
         parser.add_argument("--nce_T", type=Range(float, 0, open_low=True), default=0.07,
                             help="temperature for NCE loss")
@@ -82,11 +82,11 @@ class CUTModel(BaseModel):
                             help="number of patches per layer")
         flag("--flip_equivariance", False, "enforce flip-equivariance as additional regularization: each "
                                            "iteration flips the input left-right with probability 0.5 (FastCUT True)")
-        parser.add_argument("--normG", type=str, default=None,
-                            help="generator normalization [instance | batch | syncbatch | none] (default: --norm)")
-        parser.add_argument("--normD", type=str, default=None,
-                            help="discriminator normalization [instance | batch | syncbatch | none] "
-                                 "(default: --norm)")
+        norms = Choice(networks.NORM_LAYERS)
+        parser.add_argument("--normG", type=norms, default=None,
+                            help=f"generator normalization {norms.listing()} (default: --norm)")
+        parser.add_argument("--normD", type=norms, default=None,
+                            help=f"discriminator normalization {norms.listing()} (default: --norm)")
         parser.add_argument("--no_antialias", action="store_true",
                             help="use stride-2 convolutions instead of antialiased downsampling")
         parser.add_argument("--no_antialias_up", action="store_true",
@@ -115,13 +115,6 @@ class CUTModel(BaseModel):
         if opt.netG not in RESNETS:
             raise ValueError(f"--netG {opt.netG}: --model cut takes its PatchNCE features from a ResNet generator; "
                              f"use --netG resnet_9blocks or resnet_6blocks")
-        for flag in ("normG", "normD"):
-            if getattr(opt, flag) not in networks.list_norms():
-                raise ValueError(f"--{flag} '{getattr(opt, flag)}' is not valid; choose one of: "
-                                 f"{', '.join(networks.list_norms())}")
-        if opt.netF not in networks.FEATURE_NETWORKS:
-            raise ValueError(f"--netF '{opt.netF}' is not valid; choose one of: "
-                             f"{', '.join(networks.FEATURE_NETWORKS)}")
         if not opt.no_antialias_up and opt.upsample != "deconv":
             raise ValueError(f"--upsample {opt.upsample} replaces the transposed convolutions, which --model cut "
                              f"already replaces by antialiased upsampling; add --no_antialias_up or drop --upsample")
@@ -142,6 +135,21 @@ class CUTModel(BaseModel):
                              f"needs equal channel counts (grayscale: --input_nc 1 --output_nc 1)")
         if opt.pretrained_name is not None:
             _check_pretrained(opt)
+
+    @staticmethod
+    def network_norms(opt: argparse.Namespace) -> Dict[str, str]:
+        """--normG for the generator, --normD for the discriminator (each defaults to --norm)."""
+        return {"G": opt.normG, "D": opt.normD}
+
+    @staticmethod
+    def network_layout(opt: argparse.Namespace) -> Dict[str, bool]:
+        """The CUT code's antialiased down/upsampling unless --no_antialias / --no_antialias_up."""
+        return {"no_antialias": opt.no_antialias, "no_antialias_up": opt.no_antialias_up}
+
+    @staticmethod
+    def selecting_flags() -> Tuple[str, ...]:
+        """--CUT_mode alone selects --model cut (the CUT code's command lines name no model)."""
+        return ("--CUT_mode",)
 
     def __init__(self, opt: argparse.Namespace) -> None:
         super().__init__(opt)

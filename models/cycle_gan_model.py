@@ -32,6 +32,11 @@ class CycleGANModel(BaseModel):
                                      "reconstruction loss, please set lambda_identity = 0.1")
         return parser
 
+    @staticmethod
+    def translates_both_ways(opt: argparse.Namespace) -> bool:
+        """G_A and G_B: tests both directions (needs testA and testB on unaligned data)."""
+        return True
+
     def __init__(self, opt: argparse.Namespace) -> None:
         super().__init__(opt)
         self.loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]

@@ -682,7 +682,7 @@ def define_F(input_nc: int, netF: str, norm: str = "batch", use_dropout: bool = 
         raise _unknown("feature network", netF, list_feature_networks(), "--netF")
     if netF == "reshape":
         return ReshapeF()
-    nc = int(getattr(opt, "netF_nc", 256))
+    nc = 256 if opt is None else int(opt.netF_nc)  # the CUT code's signature: opt may be left out
     return PatchSampleF(use_mlp=netF == "mlp_sample", init_type=init_type, init_gain=init_gain, nc=nc,
                         gpu_ids=gpu_ids)
 

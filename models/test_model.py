@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from .base_model import BaseModel
 
@@ -20,6 +20,11 @@ class TestModel(BaseModel):
                             help="In checkpoints_dir, [epoch]_net_G[model_suffix].pth will be loaded as the "
                                  "generator.")
         return parser
+
+    @staticmethod
+    def single_generator(opt: argparse.Namespace) -> Optional[str]:
+        """``G<model_suffix>``: the one generator this model loads (e.g. G_A of a CycleGAN checkpoint)."""
+        return "G" + opt.model_suffix
 
     def __init__(self, opt: argparse.Namespace) -> None:
         if opt.isTrain:

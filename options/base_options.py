@@ -11,16 +11,17 @@ import torch
 import data
 import models
 from data.base_dataset import PREPROCESS_MODES
+from data.validation import BAD_DATA_POLICIES
 from models import networks
-from options.ranges import check_ranges, ranges_of
+from options.ranges import check_choices, check_ranges, choices_of, ranges_of
 from options.sizes import SIZE_KEYS, check_image_sizes
 from util.amp import AMP_MODES
 from util.errors import DEBUG_ENV, UserError, add_debug_flag
 from util.image_io import DEFAULT_MAX_PIXELS
 from util.logger import get_logger
-from util.ranges import RangeError
+from util.ranges import Choice, RangeError
 from util.threads import available_cores
-from util.util import atomic_write_text, mkdirs, str2bool
+from util.util import DIRECTIONS, atomic_write_text, mkdirs, str2bool
 
 from .cli import OptionParser
 from .paths import check_paths
@@ -28,10 +29,17 @@ from .paths import check_paths
 log = get_logger(__name__)
 
 
-# Attributes we add to opt after parsing; not options, so not in the printed table.
-INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank") + SIZE_KEYS
-# A flag only one model has selects that model when --model is not given (the CUT code's commands name none).
-MODEL_SELECTING_FLAGS = {"--CUT_mode": "cut"}
+# Attributes we add to opt after parsing; not options, so not in the printed table. translates_both_ways: the
+# model's answer (data/validation.py's advice for a missing test folder; data cannot ask the model itself).
+INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank",
+                 "translates_both_ways") + SIZE_KEYS
+
+
+def model_selected_by(tokens: Set[str]) -> Optional[str]:
+    """The model that one of ``tokens`` selects when --model is not given (``BaseModel.selecting_flags``: a flag
+    only that model has, e.g. --CUT_mode for cut), or None."""
+    return next((name for name in models.list_models()
+                 if tokens & set(models.find_model_using_name(name).selecting_flags())), None)
 
 
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -70,7 +78,7 @@ def options_file(opt: argparse.Namespace) -> str:
 
 def write_options_file(opt: argparse.Namespace, table: str) -> None:
     """Save the options table as ``<phase>_opt.txt`` in the experiment folder (rank 0 only)."""
-    if getattr(opt, "rank", 0) != 0:
+    if opt.rank != 0:
         return
     mkdirs(os.path.dirname(options_file(opt)))
     atomic_write_text(options_file(opt), table)
@@ -119,28 +127,33 @@ class BaseOptions:
                             help="# of output image channels: 3 for RGB and 1 for grayscale")
         parser.add_argument("--ngf", type=int, default=64, help="# of gen filters in the last conv layer")
         parser.add_argument("--ndf", type=int, default=64, help="# of discrim filters in the first conv layer")
-        parser.add_argument("--netD", type=str, default="basic",
-                            help="specify discriminator architecture [basic | n_layers | pixel]. The basic model is "
-                                 "a 70x70 PatchGAN. n_layers allows you to specify the layers in the discriminator")
-        parser.add_argument("--netG", type=str, default="resnet_9blocks",
-                            help="specify generator architecture [resnet_9blocks | resnet_6blocks | unet_256 | "
-                                 "unet_128]")
+        netD, netG = Choice(networks.DISCRIMINATORS), Choice(networks.GENERATORS)
+        parser.add_argument("--netD", type=netD, default="basic",
+                            help=f"specify discriminator architecture {netD.listing()}. The basic model is a 70x70 "
+                                 f"PatchGAN. n_layers allows you to specify the layers in the discriminator")
+        parser.add_argument("--netG", type=netG, default="resnet_9blocks",
+                            help=f"specify generator architecture {netG.listing()}")
         parser.add_argument("--n_layers_D", type=int, default=3, help="only used if netD==n_layers")
-        parser.add_argument("--norm", type=str, default="instance",
-                            help="instance normalization or batch normalization [instance | batch | syncbatch | none]")
-        parser.add_argument("--init_type", type=str, default="normal",
-                            help="network initialization [normal | xavier | kaiming | orthogonal]")
+        norm, init_type = Choice(networks.NORM_LAYERS), Choice(networks.INIT_TYPES)
+        parser.add_argument("--norm", type=norm, default="instance",
+                            help=f"instance normalization or batch normalization {norm.listing()}")
+        parser.add_argument("--init_type", type=init_type, default="normal",
+                            help=f"network initialization {init_type.listing()}")
         parser.add_argument("--init_gain", type=float, default=0.02,
                             help="scaling factor for normal, xavier and orthogonal.")
         parser.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=False,
                             help="no dropout for the generator (also --no_dropout True/False)")
-        parser.add_argument("--upsample", type=str, default="deconv",
-                            help="[ours] generator upsampling: deconv (official transposed conv) | nearest | "
-                                 "bilinear (resize-convolution, avoids checkerboard artifacts)")
+        upsample = Choice(networks.UPSAMPLE_MODES)
+        parser.add_argument("--upsample", type=upsample, default="deconv",
+                            help=f"[ours] generator upsampling {upsample.listing()}: deconv is the official "
+                                 f"transposed conv; nearest and bilinear resize, then convolve (no checkerboard "
+                                 f"artifacts)")
         # dataset parameters
         parser.add_argument("--dataset_mode", type=str, default="unaligned",
                             help="chooses how datasets are loaded. [" + " | ".join(data.list_dataset_modes()) + "]")
-        parser.add_argument("--direction", type=str, default="AtoB", help="AtoB or BtoA")
+        direction = Choice(DIRECTIONS)
+        parser.add_argument("--direction", type=direction, default="AtoB",
+                            help=f"which way to translate {direction.listing()}")
         parser.add_argument("--serial_batches", action="store_true",
                             help="if true, takes images in order to make batches, otherwise takes them randomly")
         parser.add_argument("--num_threads", default=4, type=int,
@@ -151,9 +164,9 @@ class BaseOptions:
         parser.add_argument("--max_dataset_size", type=int, default=float("inf"),
                             help="Maximum number of samples allowed per dataset. If the dataset directory contains "
                                  "more than max_dataset_size, only a subset is loaded.")
-        parser.add_argument("--preprocess", type=str, default="resize_and_crop",
-                            help="scaling and cropping of images at load time [resize_and_crop | crop | scale_width "
-                                 "| scale_width_and_crop | none]")
+        preprocess = Choice(PREPROCESS_MODES)
+        parser.add_argument("--preprocess", type=preprocess, default="resize_and_crop",
+                            help=f"scaling and cropping of images at load time {preprocess.listing()}")
         parser.add_argument("--no_flip", action="store_true",
                             help="if specified, do not flip the images for data augmentation")
         parser.add_argument("--display_winsize", type=int, default=256,
@@ -176,13 +189,16 @@ class BaseOptions:
         parser.add_argument("--use_tensorboard", action="store_true",
                             help="[ours] log losses and images to TensorBoard (checkpoints/<name>/tensorboard)")
         # speed (docs/performance.md)
-        parser.add_argument("--amp", type=str, default="none",
-                            help="[ours] mixed precision: none (official fp32) | bf16 (CPU or GPU) | fp16 (CUDA only, "
-                                 "with a GradScaler)")
-        parser.add_argument("--channels_last", nargs="?", const="on", default="auto", metavar="auto|on|off",
-                            help="[ours] channels-last memory format for the networks and activations (faster "
-                                 "convolutions on recent GPUs); '--channels_last' alone means on; auto: on for "
-                                 "inference on the CPU (test.py; faster and leaner there), off otherwise")
+        amp, channels_last = Choice(AMP_MODES), Choice(CHANNELS_LAST_CHOICES)
+        parser.add_argument("--amp", type=amp, default="none",
+                            help=f"[ours] mixed precision {amp.listing()}: none is the official fp32; bf16 runs on "
+                                 f"the CPU or a GPU, fp16 on CUDA only (with a GradScaler)")
+        parser.add_argument("--channels_last", type=channels_last, nargs="?", const="on", default="auto",
+                            metavar="|".join(channels_last.names),
+                            help=f"[ours] channels-last memory format {channels_last.listing()} for the networks "
+                                 f"and activations (faster convolutions on recent GPUs); '--channels_last' alone "
+                                 f"means on; auto: on for inference on the CPU (test.py; faster and leaner there), "
+                                 f"off otherwise")
         parser.add_argument("--compile", action="store_true",
                             help="[ours] wrap every network in torch.compile (slow first iterations, faster after)")
         # reproducibility and bad data (docs/resume.md)
@@ -191,9 +207,10 @@ class BaseOptions:
         parser.add_argument("--deterministic", action="store_true",
                             help="[ours] deterministic kernels where PyTorch has them (slower; CPU runs with --seed "
                                  "are bit-reproducible anyway)")
-        parser.add_argument("--bad_data", type=str, default="error",
-                            help="[ours] unusable image files found by the pre-flight scan: error (stop before "
-                                 "training, listing them) | skip (leave them out with a summary)")
+        bad_data = Choice(BAD_DATA_POLICIES)
+        parser.add_argument("--bad_data", type=bad_data, default="error",
+                            help=f"[ours] unusable image files found by the pre-flight scan {bad_data.listing()}: "
+                                 f"error stops before training, listing them; skip leaves them out with a summary")
         parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # range: options/ranges.py
                             help="[ours] pixel budget of one image, as decoded and after each resizing step of "
                                  "--preprocess; larger images are refused by name (docs/resume.md, Bad data)")
@@ -215,10 +232,9 @@ class BaseOptions:
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.make_parser()
         if "model" not in parser.given(argv):
-            tokens = {token.split("=", 1)[0] for token in argv}
-            for flag, model in MODEL_SELECTING_FLAGS.items():
-                if flag in tokens:
-                    parser.set_defaults(model=model)
+            selected = model_selected_by({token.split("=", 1)[0] for token in argv})
+            if selected is not None:
+                parser.set_defaults(model=selected)
         opt = parser.peek(argv)
         parser = models.get_option_setter(opt.model)(parser, self.isTrain)
         opt = parser.peek(argv)
@@ -274,23 +290,10 @@ class BaseOptions:
 
     def validate(self, opt: argparse.Namespace) -> None:
         """One-line errors for values and combinations that cannot work (raised before anything runs)."""
-        check_ranges(opt, ranges_of(self.parser))  # every numeric flag: options/ranges.py
-        checks = [("--netG", opt.netG, networks.list_generators()),
-                  ("--netD", opt.netD, networks.list_discriminators()),
-                  ("--norm", opt.norm, networks.list_norms()),
-                  ("--init_type", opt.init_type, networks.INIT_TYPES),
-                  ("--upsample", opt.upsample, networks.UPSAMPLE_MODES),
-                  ("--direction", opt.direction, ("AtoB", "BtoA")),
-                  ("--preprocess", opt.preprocess, PREPROCESS_MODES),
-                  ("--amp", opt.amp, AMP_MODES)]
-        for flag, value, valid in checks:
-            if value not in valid:
-                raise ValueError(f"{flag} '{value}' is not valid; choose one of: {', '.join(valid)}")
-        if not isinstance(opt.channels_last, bool) and opt.channels_last not in CHANNELS_LAST_CHOICES:
-            raise ValueError(f"--channels_last '{opt.channels_last}' is not valid; choose one of: "
-                             f"{', '.join(CHANNELS_LAST_CHOICES)}")
-        if opt.bad_data not in ("error", "skip"):
-            raise ValueError(f"--bad_data '{opt.bad_data}' is not valid; choose one of: error, skip")
+        # every numeric flag (options/ranges.py) and every named one (type=Choice), also values that came from a
+        # default, a model's option_defaults or a checkpoint's config.json rather than through argparse
+        check_ranges(opt, ranges_of(self.parser))
+        check_choices(opt, choices_of(self.parser))
         if ("resize" in opt.preprocess or "scale_width" in opt.preprocess) and "crop" in opt.preprocess \
                 and opt.crop_size > opt.load_size:
             raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
@@ -328,6 +331,7 @@ class BaseOptions:
         check_paths(opt)  # --name, --epoch and the folders stay where the user said (options/paths.py)
         self.finalize(opt)
         self.validate(opt)
+        opt.translates_both_ways = models.find_model_using_name(opt.model).translates_both_ways(opt)
         self.table = self.format_options(opt)
         if save:
             self.print_options(opt)

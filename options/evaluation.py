@@ -17,17 +17,18 @@ UNPAIRED_DEFAULT_METRICS = "swd,classifier"
 PAIRED_DEFAULT_METRICS = "psnr,ssim,l1"
 UNPAIRED_DEFAULT_BEST = "swd"
 PAIRED_DEFAULT_BEST = "l1"
+# --eval_best: a metric's headline key, or the metric's name for it (classifier -> domain_score)
+BEST_KEYS = tuple(dict.fromkeys([m.key for m in METRICS.values()] + list(METRICS)))
 
 
 def is_unpaired(opt: argparse.Namespace) -> bool:
     """True for unaligned data (no ground truth): each translation direction is scored against the other domain."""
-    return getattr(opt, "dataset_mode", "") == "unaligned"
+    return opt.dataset_mode == "unaligned"
 
 
 def resolve_metrics(opt: argparse.Namespace) -> List[str]:
     """``--eval_metrics`` as a validated list; empty means the protocol's default (see the module docstring)."""
-    text = getattr(opt, "eval_metrics", "") or (UNPAIRED_DEFAULT_METRICS if is_unpaired(opt) else
-                                                 PAIRED_DEFAULT_METRICS)
+    text = opt.eval_metrics or (UNPAIRED_DEFAULT_METRICS if is_unpaired(opt) else PAIRED_DEFAULT_METRICS)
     try:
         names = parse_metric_names(text)
     except ValueError as exc:
@@ -50,18 +51,14 @@ def resolve_metrics(opt: argparse.Namespace) -> List[str]:
 def resolve_best(opt: argparse.Namespace, metrics: Sequence[str]) -> str:
     """``--eval_best``, checked against the metrics. Default: swd (unaligned data) or l1 (paired data) when
     computed, else the headline key of the first metric of ``--eval_metrics`` (classifier -> domain_score)."""
-    key = getattr(opt, "eval_best", "")
+    key = opt.eval_best
     if not key:
         key = UNPAIRED_DEFAULT_BEST if is_unpaired(opt) else PAIRED_DEFAULT_BEST
         if key not in metrics:
             key = METRICS[metrics[0]].key
     if key in METRICS:  # a metric name given for its key (classifier -> domain_score)
         key = METRICS[key].key
-    try:
-        source = metric_for_key(key).name
-    except ValueError:
-        valid = ", ".join(m.key for m in METRICS.values())
-        raise ValueError(f"--eval_best '{key}' is not valid; choose one of: {valid}") from None
+    source = metric_for_key(key).name  # a key outside BEST_KEYS was refused by the flag's type=Choice
     if source not in metrics:
         raise ValueError(f"--eval_best {key} is not computed: add {source} to --eval_metrics "
                          f"(now {','.join(metrics)})")

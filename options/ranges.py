@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping
 
 from models.networks import ARCH_RANGES
 from util.image_io import MAX_PIXELS_LIMIT
-from util.ranges import Range
+from util.ranges import Choice, Range
 
 FLAG_RANGES: Dict[str, Range] = {
     **ARCH_RANGES,
@@ -67,3 +67,17 @@ def check_ranges(opt: argparse.Namespace, ranges: Mapping[str, Range]) -> None:
     for dest, valid in ranges.items():
         if hasattr(opt, dest):
             valid.check(f"--{dest}", getattr(opt, dest))
+
+
+def choices_of(parser: Any) -> Dict[str, Choice]:
+    """The named flags of the parser (``type=Choice(registry)``): dest -> its Choice."""
+    return {a.dest: a.type for a in getattr(parser, "recorded", []) if isinstance(a.type, Choice)}
+
+
+def check_choices(opt: argparse.Namespace, choices: Mapping[str, Choice]) -> None:
+    """Raise ``ChoiceError`` naming the first named flag of ``opt`` whose value is not in its registry (None: a
+    flag whose default is decided later, e.g. CUT's --normG)."""
+    for dest, valid in choices.items():
+        value = getattr(opt, dest)
+        if value is not None:
+            valid.check(f"--{dest}", value)

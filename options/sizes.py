@@ -21,17 +21,17 @@ SIZE_KEYS = ("min_input_side", "min_input_side_by")
 def input_floor(opt: argparse.Namespace) -> Tuple[int, str]:
     """The smallest image side the networks of ``--model`` take (training: G and D; test: G) and the flags
     that decide it."""
-    kinds = find_model_using_name(opt.model).network_kinds(bool(getattr(opt, "isTrain", False)))
+    model = find_model_using_name(opt.model)
+    norms, layout = model.network_norms(opt), model.network_layout(opt)  # e.g. CUT's --normG, antialiasing
     floors = [(1, "the networks")]
-    antialias = {"no_antialias": getattr(opt, "no_antialias", True)}  # CUT's layouts (--model cut)
+    kinds = model.network_kinds(opt.isTrain)
     if "G" in kinds:
-        floors.append((networks.min_side_for("G", opt.netG, getattr(opt, "normG", opt.norm), **antialias,
-                                             no_antialias_up=getattr(opt, "no_antialias_up", True)),
-                       f"--netG {opt.netG}"))
+        floors.append((networks.min_side_for("G", opt.netG, norms["G"], no_antialias=layout["no_antialias"],
+                                             no_antialias_up=layout["no_antialias_up"]), f"--netG {opt.netG}"))
     if "D" in kinds:
         by = f"--netD {opt.netD}" + (f" --n_layers_D {opt.n_layers_D}" if opt.netD == "n_layers" else "")
-        floors.append((networks.min_side_for("D", opt.netD, getattr(opt, "normD", opt.norm), opt.n_layers_D,
-                                             **antialias), by))
+        floors.append((networks.min_side_for("D", opt.netD, norms["D"], opt.n_layers_D,
+                                             no_antialias=layout["no_antialias"]), by))
     return max(floors, key=lambda f: f[0])
 
 
@@ -41,8 +41,8 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
     budget = opt.max_pixels
     used = {"load_size": "resize" in opt.preprocess or "scale_width" in opt.preprocess,
             "crop_size": "crop" in opt.preprocess}
-    for flag in ("load_size", "crop_size"):
-        side = getattr(opt, flag)
+    sides = {"load_size": opt.load_size, "crop_size": opt.crop_size}
+    for flag, side in sides.items():
         if used[flag] and side * side > budget:
             raise RangeError(f"--{flag} {side} asks for {side}x{side} = {side * side:,} pixels per image, over "
                              f"--max_pixels {budget:,}; use a smaller --{flag}")
@@ -50,6 +50,6 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
     opt.min_input_side, opt.min_input_side_by = side, by
     final = {"crop": "crop_size", "scale_width": "load_size"}
     flag = next((f for key, f in final.items() if key in opt.preprocess), None)
-    if flag is not None and getattr(opt, flag) < side:
-        raise RangeError(f"--{flag} {getattr(opt, flag)} is smaller than {by} can take ({side}x{side} at least); "
+    if flag is not None and sides[flag] < side:
+        raise RangeError(f"--{flag} {sides[flag]} is smaller than {by} can take ({side}x{side} at least); "
                          f"use --{flag} {side} or more, or other networks")

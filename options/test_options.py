@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from models import find_model_using_name
 from models.arch_config import apply_config
 
 from .base_options import BaseOptions
@@ -35,4 +36,4 @@ class TestOptions(BaseOptions):
         opt.serial_batches = True
         opt.no_flip = True
         opt.display_id = -1
-        apply_config(opt, explicit)
+        apply_config(opt, explicit, find_model_using_name(opt.model).single_generator(opt))

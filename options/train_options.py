@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 
 from models import networks
+from util.loss_plot import DEFAULT_SMOOTHING
+from util.ranges import Choice
 from util.util import str2bool
 
 from .base_options import BaseOptions
-from .evaluation import check_eval_options
+from .evaluation import BEST_KEYS, check_eval_options
+
+# --nan_policy: what training/nonfinite.py does with a NaN/Inf loss (it sits above options, so the names live here)
+NAN_POLICIES = ("stop", "skip")
 
 
 class TrainOptions(BaseOptions):
@@ -38,7 +43,7 @@ class TrainOptions(BaseOptions):
                             help="frequency of showing training results on console")
         parser.add_argument("--no_html", action="store_true",
                             help="do not save intermediate training results to [opt.checkpoints_dir]/[opt.name]/web/")
-        parser.add_argument("--plot_smoothing", type=float, default=0.6,
+        parser.add_argument("--plot_smoothing", type=float, default=DEFAULT_SMOOTHING,
                             help="[ours] weight in [0, 1) of the moving average drawn over each loss curve of "
                                  "web/loss_plot.png (raw points faint behind it); 0 = off")
         # network saving and loading parameters
@@ -61,13 +66,14 @@ class TrainOptions(BaseOptions):
                             help="number of epochs to linearly decay learning rate to zero")
         parser.add_argument("--beta1", type=float, default=0.5, help="momentum term of adam")
         parser.add_argument("--lr", type=float, default=0.0002, help="initial learning rate for adam")
-        parser.add_argument("--gan_mode", type=str, default="lsgan",
-                            help="the type of GAN objective. [vanilla| lsgan | wgangp]. vanilla GAN loss is the "
-                                 "cross-entropy objective used in the original GAN paper.")
+        gan_mode, lr_policy = Choice(networks.GAN_MODES), Choice(networks.LR_POLICIES)
+        parser.add_argument("--gan_mode", type=gan_mode, default="lsgan",
+                            help=f"the type of GAN objective. {gan_mode.listing()}. vanilla GAN loss is the "
+                                 f"cross-entropy objective used in the original GAN paper.")
         parser.add_argument("--pool_size", type=int, default=50,
                             help="the size of image buffer that stores previously generated images")
-        parser.add_argument("--lr_policy", type=str, default="linear",
-                            help="learning rate policy. [linear | step | plateau | cosine]")
+        parser.add_argument("--lr_policy", type=lr_policy, default="linear",
+                            help=f"learning rate policy. {lr_policy.listing()}")
         parser.add_argument("--lr_decay_iters", type=int, default=50,
                             help="multiply by a gamma every lr_decay_iters epochs (step policy)")
         parser.add_argument("--load_crop_size_in_decay", type=str2bool, nargs="?", const=True, default=False,
@@ -81,9 +87,10 @@ class TrainOptions(BaseOptions):
                             help="[ours] discriminator updates per generator update (1 = official)")
         parser.add_argument("--accum_steps", type=int, default=1,
                             help="[ours] accumulate gradients over this many batches before each optimizer step")
-        parser.add_argument("--nan_policy", type=str, default="stop",
-                            help="[ours] a NaN/Inf loss: stop (raise, keep the checkpoints on disk) | skip (do not "
-                                 "apply that optimizer step, warn, go on)")
+        nan_policy = Choice(NAN_POLICIES)
+        parser.add_argument("--nan_policy", type=nan_policy, default="stop",
+                            help=f"[ours] a NaN/Inf loss {nan_policy.listing()}: stop raises and keeps the "
+                                 f"checkpoints on disk; skip does not apply that optimizer step, warns, goes on")
         # training-time evaluation (docs/evaluation.md)
         parser.add_argument("--eval_freq", type=int, default=0,
                             help="[ours] evaluate on a fixed test subset every N training images and keep the best "
@@ -95,10 +102,11 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--eval_num", type=int, default=50,
                             help="[ours] size of the fixed test subset: the first N sorted files of "
                                  "<dataroot>/testA|testB (or test; val when there is no test split)")
-        parser.add_argument("--eval_best", type=str, default="",
-                            help="[ours] metric that picks best_net_*.pth: swd, fid, kid, l1 (lower is better), "
-                                 "psnr, ssim, domain_score (higher); both directions averaged for cycle_gan; "
-                                 "empty = swd for cycle_gan, l1 for paired models")
+        eval_best = Choice(BEST_KEYS, empty=True)
+        parser.add_argument("--eval_best", type=eval_best, default="",
+                            help=f"[ours] metric that picks best_net_*.pth {eval_best.listing()} (a metric's name "
+                                 f"stands for its key: classifier for domain_score); both directions averaged for "
+                                 f"cycle_gan; empty = swd for unaligned data, l1 for paired data")
         parser.add_argument("--inception_weights", type=str, default="",
                             help="[ours] local TF-Inception weights file for the fid/kid metrics (else "
                                  "$IMG2IMG_INCEPTION_WEIGHTS); never downloaded")
@@ -106,15 +114,7 @@ class TrainOptions(BaseOptions):
 
     def validate(self, opt: argparse.Namespace) -> None:
         """Training-specific checks on top of the shared ones (the numeric ranges: options/ranges.py)."""
-        super().validate(opt)
-        if opt.gan_mode not in networks.GAN_MODES:
-            raise ValueError(f"--gan_mode '{opt.gan_mode}' is not valid; choose one of: "
-                             f"{', '.join(networks.GAN_MODES)}")
-        if opt.lr_policy not in networks.LR_POLICIES:
-            raise ValueError(f"--lr_policy '{opt.lr_policy}' is not valid; choose one of: "
-                             f"{', '.join(networks.LR_POLICIES)}")
-        if opt.nan_policy not in ("stop", "skip"):
-            raise ValueError(f"--nan_policy '{opt.nan_policy}' is not valid; choose one of: stop, skip")
+        super().validate(opt)  # also the named flags (--gan_mode, --lr_policy, --nan_policy: type=Choice)
         if getattr(opt, "lambda_identity", 0.0) > 0.0 and opt.input_nc != opt.output_nc:
             raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc (got "
                              f"{opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")

@@ -5,7 +5,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import Callable, List, Sequence
 
 import pytest
 import torch
@@ -77,3 +77,14 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} is not available (only CI and project machines have ../shared/datasets)")
     return path
+
+
+def refusal(parse: Callable[[], object], capsys: pytest.CaptureFixture) -> str:
+    """The one-line refusal of a bad flag: argparse's error line (exit status 2) for a name outside its registry
+    (type=Choice refuses it while parsing), the ValueError's message for the checks after parsing."""
+    with pytest.raises((ValueError, SystemExit)) as err:
+        parse()
+    if err.type is SystemExit:
+        assert err.value.code == 2
+        return capsys.readouterr().err.strip().splitlines()[-1]
+    return str(err.value)

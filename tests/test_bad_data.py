@@ -19,6 +19,7 @@ from conftest import run_test, run_train, tiny_flags
 from data.base_dataset import load_image
 from data.image_folder import EmptyDatasetError
 from data.validation import BadDataError, check_image, check_layout, describe_bad, main as validation_main, scan
+from options.defaults import default_options
 
 S = 40  # side of the generated images (>= the 32 px crops used below)
 
@@ -156,10 +157,8 @@ def write_corpus(folder: Path, names: List[str]) -> List[Path]:
 
 
 def scan_opt(**kw) -> argparse.Namespace:
-    base = dict(preprocess="resize_and_crop", crop_size=32, load_size=36, batch_size=1, bad_data="error",
-                dataset_mode="unaligned")
-    base.update(kw)
-    return argparse.Namespace(**base)
+    """Training options with every default (the real parser's), small sizes."""
+    return default_options(**{**dict(crop_size=32, load_size=36), **kw})
 
 
 # ---------------------------------------------------------------------------------------------------- per file
@@ -336,7 +335,7 @@ def test_preprocess_none_needs_one_size_for_batches(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------- folders
 def test_missing_dataroot_names_the_flag(tmp_path: Path) -> None:
-    opt = argparse.Namespace(dataroot=str(tmp_path / "nope"), dataset_mode="aligned", phase="train")
+    opt = default_options(dataroot=str(tmp_path / "nope"), dataset_mode="aligned")
     with pytest.raises(FileNotFoundError, match="--dataroot .*nope does not exist"):
         check_layout(opt)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import pytest
 
 import options.test_options as test_options
-from conftest import ROOT, load_script
+from conftest import ROOT, load_script, refusal
 from options.train_options import TrainOptions
 
 # (flags, text the one-line error must contain)
@@ -55,11 +55,25 @@ def parse_train(tmp_path: Path, *flags: str):
 
 
 @pytest.mark.parametrize("flags,expected", TRAIN_ERRORS, ids=[" ".join(f) for f, _ in TRAIN_ERRORS])
-def test_train_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError) as err:
-        parse_train(tmp_path, *flags)
-    message = str(err.value)
+def test_train_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    message = refusal(lambda: parse_train(tmp_path, *flags), capsys)
     assert expected in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("flag,value,names,hint", [
+    ("--netG", "resnet_9block", "resnet_9blocks, resnet_6blocks, unet_128, unet_256", "did you mean resnet_9blocks?"),
+    ("--norm", "Instance", "batch, instance, syncbatch, none", "did you mean instance?"),
+    ("--gan_mode", "hinge", "lsgan, vanilla, wgangp", None),
+    ("--eval_best", "psnrr", "fid, kid, swd, domain_score, psnr, ssim, l1, classifier (or empty)",
+     "did you mean psnr?"),
+])
+def test_a_bad_name_lists_the_registry(flag: str, value: str, names: str, hint: Optional[str], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
+    """argparse's one line names the flag, lists the registry's names and suggests the closest one."""
+    message = refusal(lambda: parse_train(tmp_path, flag, value), capsys)
+    assert message.endswith(f"error: argument {flag}: '{value}' is not valid; choose one of: {names}"
+                            + (f"; {hint}" if hint else "")), message
 
 
 @pytest.mark.parametrize("flags", [
@@ -83,11 +97,13 @@ def test_batch_norm_with_several_processes(tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("flags,expected", [(["--crop_size", "512"], "--crop_size 512 is larger than --load_size"),
-                                            (["--bad_data", "maybe"], "--bad_data")])
-def test_test_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=expected):
-        test_options.TestOptions().parse(["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"),
-                             "--gpu_ids", "-1", *flags], save=False)
+                                            (["--bad_data", "maybe"], "argument --bad_data: 'maybe' is not valid")])
+def test_test_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    message = refusal(lambda: test_options.TestOptions().parse(
+        ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--gpu_ids", "-1", *flags],
+        save=False), capsys)
+    assert expected in message, message
 
 
 def test_unknown_flag_names_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -99,7 +115,8 @@ def test_unknown_flag_names_it(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 
 @pytest.mark.parametrize("script,flags,expected", [
     ("train", ["--lr", "-1"], "error: --lr must be > 0"),
-    ("train", ["--nan_policy", "ignore"], "error: --nan_policy 'ignore' is not valid"),
+    ("train", ["--nan_policy", "ignore"], "error: argument --nan_policy: 'ignore' is not valid; choose one of: stop, "
+                                          "skip"),
     ("test", ["--model", "nope"], "error: unknown model 'nope' (--model)"),
     # numbers out of range (options/ranges.py; a model's own flags through argparse), a bad --suffix
     ("train", ["--lambda_identity", "nan"], "argument --lambda_identity: must be a finite number >= 0, got nan"),
@@ -127,4 +144,4 @@ def test_command_line_bad_flag_has_no_traceback(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--dataroot", str(tmp_path), "--netG", "unet_512"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1].startswith("train.py: error: --netG 'unet_512' is not valid")
+    assert res.stderr.strip().splitlines()[-1].startswith("train.py: error: argument --netG: 'unet_512' is not valid")

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 import data
+from options.defaults import default_options
 from data.base_dataset import PREPROCESS_MODES, ImageReadError, get_params, get_transform, load_image
 from data.image_folder import IMG_EXTENSIONS, EmptyDatasetError, is_image_file, make_dataset
 from util.color import lab2rgb, rgb2lab
@@ -34,27 +35,10 @@ W, H = 40, 30  # non-square source images
 
 # ----------------------------------------------------------------------------------------------- helpers
 def make_opt(dataroot: Path | str, **overrides) -> argparse.Namespace:
-    """An options namespace with the official flag names and small sizes."""
-    opt = dict(
-        dataroot=str(dataroot), name="t", checkpoints_dir="ckpt", model="cycle_gan", input_nc=3, output_nc=3,
-        ngf=8, ndf=8, netD="basic", netG="resnet_6blocks", n_layers_D=3, norm="instance", init_type="normal",
-        init_gain=0.02, no_dropout=True, dataset_mode="unaligned", direction="AtoB", serial_batches=False,
-        num_threads=0, batch_size=1, load_size=32, crop_size=24, max_dataset_size=float("inf"),
-        preprocess="resize_and_crop", no_flip=False, display_winsize=32, epoch="latest", load_iter=0,
-        verbose=False, suffix="", use_wandb=False, wandb_project_name="CycleGAN-and-pix2pix", isTrain=True,
-        phase="train",
-    )
-    opt.update(overrides)
-    return argparse.Namespace(**opt)
-
-
-def with_dataset_defaults(opt: argparse.Namespace) -> argparse.Namespace:
-    """Apply the dataset's modify_commandline_options the way the option parser does."""
-    parser = argparse.ArgumentParser()
-    for key, value in vars(opt).items():
-        parser.add_argument("--" + key, default=value)
-    parser = data.get_option_setter(opt.dataset_mode)(parser, opt.isTrain)
-    return parser.parse_args([])
+    """Training options with every default (the real parser's) and small sizes."""
+    values = dict(dataroot=str(dataroot), name="t", checkpoints_dir="ckpt", ngf=8, ndf=8, netG="resnet_6blocks",
+                  num_threads=0, load_size=32, crop_size=24, display_winsize=32)
+    return default_options(overrides.pop("model", "cycle_gan"), **{**values, **overrides})
 
 
 def save_noise(path: Path, w: int, h: int, seed: int) -> np.ndarray:
@@ -85,8 +69,8 @@ def dataroot_for(mode: str, r: Path) -> Path:
 
 
 def mode_opt(mode: str, r: Path, **overrides) -> argparse.Namespace:
-    """Options for ``mode`` with its dataset defaults applied."""
-    return with_dataset_defaults(make_opt(dataroot_for(mode, r), dataset_mode=mode, **overrides))
+    """Options for ``mode`` with its dataset's flags and defaults (``default_options`` parses them)."""
+    return make_opt(dataroot_for(mode, r), dataset_mode=mode, **overrides)
 
 
 def load_script(name: str):

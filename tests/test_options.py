@@ -6,8 +6,17 @@ from pathlib import Path
 import pytest
 
 import models
+from conftest import refusal
+from data.base_dataset import PREPROCESS_MODES
+from data.validation import BAD_DATA_POLICIES
+from models import networks
+from options.base_options import CHANNELS_LAST_CHOICES
+from options.evaluation import BEST_KEYS
 from options.test_options import TestOptions
-from options.train_options import TrainOptions
+from options.train_options import NAN_POLICIES, TrainOptions
+from util.amp import AMP_MODES
+from util.ranges import Choice
+from util.util import DIRECTIONS
 
 # Every official flag with a non-default value (the official option files).
 OFFICIAL_BASE = {
@@ -142,9 +151,9 @@ def test_printed_table_and_opt_files(tmp_path: Path) -> None:
     ("--upsample", "pixelshuffle", "--upsample"), ("--gpu_ids", "a,b", "--gpu_ids"),
     ("--channels_last", "yes", "--channels_last"),
 ])
-def test_bad_values_name_the_flag(tmp_path: Path, flag: str, value: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        parse_train(tmp_path, flag, value)
+def test_bad_values_name_the_flag(tmp_path: Path, flag: str, value: str, match: str,
+                                  capsys: pytest.CaptureFixture) -> None:
+    assert match in refusal(lambda: parse_train(tmp_path, flag, value), capsys)
 
 
 def test_crop_larger_than_load_is_refused(tmp_path: Path) -> None:
@@ -171,3 +180,34 @@ def test_channels_last_resolves_per_phase_on_the_cpu(tmp_path: Path, args: list,
     """auto: channels-last for inference on the CPU only; the flag alone means on (as before it took a value)."""
     assert parse_train(tmp_path, "--gpu_ids", "-1", *args, "--amp", "none").channels_last is train
     assert parse_test(tmp_path, "--gpu_ids", "-1", *args).channels_last is test
+
+
+# Each named flag and the registry its names come from (the module that implements them).
+REGISTRY_FLAGS = [("--netG", networks.GENERATORS), ("--netD", networks.DISCRIMINATORS),
+                  ("--norm", networks.NORM_LAYERS), ("--init_type", networks.INIT_TYPES),
+                  ("--upsample", networks.UPSAMPLE_MODES), ("--direction", DIRECTIONS),
+                  ("--preprocess", PREPROCESS_MODES), ("--amp", AMP_MODES),
+                  ("--channels_last", CHANNELS_LAST_CHOICES), ("--bad_data", BAD_DATA_POLICIES),
+                  ("--gan_mode", networks.GAN_MODES), ("--lr_policy", networks.LR_POLICIES),
+                  ("--nan_policy", NAN_POLICIES), ("--eval_best", BEST_KEYS)]
+
+
+@pytest.mark.parametrize("flag,registry", REGISTRY_FLAGS, ids=[f for f, _ in REGISTRY_FLAGS])
+def test_help_lists_exactly_the_registry(flag: str, registry) -> None:
+    """The help text and the check of a named flag both come from its registry: the names, in its order."""
+    action = next(a for a in TrainOptions().make_parser().recorded if flag in a.option_strings)
+    names = list(registry)
+    assert isinstance(action.type, Choice) and list(action.type.names) == names
+    assert "[" + " | ".join(names) + "]" in action.help and action.help.count(" | ") == len(names) - 1, action.help
+    assert action.default in names or (action.default == "" and action.type.empty)
+
+
+@pytest.mark.parametrize("model", models.list_models())
+def test_every_named_flag_lists_its_names(model: str) -> None:
+    """Also the named flags a model adds: the help shows exactly the names its Choice accepts."""
+    is_train = model != "test"
+    options = TrainOptions() if is_train else TestOptions()
+    parser = models.get_option_setter(model)(options.make_parser(), is_train)
+    for action in parser.recorded:
+        if isinstance(action.type, Choice):
+            assert action.type.listing() in action.help, (action.dest, action.help)

@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from options.defaults import default_options
 from util import visualizer as vis_mod
 from util.html import HTML
 from util.loss_plot import build_figure, collect_series, grid_shape, render_loss_plot, smooth
@@ -38,21 +39,10 @@ SERIES_SETS = {
 
 def make_opt(tmp_path, **overrides) -> argparse.Namespace:
     """Training options with the official flag names, small and local."""
-    opt = argparse.Namespace(
-        dataroot=str(tmp_path / "data"), name="exp", checkpoints_dir=str(tmp_path / "checkpoints"), model="cycle_gan",
-        input_nc=3, output_nc=3, ngf=8, ndf=8, netD="basic", netG="resnet_6blocks", n_layers_D=3, norm="instance",
-        init_type="normal", init_gain=0.02, no_dropout=True, dataset_mode="unaligned", direction="AtoB",
-        serial_batches=False, num_threads=0, batch_size=1, load_size=32, crop_size=32, max_dataset_size=float("inf"),
-        preprocess="resize_and_crop", no_flip=False, display_winsize=64, epoch="latest", load_iter=0, verbose=False,
-        suffix="", use_wandb=False, wandb_project_name="CycleGAN-and-pix2pix", isTrain=True, phase="train",
-        display_freq=400, display_ncols=4, display_id=0, display_server="http://localhost", display_env="main",
-        display_port=8097, update_html_freq=1000, print_freq=100, no_html=False, save_latest_freq=5000,
-        save_epoch_freq=5, save_by_iter=False, continue_train=False, epoch_count=1, n_epochs=1, n_epochs_decay=0,
-        beta1=0.5, lr=0.0002, gan_mode="lsgan", pool_size=50, lr_policy="linear", lr_decay_iters=50,
-    )
-    for key, value in overrides.items():
-        setattr(opt, key, value)
-    return opt
+    values = dict(dataroot=str(tmp_path / "data"), name="exp", checkpoints_dir=str(tmp_path / "checkpoints"), ngf=8,
+                  ndf=8, netG="resnet_6blocks", num_threads=0, load_size=32, crop_size=32, display_winsize=64,
+                  display_id=0, n_epochs=1, n_epochs_decay=0)
+    return default_options("cycle_gan", **{**values, **overrides})
 
 
 def make_visuals(seed: int = 0, size: int = 32):
@@ -394,11 +384,12 @@ def run_fresh_python(code: str) -> None:
 def test_visdom_not_imported_when_display_id_is_zero(tmp_path) -> None:
     """display_id <= 0 never imports visdom (docs/differences.md: imported only when asked for); checked in a fresh process."""
     code = (
-        "import sys, argparse\n"
+        "import sys\n"
+        "from options.defaults import default_options\n"
         "from util.visualizer import Visualizer\n"
         "for display_id in (0, -1):\n"
-        f"    opt = argparse.Namespace(name='exp', checkpoints_dir={str(tmp_path)!r}, isTrain=True, no_html=False,\n"
-        "                             display_id=display_id, display_winsize=64, use_wandb=False)\n"
+        f"    opt = default_options(name='exp', checkpoints_dir={str(tmp_path)!r}, display_id=display_id,\n"
+        "                          display_winsize=64)\n"
         "    Visualizer(opt).close()\n"
         "assert 'visdom' not in sys.modules, 'visdom was imported'\n"
         "assert 'wandb' not in sys.modules and 'torch.utils.tensorboard' not in sys.modules\n"
@@ -414,9 +405,9 @@ def test_matplotlib_is_imported_only_when_a_plot_is_drawn(tmp_path) -> None:
         "import importlib.util\n"
         "spec = importlib.util.spec_from_file_location('train_script', 'train.py')\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "from options.defaults import default_options\n"
         "from util.visualizer import Visualizer\n"
-        f"opt = argparse.Namespace(name='exp', checkpoints_dir={str(tmp_path)!r}, isTrain=True, no_html=False,\n"
-        "                         display_id=0, display_winsize=64, use_wandb=False)\n"
+        f"opt = default_options(name='exp', checkpoints_dir={str(tmp_path)!r}, display_id=0, display_winsize=64)\n"
         "v = Visualizer(opt)\n"
         "v.display_current_results({'real_A': torch.zeros(1, 3, 8, 8)}, 1, 1, False)\n"
         "v.print_current_losses(1, 1, {'G': 1.0}, 0.1, 0.0)\n"

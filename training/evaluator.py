@@ -53,11 +53,10 @@ from util.metrics.classifier import get_domain_classifier
 from util.metrics.images import from_model_range
 from util.metrics.inception import get_extractor
 from util.seed import capture_rng_state, restore_rng_state
-from util.util import atomic_write_text
+from util.util import DIRECTIONS, atomic_write_text
 
 log = get_logger(__name__)
 
-DIRECTIONS = ("AtoB", "BtoA")
 SPLITS = ("test", "val")  # the first that exists holds the fixed test subset
 EVAL_BATCH = 16
 EVAL_SEED = 0

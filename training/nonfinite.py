@@ -19,12 +19,13 @@ from typing import Any, Callable, List, Tuple
 
 import torch
 
+from options.train_options import NAN_POLICIES
 from util.distributed import any_process
 from util.logger import get_logger
+from util.ranges import Choice
 
 log = get_logger(__name__)
 
-NAN_POLICIES = ("stop", "skip")
 MAX_CONSECUTIVE_SKIPS = 100
 
 
@@ -87,8 +88,7 @@ class NonFiniteGuard:
     """Applies ``--nan_policy`` after each iteration; under ``skip`` it also hooks every optimizer's step."""
 
     def __init__(self, model: Any, policy: str = "stop", max_consecutive: int = MAX_CONSECUTIVE_SKIPS) -> None:
-        if policy not in NAN_POLICIES:
-            raise ValueError(f"--nan_policy '{policy}' is not valid; choose one of: {', '.join(NAN_POLICIES)}")
+        Choice(NAN_POLICIES).check("--nan_policy", policy)  # a guard built without the options parser
         self.model = model
         self.policy = policy
         self.max_consecutive = max_consecutive

@@ -68,7 +68,7 @@ class WandbLogger:
             resume = {"id": run_id, "resume": "allow"} if run_id else {}
             try:
                 self.run = wandb.init(
-                    project=getattr(opt, "wandb_project_name", DEFAULT_WANDB_PROJECT) or DEFAULT_WANDB_PROJECT,
+                    project=opt.wandb_project_name or DEFAULT_WANDB_PROJECT,
                     name=opt.name,
                     config=_plain_config(opt),
                     dir=run_dir,

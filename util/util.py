@@ -17,6 +17,8 @@ from util.logger import get_logger
 log = get_logger(__name__)
 
 PathLike = Union[str, os.PathLike]
+# --direction: which folder/half is the input (data swaps A and B for BtoA; models and checkpoints record it)
+DIRECTIONS = ("AtoB", "BtoA")
 NAME_MAX = 255  # bytes in one file name on the usual file systems (ext4, XFS, APFS, NTFS counts characters)
 
 

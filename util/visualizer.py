@@ -29,7 +29,7 @@ import numpy as np
 from util import util
 from util.html import HTML
 from util.logger import get_logger
-from util.loss_plot import DEFAULT_SMOOTHING, position, render_loss_plot
+from util.loss_plot import position, render_loss_plot
 from util.result_names import fit_stem
 from util.trackers import TensorBoardLogger, WandbLogger
 
@@ -272,12 +272,12 @@ class Visualizer:
         """
         self.opt = opt
         self.name: str = opt.name
-        self.rank = int(getattr(opt, "rank", 0) or 0)
+        self.rank = int(opt.rank)
         self.is_main = self.rank == 0
-        self.display_id = int(getattr(opt, "display_id", 0) or 0)
-        self.win_size = int(getattr(opt, "display_winsize", 256))
-        self.use_html = bool(getattr(opt, "isTrain", False)) and not getattr(opt, "no_html", False)
-        self.smoothing = float(getattr(opt, "plot_smoothing", DEFAULT_SMOOTHING))
+        self.display_id = int(opt.display_id)
+        self.win_size = int(opt.display_winsize)
+        self.use_html = bool(opt.isTrain) and not opt.no_html
+        self.smoothing = float(opt.plot_smoothing)
         self.plot_interval = PLOT_INTERVAL
         self._drawn_at: Dict[str, float] = {}  # plot file -> time.monotonic() of its last draw
         self._pending: Dict[str, tuple] = {}  # plot file -> (key, title) of a draw put off by plot_interval
@@ -296,8 +296,8 @@ class Visualizer:
             return
 
         util.mkdirs(self.expr_dir)
-        resumed = bool(getattr(opt, "continue_train", False))
-        start_epoch = int(getattr(resume, "epoch", getattr(opt, "epoch_count", 1)))
+        resumed = bool(opt.continue_train)
+        start_epoch = int(getattr(resume, "epoch", opt.epoch_count))
         start_iters = int(getattr(resume, "total_iters", 0)) if resumed else 0
         earlier = _read_jsonl(self.jsonl_name) if resumed else []
         exact = resumed and start_iters > 0  # total_iters (the loggers' step) continues from the checkpoint
@@ -306,16 +306,15 @@ class Visualizer:
         self._start_session(marker)
         self.records = replay_history(earlier + [marker])
         if self.display_id > 0:
-            self.visdom = VisdomDisplay(
-                getattr(opt, "display_server", "http://localhost"), getattr(opt, "display_port", 8097),
-                getattr(opt, "display_env", "main"), self.display_id, getattr(opt, "display_ncols", 4), self.name)
+            self.visdom = VisdomDisplay(opt.display_server, opt.display_port, opt.display_env, self.display_id,
+                                        opt.display_ncols, self.name)
             self.visdom.connect()
         if self.use_html:
             log.info("create web directory %s...", self.web_dir)
             util.mkdirs([self.web_dir, self.img_dir])
-        if getattr(opt, "use_wandb", False):
+        if opt.use_wandb:
             self.loggers.append(WandbLogger(opt, skip_through=last_logged_step(earlier) if exact else None))
-        if getattr(opt, "use_tensorboard", False):
+        if opt.use_tensorboard:
             self.loggers.append(TensorBoardLogger(opt, purge_step=start_iters + 1 if exact else None))
         util.append_text(self.log_name, "================ Training Loss (%s) ================\n" % time.strftime("%c"))
 
