@@ -362,9 +362,12 @@ class BaseModel(ABC):
         arch_config.write_config(self.save_dir, arch_config.build_config(self.opt, self.net_specs))
 
     def load_networks(self, epoch: int | str) -> None:
-        """Load ``<epoch>_net_<name>.pth`` into every network (official, old and wrapped checkpoints accepted)."""
+        """Load ``<epoch>_net_<name>.pth`` into every network (official, old and wrapped checkpoints accepted), from
+        ``--pretrained_name``'s folder when training with it (fine-tuning), else from this experiment's."""
+        pretrained = self.opt.pretrained_name if self.isTrain else None
+        folder = os.path.join(self.opt.checkpoints_dir, pretrained) if pretrained else self.save_dir
         for name, net in self.named_networks().items():
-            path = checkpoint_io.require_net_file(self.save_dir, epoch, name)
+            path = checkpoint_io.require_net_file(folder, epoch, name)
             log.info("loading the model from %s", path)
             checkpoint_io.load_network(unwrap(net), path, name=name, map_location=self.device)
 

@@ -7,48 +7,17 @@ lines mean the same (docs/cut.md).
 from __future__ import annotations
 
 import argparse
-import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import torch
 
 from util.ranges import Choice, Range
 from util.util import str2bool
 
-from . import checkpoint_io, networks
+from . import cut_options, networks
 from .base_model import BaseModel, unwrap
+from .cut_options import MODE_DEFAULTS, TRAIN_ONLY, cut_mode, parse_layers
 from .patchnce import PatchNCELoss
-
-MODES = {"cut": "CUT", "fastcut": "FastCUT"}
-# What --CUT_mode sets (explicit flags win); n_epochs/n_epochs_decay only for training.
-MODE_DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "CUT": {"lambda_NCE": 1.0, "nce_idt": True, "flip_equivariance": False, "n_epochs": 200, "n_epochs_decay": 200},
-    "FastCUT": {"lambda_NCE": 10.0, "nce_idt": False, "flip_equivariance": True, "n_epochs": 150,
-                "n_epochs_decay": 50},
-}
-TRAIN_ONLY = ("n_epochs", "n_epochs_decay")
-RESNETS = ("resnet_9blocks", "resnet_6blocks")
-
-
-def cut_mode(text: str) -> str:
-    """``--CUT_mode`` in any case: CUT or FastCUT."""
-    try:
-        return MODES[str(text).lower()]
-    except KeyError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a mode; choose CUT or FastCUT (any case)") from None
-
-
-def parse_layers(text: str) -> List[int]:
-    """``--nce_layers`` '0,4,8,12,16' as a list of ints (ValueError naming the flag otherwise)."""
-    try:
-        layers = [int(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"--nce_layers '{text}' is not a comma-separated list of layer indices "
-                         f"(e.g. 0,4,8,12,16)") from None
-    if not layers:
-        raise ValueError("--nce_layers is empty; give generator layer indices, e.g. 0,4,8,12,16")
-    return layers
-
 
 class CUTModel(BaseModel):
     """G: A->B, D judges domain B, F samples and projects G's encoder features for PatchNCE."""
@@ -94,9 +63,6 @@ class CUTModel(BaseModel):
         parser.set_defaults(init_type="xavier", no_dropout=True)
         if is_train:
             parser.add_argument("--beta2", type=Range(float, 0, 1, open_high=True), default=0.999, help="Adam beta2")
-            parser.add_argument("--pretrained_name", type=str, default=None,
-                                help="with --continue_train, load the weights of this experiment's folder "
-                                     "(fine-tuning) instead of --name's")
             parser.add_argument("--evaluation_freq", type=Range(int, 1), default=5000,
                                 help="accepted for the CUT code's command lines; unused (see --eval_freq)")
             parser.set_defaults(pool_size=0, load_crop_size_in_decay=True, n_epochs=200, n_epochs_decay=200)
@@ -109,32 +75,7 @@ class CUTModel(BaseModel):
         defaults.update(normG=opt.norm, normD=opt.norm)
         return defaults
 
-    @staticmethod
-    def validate_options(opt: argparse.Namespace) -> None:
-        """One-line errors for option values CUT cannot train or test with."""
-        if opt.netG not in RESNETS:
-            raise ValueError(f"--netG {opt.netG}: --model cut takes its PatchNCE features from a ResNet generator; "
-                             f"use --netG resnet_9blocks or resnet_6blocks")
-        if not opt.no_antialias_up and opt.upsample != "deconv":
-            raise ValueError(f"--upsample {opt.upsample} replaces the transposed convolutions, which --model cut "
-                             f"already replaces by antialiased upsampling; add --no_antialias_up or drop --upsample")
-        n_blocks = 9 if opt.netG == "resnet_9blocks" else 6
-        count = networks.resnet_layer_count(n_blocks, opt.no_antialias, opt.no_antialias_up)
-        layers = parse_layers(opt.nce_layers)
-        if any(b <= a for a, b in zip(layers, layers[1:])) or layers[0] < 0 or layers[-1] >= count:
-            raise ValueError(f"--nce_layers {opt.nce_layers}: give ascending indices between 0 and {count - 1} "
-                             f"(the layers of this --netG), e.g. 0,4,8,12,16")
-        if not opt.isTrain:
-            return
-        if opt.dataset_mode == "single":
-            raise ValueError("--dataset_mode single gives only domain A; --model cut trains on A and B (use "
-                             "--dataset_mode unaligned); single works at test time")
-        if opt.input_nc != opt.output_nc and (opt.lambda_NCE > 0 or opt.nce_idt):
-            why = "--nce_idt feeds real B through G" if opt.nce_idt else "PatchNCE feeds G's output back into G"
-            raise ValueError(f"--input_nc {opt.input_nc} and --output_nc {opt.output_nc} differ, but {why}, which "
-                             f"needs equal channel counts (grayscale: --input_nc 1 --output_nc 1)")
-        if opt.pretrained_name is not None:
-            _check_pretrained(opt)
+    validate_options = staticmethod(cut_options.validate_options)  # flag combinations CUT cannot run with
 
     @staticmethod
     def network_norms(opt: argparse.Namespace) -> Dict[str, str]:
@@ -264,33 +205,3 @@ class CUTModel(BaseModel):
         """``--compile`` compiles G and D; F stays eager: a few small matrix products around a random draw of
         positions in Python, where compiling would only add graph breaks and compile time."""
         return net if unwrap(net) is unwrap(getattr(self, "netF", None)) else super().apply_compile(net)
-
-    # ------------------------------------------------------------------ checkpoints
-    def load_networks(self, epoch: int | str) -> None:
-        """Load from ``--pretrained_name``'s folder when given (training), else from this experiment's."""
-        pretrained = getattr(self.opt, "pretrained_name", None) if self.isTrain else None
-        if not pretrained:
-            super().load_networks(epoch)
-            return
-        own = self.save_dir
-        self.save_dir = os.path.join(self.opt.checkpoints_dir, pretrained)
-        try:
-            super().load_networks(epoch)
-        finally:
-            self.save_dir = own
-
-
-def _check_pretrained(opt: argparse.Namespace) -> None:
-    """``--pretrained_name``: used with --continue_train, an existing folder, and no resumable run under --name."""
-    folder = os.path.join(opt.checkpoints_dir, opt.pretrained_name)
-    if not opt.continue_train:
-        raise ValueError(f"--pretrained_name {opt.pretrained_name} loads that experiment's weights for "
-                         f"--continue_train; add --continue_train (or drop --pretrained_name)")
-    if not os.path.isdir(folder):
-        raise ValueError(f"--pretrained_name {opt.pretrained_name}: {folder} does not exist (check "
-                         f"--checkpoints_dir)")
-    prefix = checkpoint_io.load_prefix(opt.load_iter, opt.epoch)
-    own_state = os.path.join(opt.checkpoints_dir, opt.name, f"{prefix}_train_state.pth")  # the training state
-    if os.path.isfile(own_state):
-        raise ValueError(f"--pretrained_name {opt.pretrained_name}: {own_state} is a resumable run of --name "
-                         f"{opt.name}; drop --pretrained_name to resume it, or pick a new --name to fine-tune")

@@ -37,6 +37,13 @@ class CycleGANModel(BaseModel):
         """G_A and G_B: tests both directions (needs testA and testB on unaligned data)."""
         return True
 
+    @staticmethod
+    def validate_options(opt: argparse.Namespace) -> None:
+        """The identity loss compares an image with its translation: equal channel counts."""
+        if opt.isTrain and opt.lambda_identity > 0.0 and opt.input_nc != opt.output_nc:
+            raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc (got "
+                             f"{opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
+
     def __init__(self, opt: argparse.Namespace) -> None:
         super().__init__(opt)
         self.loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
@@ -53,9 +60,6 @@ class CycleGANModel(BaseModel):
         if self.isTrain:
             self.netD_A = self.build_discriminator("D_A", opt.output_nc)
             self.netD_B = self.build_discriminator("D_B", opt.input_nc)
-            if opt.lambda_identity > 0.0 and opt.input_nc != opt.output_nc:
-                raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc "
-                                 f"(got {opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
             self.fake_A_pool = ImagePool(opt.pool_size)  # previously generated images
             self.fake_B_pool = ImagePool(opt.pool_size)
             self.criterionGAN = networks.GANLoss(opt.gan_mode).to(self.device)

@@ -18,6 +18,7 @@ import os
 import re
 from typing import Optional
 
+from models.checkpoint_io import load_prefix
 from util.errors import InvalidInputError
 from util.image_io import file_kind
 
@@ -90,7 +91,7 @@ def check_experiment_files(save_dir: str) -> None:
 def check_paths(opt: argparse.Namespace) -> None:
     """The checks above for the options of train.py and test.py (call before anything reads the folder)."""
     check_name(opt.name)
-    if getattr(opt, "pretrained_name", None):  # cut: another experiment of --checkpoints_dir
+    if getattr(opt, "pretrained_name", None):  # training: another experiment of --checkpoints_dir
         check_name(opt.pretrained_name, "--pretrained_name")
     check_epoch(opt.epoch)
     check_folder(opt.checkpoints_dir, "--checkpoints_dir")
@@ -100,3 +101,21 @@ def check_paths(opt: argparse.Namespace) -> None:
     save_dir = os.path.join(opt.checkpoints_dir, opt.name)
     check_folder(save_dir, "--name")
     check_experiment_files(save_dir)
+
+
+def check_pretrained(opt: argparse.Namespace) -> None:
+    """``--pretrained_name``: used with --continue_train, an existing folder, and no resumable run under --name."""
+    if opt.pretrained_name is None:
+        return
+    folder = os.path.join(opt.checkpoints_dir, opt.pretrained_name)
+    if not opt.continue_train:
+        raise ValueError(f"--pretrained_name {opt.pretrained_name} loads that experiment's weights for "
+                         f"--continue_train; add --continue_train (or drop --pretrained_name)")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--pretrained_name {opt.pretrained_name}: {folder} does not exist (check "
+                         f"--checkpoints_dir)")
+    prefix = load_prefix(opt.load_iter, opt.epoch)
+    own_state = os.path.join(opt.checkpoints_dir, opt.name, f"{prefix}_train_state.pth")  # the training state
+    if os.path.isfile(own_state):
+        raise ValueError(f"--pretrained_name {opt.pretrained_name}: {own_state} is a resumable run of --name "
+                         f"{opt.name}; drop --pretrained_name to resume it, or pick a new --name to fine-tune")

@@ -10,6 +10,7 @@ from util.util import str2bool
 
 from .base_options import BaseOptions
 from .evaluation import BEST_KEYS, check_eval_options
+from .paths import check_pretrained
 
 # --nan_policy: what training/nonfinite.py does with a NaN/Inf loss (it sits above options, so the names live here)
 NAN_POLICIES = ("stop", "skip")
@@ -52,6 +53,9 @@ class TrainOptions(BaseOptions):
                             help="frequency of saving checkpoints at the end of epochs")
         parser.add_argument("--save_by_iter", action="store_true", help="whether saves model by iteration")
         parser.add_argument("--continue_train", action="store_true", help="continue training: load the latest model")
+        parser.add_argument("--pretrained_name", type=str, default=None,
+                            help="with --continue_train, load the weights of this experiment's folder (fine-tuning) "
+                                 "instead of --name's")
         parser.add_argument("--overwrite", action="store_true",
                             help="[ours] start a new run in an experiment folder that holds an earlier run's "
                                  "checkpoints, deleting them (and its loss logs) first; without it such a start "
@@ -115,9 +119,6 @@ class TrainOptions(BaseOptions):
     def validate(self, opt: argparse.Namespace) -> None:
         """Training-specific checks on top of the shared ones (the numeric ranges: options/ranges.py)."""
         super().validate(opt)  # also the named flags (--gan_mode, --lr_policy, --nan_policy: type=Choice)
-        if getattr(opt, "lambda_identity", 0.0) > 0.0 and opt.input_nc != opt.output_nc:
-            raise ValueError(f"--lambda_identity {opt.lambda_identity} needs --input_nc == --output_nc (got "
-                             f"{opt.input_nc} and {opt.output_nc}); pass --lambda_identity 0")
         if opt.overwrite and opt.continue_train:
             raise ValueError("--overwrite starts a new run and --continue_train goes on with the old one: choose one")
         last = opt.n_epochs + opt.n_epochs_decay
@@ -127,4 +128,5 @@ class TrainOptions(BaseOptions):
         if opt.world_size > 1 and opt.norm == "batch":
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")
+        check_pretrained(opt)
         check_eval_options(opt)  # --eval_freq, --eval_metrics, --eval_best, --inception_weights

@@ -113,7 +113,7 @@ def test_pix2pix_and_colorization_defaults(tmp_path: Path) -> None:
     # dataset defaults (colorization dataset) override model defaults, which override base defaults
     assert (c.dataset_mode, c.input_nc, c.output_nc, c.netG) == ("colorization", 1, 2, "unet_256")
     t = parse_train(tmp_path, "--model", "template")
-    assert t.dataset_mode == "aligned" and t.lambda_regression == 1.0
+    assert t.dataset_mode == "aligned" and t.lambda_regression == 10.0
 
 
 def test_precedence_user_beats_dataset_beats_model(tmp_path: Path) -> None:
