@@ -143,7 +143,8 @@ def check_single_root(opt: argparse.Namespace) -> None:
     paired = sorted(n for n in names if n.endswith("A") and n[:-1] + "B" in names)
     if not paired and phase + "A" not in names and phase + "B" not in names:
         return
-    found = sorted(n for n in names if n[:-1] in {p[:-1] for p in paired} or n in (phase + "A", phase + "B"))
+    prefixes = {p[:-1] for p in paired} | {phase}
+    found = sorted(n for n in names if n[-1:] in ("A", "B") and n[:-1] in prefixes)
     target = phase + "A" if phase + "A" in names else (paired[0] if paired else found[0])
     raise InvalidInputError(f"--dataroot {opt.dataroot} holds the folders of the unaligned layout "
                             f"({', '.join(found)}), and --dataset_mode single reads every image under it, so all of "
