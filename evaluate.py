@@ -24,8 +24,10 @@ from util.errors import InvalidInputError, add_debug_flag, cli_main
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT
 from util.logger import get_logger, setup_logging
 from util.metrics import compute_metrics, list_metrics, needing, parse_metric_names
-from util.metrics.images import list_images, load_images, strip_suffix
+from util.metrics.images import list_images, load_images, strip_suffix, visuals_folder_problem
 from util.metrics.inception import ENV_VAR as INCEPTION_ENV_VAR
+from util.metrics.paired import SSIM_WINDOW
+from util.metrics.swd import MIN_RESOLUTION as SWD_MIN_SIDE
 from util.ranges import Range, RangeError
 
 log = get_logger(__name__)
@@ -132,6 +134,42 @@ def check_flags(opt: argparse.Namespace) -> None:
                          f"{opt.max_pixels:,}; use a smaller --size")
 
 
+MIN_SIDE = {"swd": SWD_MIN_SIDE, "ssim": SSIM_WINDOW}  # the smallest image side each metric can take
+SAME_SIZE = ("swd", "psnr", "ssim", "l1")  # metrics that compare fake and real images of one size
+MIN_IMAGES = {"fid": 2, "kid": 2}  # a covariance needs two samples
+
+
+def check_folders(opt: argparse.Namespace) -> None:
+    """Refuse a folder of test.py visuals read without a suffix (real, fake, reconstructed ... scored as one set)."""
+    for flag, folder, suffix, kind in (("--fake_dir", opt.fake_dir, opt.fake_suffix, "fake"),
+                                       ("--real_dir", opt.real_dir, opt.real_suffix, "real")):
+        problem = visuals_folder_problem(folder, suffix, flag, kind) if folder else None
+        if problem:
+            raise InvalidInputError(problem)
+
+
+def check_loaded(names: Sequence[str], fake, real, opt: argparse.Namespace) -> None:
+    """One-line errors for image sets the metrics cannot compare: sizes that differ, too small, too few."""
+    sets = [("fake", fake, opt.fake_dir)] + ([("real", real, opt.real_dir)] if real is not None else [])
+    how = f"--size {opt.size}" if opt.size is not None else "their native size"
+    for name in names:
+        side = MIN_SIDE.get(name, 1)
+        for what, images, folder in sets:
+            h, w = images.shape[-2:]
+            if min(h, w) < side:
+                raise InvalidInputError(f"{name} needs images of at least {side}x{side}, but the {what} images "
+                                        f"({folder}) are {w}x{h} at {how}; pass --size {side} or more")
+            if images.shape[0] < MIN_IMAGES.get(name, 1):
+                raise InvalidInputError(f"{name} needs at least {MIN_IMAGES[name]} images per set, but {folder} "
+                                        f"gives {images.shape[0]}")
+    compared = [n for n in names if n in SAME_SIZE]
+    if compared and real is not None and fake.shape[-2:] != real.shape[-2:]:
+        (fh, fw), (rh, rw) = fake.shape[-2:], real.shape[-2:]
+        raise InvalidInputError(f"{', '.join(compared)} need fake and real images of one size, but the fake images "
+                                f"({opt.fake_dir}) are {fw}x{fh} and the real images ({opt.real_dir}) {rw}x{rh}; "
+                                f"pass --size N to resize both")
+
+
 def evaluate(opt: argparse.Namespace) -> dict[str, float]:
     """Load the folders given by ``opt``, compute the metrics, print a table and optionally write JSON."""
     check_flags(opt)
@@ -149,6 +187,7 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
         raise InvalidInputError(f"{', '.join(sorted(paired_wanted))} compare with ground truth: add --paired")
     if opt.real_dir is None and (opt.paired or set(names) - {"classifier"}):
         raise InvalidInputError("--real_dir is required for " + ", ".join(n for n in names if n != "classifier"))
+    check_folders(opt)
     if opt.paired:
         fake_files, real_files = _paired_lists(opt)
         fake = load_images(fake_files, opt.size, max_pixels=opt.max_pixels)
@@ -167,6 +206,7 @@ def evaluate(opt: argparse.Namespace) -> dict[str, float]:
         kw.update(target=opt.target, train_A=opt.train_A, train_B=opt.train_B, cache_dir=opt.cache_dir)
         if opt.source_dir:
             kw["real_source"] = load_images(opt.source_dir, opt.size, None, opt.max_images, opt.max_pixels)
+    check_loaded(names, fake, real, opt)
     n_real = 0 if real is None else real.shape[0]
     log.info(f"evaluating {fake.shape[0]} fake images ({opt.fake_dir}) against {n_real} real images "
              f"({opt.real_dir}), image size {tuple(fake.shape[-2:])}")

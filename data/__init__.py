@@ -20,7 +20,8 @@ import torch.utils.data
 from data.base_dataset import BaseDataset
 from data.guard import DataChangedError, PartialBatch, ReadableSamples, collate_readable
 from data.sampler import ResumableSampler, make_sampler, quiet_worker
-from data.validation import check_layout, preflight
+from data.validation import (check_layout, check_outputs_apart, check_single_root, output_folders, preflight,
+                             read_folders)
 from util.logger import get_logger
 
 log = get_logger(__name__)
@@ -85,7 +86,9 @@ class CustomDatasetDataLoader:
         self.opt = opt
         dataset_class = find_dataset_using_name(opt.dataset_mode)
         check_layout(opt)  # missing folders: say what the mode expects and what to do (data/validation.py)
+        check_single_root(opt)  # --dataset_mode single on a trainA/trainB/testA/testB root
         self.dataset = dataset_class(opt)
+        check_outputs_apart(opt.dataroot, output_folders(opt), read_folders(self.dataset, opt))
         log.info(f"dataset [{type(self.dataset).__name__}] was created")
         preflight(self.dataset, opt)  # unreadable/too-small images: error or skip (--bad_data)
         # Seeded per-epoch order (DistributedSampler rules, one process included) that a resumed run can

@@ -15,6 +15,7 @@ from typing import Any, List, Optional, Sequence
 
 from torch.utils.data import Dataset, default_collate
 
+from data.sampler import sample_randomness
 from util.errors import UserError
 from util.image_io import ImageReadError, ImageSizeError
 
@@ -40,7 +41,10 @@ class PartialBatch:
 
 
 class ReadableSamples(Dataset):
-    """``dataset[index]``, or an ``Unreadable`` marker when the sample's image cannot be read or used."""
+    """``dataset[index]``, or an ``Unreadable`` marker when the sample's image cannot be read or used.
+
+    An index that carries a seed (``data.sampler.SampleKey``) is loaded under ``sample_randomness(index.seed)``:
+    its random crop, flip, B image ... depend on (data seed, epoch, index) only, not on the loader's workers."""
 
     def __init__(self, dataset: Any) -> None:
         """Wrap ``dataset``."""
@@ -53,7 +57,11 @@ class ReadableSamples(Dataset):
     def __getitem__(self, index: int) -> Any:
         """The sample, or the marker naming the file that failed."""
         try:
-            return self.dataset[index]
+            seed = getattr(index, "seed", None)
+            if seed is None:
+                return self.dataset[index]
+            with sample_randomness(seed):
+                return self.dataset[index]
         except (ImageReadError, ImageSizeError) as err:
             return Unreadable(int(index), str(err))
 

@@ -18,8 +18,14 @@ what the dataset mode expects and what to do (e.g. ``testB`` missing for ``--mod
   for an A|B pair) is reported with its name and what to do;
   ``--bad_data error`` (default) stops before training, ``--bad_data skip`` leaves those files out with a
   summary line.
+* an A|B file with an EXIF orientation other than 1 is refused: turned upright before the split, its halves
+  would be swapped or mixed, so the user must strip or apply the tag.
 * conversions done at load time (16-bit, grayscale, palette, alpha, CMYK, EXIF rotation, odd A|B width) are
   summarised in one line.
+
+``check_single_root(opt)``, ``check_outputs_apart(...)`` and ``check_paired_sizes(...)`` refuse inputs that would
+run but give wrong pictures: a CycleGAN root read as one folder, outputs written into the folders read as data,
+and CUT's A and B images of different sizes fed through G as one batch.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data.base_dataset import PREPROCESS_MODES, max_pixels, preprocess_sizes
 from data.image_folder import make_dataset
-from util.errors import MissingPathError, UserError, add_debug_flag, cli_main
+from util.errors import InvalidInputError, MissingPathError, UserError, add_debug_flag, cli_main
 from util.image_io import ImageReadError, add_max_pixels_flag, exif_orientation, has_alpha, load_image, special_kind
 from util.logger import get_logger, setup_logging
 from util.ranges import Choice
@@ -57,6 +63,9 @@ CONVERSIONS = {
     "exif": "EXIF-rotated (turned upright)",
     "odd-width": "odd-width A|B (last column dropped)",
 }
+
+ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "mirrored top to bottom", 5: "transposed",
+                6: "rotated 90 degrees clockwise", 7: "transversed", 8: "rotated 90 degrees counter-clockwise"}
 
 
 class BadDataError(UserError, RuntimeError):
@@ -123,6 +132,94 @@ def check_layout(opt: argparse.Namespace) -> None:
                 f"(--model test at test time)")
     raise MissingPathError(f"{missing} not found: --dataset_mode unaligned reads {dir_A} and {dir_B} "
                             f"(--dataroot with --phase {phase}){hint}")
+
+
+def check_single_root(opt: argparse.Namespace) -> None:
+    """``--dataset_mode single`` on a root of the unaligned layout (trainA, trainB, testA, testB) would push every
+    folder through the generator: refuse, naming the folder to pass."""
+    if getattr(opt, "dataset_mode", None) != "single" or not os.path.isdir(opt.dataroot):
+        return
+    names = {e.name for e in os.scandir(opt.dataroot) if e.is_dir()}
+    phase = getattr(opt, "phase", "test")
+    paired = sorted(n for n in names if n.endswith("A") and n[:-1] + "B" in names)
+    if not paired and phase + "A" not in names and phase + "B" not in names:
+        return
+    prefixes = {p[:-1] for p in paired} | {phase}
+    found = sorted(n for n in names if n[-1:] in ("A", "B") and n[:-1] in prefixes)
+    target = phase + "A" if phase + "A" in names else (paired[0] if paired else found[0])
+    raise InvalidInputError(f"--dataroot {opt.dataroot} holds the folders of the unaligned layout "
+                            f"({', '.join(found)}), and --dataset_mode single reads every image under it, so all of "
+                            f"them would go through the generator; pass the folder to translate, e.g. --dataroot "
+                            f"{os.path.join(opt.dataroot, target)}")
+
+
+def _inside(child: str, parent: str) -> bool:
+    """Whether folder ``child`` is ``parent`` or lies under it (real paths)."""
+    return os.path.commonpath([child, parent]) == parent
+
+
+def check_outputs_apart(dataroot: str, outputs: Dict[str, str], read_folders: Optional[Sequence[str]] = None) -> None:
+    """Refuse an output folder inside a folder read as data (a later run would read its own outputs), or data
+    inside an output folder. ``outputs`` maps the flag that sets each folder to it; ``read_folders`` are the
+    folders the dataset lists (default: ``dataroot``)."""
+    reads = [(f, os.path.realpath(f)) for f in (read_folders or [dataroot])]
+    for flag, out in outputs.items():
+        real_out = os.path.realpath(out)
+        for folder, real_read in reads:
+            if _inside(real_out, real_read):
+                raise InvalidInputError(
+                    f"{flag} puts this run's outputs in {out}, inside {folder}, which --dataroot {dataroot} makes "
+                    f"the data: a later run would read them back as input images; choose a {flag} outside "
+                    f"{folder}")
+            if _inside(real_read, real_out):
+                raise InvalidInputError(
+                    f"--dataroot {dataroot} reads {folder}, inside {out} where this run writes its outputs "
+                    f"({flag}): they would be read back as input images; copy the images elsewhere or choose "
+                    f"another {flag}")
+
+
+def output_folders(opt: argparse.Namespace) -> Dict[str, str]:
+    """The folders a run writes images to, by flag: ``<checkpoints_dir>/<name>`` when training (page images),
+    ``<results_dir>/<name>`` when testing."""
+    name = str(getattr(opt, "name", "") or "")
+    if getattr(opt, "isTrain", False):
+        ck = getattr(opt, "checkpoints_dir", None)
+        return {"--checkpoints_dir": os.path.join(ck, name)} if ck else {}
+    results = getattr(opt, "results_dir", None)
+    return {"--results_dir": os.path.join(results, name)} if results else {}
+
+
+def read_folders(dataset: Any, opt: argparse.Namespace) -> List[str]:
+    """The folders a dataset lists images from: its ``dir*`` attributes (dir_A, dir_AB, ...), else --dataroot."""
+    found = [v for k, v in vars(dataset).items() if k.startswith("dir") and isinstance(v, str)]
+    return found or [opt.dataroot]
+
+
+def check_paired_sizes(dataset: Any, report: "ScanReport", opt: argparse.Namespace) -> None:
+    """CUT with ``--nce_idt`` trains G on real A and real B as one batch: their preprocessed sizes must be one."""
+    if not (getattr(opt, "model", None) == "cut" and getattr(opt, "nce_idt", False) and getattr(opt, "isTrain",
+                                                                                                   False)):
+        return
+    lists = path_lists(dataset)
+    if "A_paths" not in lists or "B_paths" not in lists:
+        return
+    by_path = {c.path: c for c in report.checks if c.problem is None and c.size}
+    sizes: Dict[str, Counter] = {}
+    for name in ("A_paths", "B_paths"):
+        counter: Counter = Counter()
+        for p in lists[name]:
+            if p in by_path:
+                steps = preprocess_sizes(by_path[p].size, opt)
+                counter[steps[-1][1] if steps else by_path[p].size] += 1
+        sizes[name] = counter
+    every = set(sizes["A_paths"]) | set(sizes["B_paths"])
+    if len(every) <= 1:
+        return
+    listed = "; ".join(f"{name[0]}: " + ", ".join(f"{w}x{h} ({n} files)" for (w, h), n in c.most_common(3))
+                       for name, c in sizes.items())
+    raise BadDataError(f"--model cut with --nce_idt feeds A and B images through G as one batch, so they need one "
+                       f"size after --preprocess {opt.preprocess}, but they have {len(every)} ({listed}); use a "
+                       f"resizing --preprocess such as resize_and_crop, resize the images, or pass --nce_idt False")
 
 
 # ---------------------------------------------------------------------------------------------------- one file
@@ -196,6 +293,13 @@ def check_image(path: str, opt: argparse.Namespace, full: bool, side_by_side: bo
         return _bad(result, f"truncated or corrupt ({reason})", "re-export it or delete it")
     except Exception as err:  # noqa: BLE001 - a broken file must be reported, whatever PIL raises for it
         return _bad(result, f"cannot be read ({type(err).__name__}: {err})", "re-export it or delete it")
+    if side_by_side and orientation != 1:
+        return _bad(result, f"holds A and B side by side but has EXIF orientation {orientation} "
+                            f"({ORIENTATIONS.get(orientation, 'unknown')}): turned upright before the split, its A "
+                            f"and B halves would be swapped or mixed",
+                    "if the file is stored A|B as it should be split, remove the tag (exiftool -Orientation= FILE, "
+                    "or re-save it without EXIF); if it is A|B only once turned, apply it (mogrify -auto-orient "
+                    "FILE) and re-save")
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     if side_by_side:
@@ -352,6 +456,7 @@ def preflight(dataset: Any, opt: argparse.Namespace) -> Optional[ScanReport]:
         log.info("--bad_data skip: left out %d of %d image files (listed above); %d remain", len(report.bad),
                  report.checked, report.checked - len(report.bad))
     check_one_size(dataset, report, opt)
+    check_paired_sizes(dataset, report, opt)
     return report
 
 

@@ -593,7 +593,7 @@ class PatchSampleF(nn.Module):
     positions ``patch_ids[i]`` or a random permutation of H*W cut to ``num_patches`` (one id set per map, shared
     by the batch; drawn with torch's CPU generator, so seeding and resume cover it); the sample is B*P x C,
     image-major. ``use_mlp`` passes it through ``mlp_<i>`` = Linear(C, nc), ReLU, Linear(nc, nc); rows are
-    l2-normalised. ``num_patches`` 0 keeps whole maps. Returns (samples, id tensors).
+    l2-normalised. ``num_patches`` 0 takes every position (ids ``0 .. H*W-1``). Returns (samples, id tensors).
 
     The heads are created at the first call from the channels it sees, then all of F is initialised with
     ``init_type``/``init_gain``; call it once (the model's ``data_dependent_initialize``) before building its
@@ -630,21 +630,19 @@ class PatchSampleF(nn.Module):
         samples: List[torch.Tensor] = []
         ids: List[Any] = []
         for index, feat in enumerate(feats):
-            b, c, h, w = feat.shape
+            h, w = feat.shape[-2:]
             rows = feat.permute(0, 2, 3, 1).flatten(1, 2)  # B x (H*W) x C, row-major positions
-            if num_patches > 0:
-                patch_id = patch_ids[index] if patch_ids is not None else self.draw_ids(h * w, num_patches,
-                                                                                         feat.device)
-                x = rows[:, patch_id, :].flatten(0, 1)  # B*P x C, image 0's rows first
-            else:
-                patch_id, x = [], rows
+            if patch_ids is not None:
+                patch_id = patch_ids[index]
+            elif num_patches > 0:
+                patch_id = self.draw_ids(h * w, num_patches, feat.device)
+            else:  # 0: every position, in order (the same rows as num_patches >= H*W, unshuffled)
+                patch_id = torch.arange(h * w, device=feat.device)
+            x = rows[:, patch_id, :].flatten(0, 1)  # B*P x C, image 0's rows first
             if self.use_mlp:
                 x = getattr(self, "mlp_%d" % index)(x)
             ids.append(patch_id)
-            x = l2_normalize(x)  # over channels, or over positions for whole maps (num_patches 0), as in CUT
-            if num_patches == 0:
-                x = x.permute(0, 2, 1).reshape(b, x.shape[-1], h, w)
-            samples.append(x)
+            samples.append(l2_normalize(x))  # over channels
         return samples, ids
 
 

@@ -260,10 +260,16 @@ def universal_root(root: Path, bad: str) -> Dict[str, Path]:
     return bad_files
 
 
+def mode_root(root: Path, mode: str) -> Path:
+    """The --dataroot of ``universal_root`` for a mode: single reads one folder (a root holding trainA and trainB is
+    refused); pass the checkpoints folder outside it."""
+    return root / "trainA" if mode == "single" else root
+
+
 @pytest.mark.parametrize("mode", data.list_dataset_modes())
 def test_every_dataset_mode_stops_on_bad_files(mode: str, tmp_path: Path) -> None:
     bad = universal_root(tmp_path, "zero_bytes.png")
-    opt = dataset_opt(tmp_path, mode)
+    opt = dataset_opt(mode_root(tmp_path, mode), mode, checkpoints_dir=tmp_path / "ck")
     with pytest.raises(BadDataError) as err:
         data.create_dataset(opt)
     message = str(err.value)
@@ -275,7 +281,7 @@ def test_every_dataset_mode_stops_on_bad_files(mode: str, tmp_path: Path) -> Non
 def test_every_dataset_mode_skips_bad_files(mode: str, tmp_path: Path, caplog) -> None:
     bad = universal_root(tmp_path, "truncated.png")
     caplog.set_level("INFO", logger="img2img")
-    opt = dataset_opt(tmp_path, mode, bad_data="skip")
+    opt = dataset_opt(mode_root(tmp_path, mode), mode, bad_data="skip", checkpoints_dir=tmp_path / "ck")
     loader = data.create_dataset(opt)
     assert "--bad_data skip: left out" in caplog.text
     for paths in (v for k, v in vars(loader.dataset).items() if k.endswith("_paths") and isinstance(v, list)):

@@ -320,8 +320,11 @@ def test_sampling_rows_and_shared_ids(netF: str, batch: int) -> None:
     if netF == "sample":  # the rows are the maps' positions ids, image-major, normalised
         flat = feats[2].permute(0, 2, 3, 1).reshape(batch, 64, -1)[:, ids[2]].reshape(batch * 10, -1)
         torch.testing.assert_close(out[2], flat / (flat.norm(dim=1, keepdim=True) + 1e-7))
-    whole, _ = f(feats, 0)  # num_patches 0: the whole map, shaped back
-    assert whole[1].shape[0] == batch and whole[1].shape[2:] == (8, 8)
+    whole, whole_ids = f(feats, 0)  # num_patches 0: every position, in order, as rows like any sample
+    assert whole[1].shape == (batch * 64, 32 if netF == "mlp_sample" else feats[1].shape[1])
+    assert all(torch.equal(i, torch.arange(64)) for i in whole_ids)
+    listed, _ = f(feats, 64, [torch.arange(64)] * len(feats))
+    assert all(torch.equal(a, b) for a, b in zip(whole, listed))
 
 
 def test_unknown_netF_lists_the_valid_ones() -> None:

@@ -492,6 +492,45 @@ def test_dataloader_with_a_worker(root: Path) -> None:
         check_tensor(batches[0]["A"][0], 3)
 
 
+def epoch_batches(loader, epochs: int = 2) -> list:
+    """Every batch of ``epochs`` epochs (set_epoch 1, 2, ...), as the training loop iterates them."""
+    out = []
+    for epoch in range(1, epochs + 1):
+        loader.set_epoch(epoch)
+        out.extend(list(loader))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["unaligned", "aligned"])
+def test_augmentation_is_the_same_with_0_or_2_workers(mode: str, root: Path) -> None:
+    """Random crops, flips and the random B image depend on (seed, epoch, index) only, not on the workers."""
+    runs = {}
+    for workers in (0, 2):
+        random.seed(123)  # the workers' RNG and the main process's differ: neither may matter
+        loader = data.create_dataset(mode_opt(mode, root, num_threads=workers, seed=7, load_size=36, crop_size=24))
+        runs[workers] = epoch_batches(loader)
+        loader.close()
+    assert len(runs[0]) == len(runs[2]) == 2 * len(loader)
+    for a, b in zip(runs[0], runs[2]):
+        assert a["A_paths"] == b["A_paths"] and a["B_paths"] == b["B_paths"]
+        assert torch.equal(a["A"], b["A"]) and torch.equal(a["B"], b["B"])
+    first, second = runs[0][: len(loader)], runs[0][len(loader):]
+    same = {tuple(x["A_paths"]): x["A"] for x in first}
+    assert any(not torch.equal(same[tuple(x["A_paths"])], x["A"]) for x in second), "epochs must draw anew"
+    other = data.create_dataset(mode_opt(mode, root, seed=8, load_size=36, crop_size=24))
+    assert any(not torch.equal(a["A"], b["A"]) for a, b in zip(runs[0], epoch_batches(other)))
+
+
+def test_loading_leaves_the_global_rngs_alone(root: Path) -> None:
+    """Samples drawn in the main process (0 workers) neither consume nor reseed python/numpy/torch RNGs."""
+    loader = data.create_dataset(mode_opt("unaligned", root, seed=7, load_size=36, crop_size=24))
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = (random.random(), np.random.rand(), torch.rand(1))
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    epoch_batches(loader, 1)
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
+
+
 def test_close_stops_workers_and_a_new_epoch_restarts_them(root: Path) -> None:
     loader = data.create_dataset(make_opt(root, num_threads=2, batch_size=1))
     next(iter(loader))  # mid-epoch

@@ -617,3 +617,214 @@ def test_evaluate_scores_a_file_against_its_own_loaded_pixels(name: str, tmp_pat
     results = load_script("evaluate").main(["--fake_dir", str(fake), "--real_dir", str(real), "--paired",
                                             "--metrics", "psnr,l1"])
     assert results["psnr"] == math.inf and results["l1"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- silently wrong
+# Inputs that used to run and give wrong pictures or numbers (or crash deep inside): each is now refused at start
+# with one line naming the file or flag and the fix, exit status 2, and nothing written. Each case builds its
+# input under ``tmp`` and returns the command line (script first) and a text the error line must contain.
+def turned_pair(path: Path, orientation: int) -> Path:
+    """An A|B JPEG (A red, B blue) carrying an EXIF orientation tag."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.new("RGB", (2 * S, S), (255, 0, 0))
+    img.paste((0, 0, 255), (S, 0, 2 * S, S))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img.save(path, format="JPEG", exif=exif.tobytes())
+    return path
+
+
+def visuals(folder: Path, labels: List[str], by_folder: bool = False, size: int = S) -> Path:
+    """What test.py writes: ``<stem>_<label>.png`` per input and visual (or ``<label>/<stem>.png``)."""
+    for i in range(2):
+        for label in labels:
+            picture(folder / label / f"im{i}.png" if by_folder else folder / f"im{i}_{label}.png", size, size, i)
+    return folder
+
+
+def pictures(folder: Path, size: int, n: int = 2) -> Path:
+    """``n`` random pictures of ``size`` x ``size``."""
+    for i in range(n):
+        picture(folder / f"im{i}.png", size, size, i)
+    return folder
+
+
+def weights_file(tmp: Path) -> Path:
+    """A stand-in Inception weights file (the error comes before it is read)."""
+    path = tmp / "weights.pth"
+    path.write_bytes(b"not read")
+    return path
+
+
+CYCLE = ["cycle_gan_visuals", ["real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"]]
+
+
+def _tiny(name: str, tmp: Path, *flags: str) -> List[str]:
+    """Tiny CPU flags, checkpoints under ``tmp/ck``."""
+    return [*tiny_flags(name, tmp / "ck"), "--n_epochs", "1", "--n_epochs_decay", "0", "--display_id", "0", *flags]
+
+
+def _aligned_with_turned(tmp: Path, demo: Path, phase: str, orientation: int) -> Path:
+    root = tmp / "facades"
+    shutil.copytree(demo / "demo_pix2pix", root)
+    turned_pair(root / phase / "zz_turned.jpg", orientation)
+    return root
+
+
+def _exif_train(tmp: Path, demo: Path):
+    root = _aligned_with_turned(tmp, demo, "train", 3)
+    return (["train.py", "--model", "pix2pix", "--netG", "unet_128", "--dataroot", str(root), *_tiny("p", tmp)],
+            "zz_turned.jpg: holds A and B side by side but has EXIF orientation 3 (rotated 180 degrees)")
+
+
+def _exif_test(tmp: Path, demo: Path):
+    root = _aligned_with_turned(tmp, demo, "test", 6)
+    return (["test.py", "--model", "pix2pix", "--netG", "unet_128", "--dataroot", str(root), "--results_dir",
+             str(tmp / "res"), *tiny_flags("p", tmp / "ck")], "zz_turned.jpg: holds A and B side by side but has "
+            "EXIF orientation 6")
+
+
+def _evaluate(tmp: Path, fake: Path, real: Path, *flags: str) -> List[str]:
+    return ["evaluate.py", "--fake_dir", str(fake), "--real_dir", str(real), *flags]
+
+
+def _single_on_root(tmp: Path, demo: Path):
+    root = tmp / "h2z"
+    shutil.copytree(demo / "demo", root)
+    return (["test.py", "--model", "test", "--dataroot", str(root), "--results_dir", str(tmp / "res"),
+             *tiny_flags("t", tmp / "ck")], f"pass the folder to translate, e.g. --dataroot {root / 'testA'}")
+
+
+def _results_in_data(tmp: Path, demo: Path):
+    folder = tmp / "h2z" / "testA"
+    shutil.copytree(demo / "demo" / "testA", folder)
+    return (["test.py", "--model", "test", "--dataroot", str(folder), "--results_dir", str(folder / "results"),
+             *tiny_flags("t", tmp / "ck")], f"choose a --results_dir outside {folder}")
+
+
+def _data_in_results(tmp: Path, demo: Path):
+    pages = tmp / "res" / "t" / "test_latest" / "images"
+    shutil.copytree(demo / "demo" / "testA", pages)
+    return (["test.py", "--model", "test", "--dataroot", str(pages), "--results_dir", str(tmp / "res"),
+             *tiny_flags("t", tmp / "ck")], f"inside {tmp / 'res' / 't'} where this run writes its outputs")
+
+
+def _checkpoints_in_data(tmp: Path, demo: Path):
+    root = tmp / "h2z"
+    shutil.copytree(demo / "demo", root)
+    return (["train.py", "--model", "cycle_gan", "--dataroot", str(root), *_tiny("c", tmp, "--max_dataset_size", "2"),
+             "--checkpoints_dir", str(root / "trainA" / "runs")], "choose a --checkpoints_dir outside")
+
+
+def _cut_sizes(tmp: Path, demo: Path):
+    root = tmp / "h2z"
+    shutil.copytree(demo / "demo", root)
+    for path in (root / "trainB").glob("*.png"):
+        Image.open(path).resize((40, 36)).save(path)
+    return (["train.py", "--model", "cut", "--dataroot", str(root), "--preprocess", "none",
+             *_tiny("cut", tmp, "--max_dataset_size", "2")],
+            "--model cut with --nce_idt feeds A and B images through G as one batch, so they need one size")
+
+
+SILENT_CASES: Dict[str, Callable[[Path, Path], tuple]] = {
+    "aligned-exif-3-train": _exif_train,  # A and B swapped
+    "aligned-exif-6-test": _exif_test,  # A and B mixed
+    "evaluate-test-visuals": lambda tmp, demo: (
+        _evaluate(tmp, visuals(tmp / "images", CYCLE[1]), pictures(tmp / "real", S), "--metrics", "swd"),
+        "holds test.py's visuals (_fake_A, _fake_B, _real_A, _real_B, _rec_A, _rec_B per input): without "
+        "--fake_suffix they would all be scored as one set; pass --fake_suffix _fake_B (or _fake_A)"),
+    "evaluate-test-visuals-as-real": lambda tmp, demo: (
+        _evaluate(tmp, pictures(tmp / "fake", S), visuals(tmp / "images", ["real_A", "fake_B", "real_B"]),
+                  "--metrics", "swd"), "pass --real_suffix _real_B (or _real_A)"),
+    "evaluate-visuals-by-folder": lambda tmp, demo: (
+        _evaluate(tmp, visuals(tmp / "images", ["real_A", "fake_B", "real_B"], by_folder=True),
+                  pictures(tmp / "real", S), "--metrics", "swd"), f"pass --fake_dir {tmp / 'images' / 'fake_B'}"),
+    "evaluate-sizes-differ": lambda tmp, demo: (
+        _evaluate(tmp, pictures(tmp / "fake", 32), pictures(tmp / "real", S), "--metrics", "swd"),
+        "swd need fake and real images of one size, but the fake images"),
+    "evaluate-size-1": lambda tmp, demo: (
+        _evaluate(tmp, pictures(tmp / "fake", S), pictures(tmp / "real", S), "--metrics", "swd", "--size", "1"),
+        "swd needs images of at least 16x16, but the fake images"),
+    "evaluate-paired-shapes": lambda tmp, demo: (
+        _evaluate(tmp, pictures(tmp / "fake", 32), pictures(tmp / "real", S), "--paired"),
+        "psnr, ssim, l1 need fake and real images of one size"),
+    "evaluate-paired-size-1": lambda tmp, demo: (
+        _evaluate(tmp, pictures(tmp / "fake", S), pictures(tmp / "real", S), "--paired", "--size", "1"),
+        "ssim needs images of at least 11x11"),
+    "evaluate-fid-one-image": lambda tmp, demo: (
+        _evaluate(tmp, pictures(tmp / "fake", S, 1), pictures(tmp / "real", S), "--metrics", "kid",
+                  "--inception_weights", str(weights_file(tmp))), "kid needs at least 2 images per set"),
+    "single-on-cyclegan-root": _single_on_root,
+    "results-inside-dataroot": _results_in_data,
+    "dataroot-inside-results": _data_in_results,
+    "checkpoints-inside-data": _checkpoints_in_data,
+    "cut-preprocess-none-sizes": _cut_sizes,
+}
+
+
+def tree(folder: Path) -> Dict[str, bytes]:
+    """Every file under ``folder`` with its content."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", list(SILENT_CASES))
+def test_silently_wrong_input_is_one_line(case: str, demo_root: Path, tmp_path: Path) -> None:
+    argv, expected = SILENT_CASES[case](tmp_path, demo_root)
+    before = tree(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("IMG2IMG_DEBUG", "IMG2IMG_INCEPTION_WEIGHTS")}
+    res = subprocess.run([sys.executable, str(ROOT / argv[0]), *argv[1:]], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env=env)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert lines and lines[-1].startswith(f"{argv[0]}: error: ") and sum(": error: " in x for x in lines) == 1, lines
+    assert expected in lines[-1], lines[-1]
+    assert tree(tmp_path) == before, "a refused start must write nothing"
+
+
+def test_cut_with_every_position_trains(demo_root: Path, tmp_path: Path) -> None:
+    """``--num_patches 0`` (documented as every position) trains: all H*W positions of each layer are patches."""
+    run_train(["--model", "cut", "--dataroot", str(demo_root / "demo"), "--num_patches", "0", "--netF_nc", "8",
+               *_tiny("all", tmp_path, "--max_dataset_size", "2")])
+    assert (tmp_path / "ck" / "all" / "latest_net_F.pth").is_file()
+
+
+def test_fastcut_takes_a_and_b_of_different_sizes(demo_root: Path, tmp_path: Path) -> None:
+    """Without --nce_idt, B never goes through G with A: --preprocess none with other B sizes is fine."""
+    root = tmp_path / "h2z"
+    shutil.copytree(demo_root / "demo", root)
+    for path in (root / "trainB").glob("*.png"):
+        Image.open(path).resize((40, 36)).save(path)
+    run_train(["--model", "cut", "--CUT_mode", "FastCUT", "--dataroot", str(root), "--preprocess", "none",
+               *_tiny("fast", tmp_path, "--max_dataset_size", "2")])
+    assert (tmp_path / "ck" / "fast" / "latest_net_G.pth").is_file()
+
+
+@pytest.mark.parametrize("orientation,refused", [(1, False), (2, True), (3, True), (6, True), (8, True)])
+@pytest.mark.parametrize("full", [True, False], ids=["decode", "headers"])
+def test_turned_pair_is_refused_unless_upright(orientation: int, refused: bool, full: bool, tmp_path: Path) -> None:
+    path = turned_pair(tmp_path / "pair.jpg", orientation)
+    check = check_image(str(path), scan_opt(preprocess="none"), full=full, side_by_side=True)
+    assert (check.problem is not None) == refused, check.problem
+    alone = check_image(str(path), scan_opt(preprocess="none"), full=full)  # one picture: turned upright, fine
+    assert alone.problem is None and ("exif" in alone.kinds) == (orientation != 1)
+
+
+def test_turned_pair_is_left_out_with_bad_data_skip(demo_root: Path, tmp_path: Path, caplog) -> None:
+    root = _aligned_with_turned(tmp_path, demo_root, "train", 3)
+    opt = TrainOptions().parse(["--model", "pix2pix", "--dataroot", str(root), "--bad_data", "skip",
+                                *tiny_flags("p", tmp_path / "ck")])
+    loader = data.create_dataset(opt)
+    assert all("zz_turned" not in p for p in loader.dataset.AB_paths) and len(loader.dataset) > 0
+    assert "zz_turned.jpg: holds A and B side by side but has EXIF orientation 3" in caplog.text
+
+
+def test_visuals_check_leaves_other_folders_alone(tmp_path: Path) -> None:
+    """Only a folder with several visual labels per input is refused; a suffix or one label is fine."""
+    from util.metrics.images import visuals_folder_problem
+
+    images = visuals(tmp_path / "images", ["real_A", "fake_B", "real_B"])
+    assert visuals_folder_problem(images, "_fake_B", "--fake_dir", "fake") is None
+    assert "--fake_suffix _fake_B" in visuals_folder_problem(images, None, "--fake_dir", "fake")
+    mine = visuals(tmp_path / "mine", ["fake"])  # a user's own im0_fake.png, im1_fake.png
+    assert visuals_folder_problem(mine, None, "--fake_dir", "fake") is None
+    assert visuals_folder_problem(pictures(tmp_path / "plain", S), None, "--fake_dir", "fake") is None

@@ -78,7 +78,8 @@ def copy_checkpoint(src: Path, dst: Path, prefix: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- bit-exact
-RESUME_CASES = {  # id: (model, resume after this many images, batch size, checkpoint prefix)
+RESUME_CASES = {  # id: (model, resume after this many images, batch size, checkpoint prefix[, loader workers of the
+    # straight and of the resumed run]); the augmentation is seeded per sample, so workers change nothing
     "cycle_gan-mid-epoch2": ("cycle_gan", 6, 1, "iter"),  # second epoch (LR decaying), pools full
     "cycle_gan-batch2": ("cycle_gan", 2, 2, "iter"),
     "pix2pix-mid-epoch1": ("pix2pix", 1, 1, "iter"),
@@ -86,6 +87,10 @@ RESUME_CASES = {  # id: (model, resume after this many images, batch size, check
     "pix2pix-epoch-end": ("pix2pix", 4, 1, "epoch"),  # the end-of-epoch checkpoint 1_*, after the LR step
     "cut-mid-epoch2": ("cut", 6, 1, "iter"),  # CUT mode with flips and dropout, in the decay epoch
     "cut-batch2": ("cut", 2, 2, "iter"),
+    "cycle_gan-2-workers": ("cycle_gan", 6, 1, "iter", (2, 2)),  # random B, crops and flips drawn in workers
+    "pix2pix-2-workers": ("pix2pix", 3, 1, "iter", (2, 2)),
+    "cut-2-workers": ("cut", 5, 1, "iter", (2, 2)),
+    "cycle_gan-2-then-0-workers": ("cycle_gan", 3, 1, "iter", (2, 0)),
 }
 
 
@@ -100,10 +105,11 @@ class _Terminal(io.StringIO):
 def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path, monkeypatch) -> None:
     """N iterations straight == N/2, stop, resume from the files, N/2: same weights, optimizers, pools, RNG.
     The resumed epoch's progress bar starts at its place in the whole epoch."""
-    model, resume_at, batch, kind = RESUME_CASES[case]
+    model, resume_at, batch, kind, *rest = RESUME_CASES[case]
+    workers = rest[0] if rest else (0, 0)
     ckpt = tmp_path / "ck"
     run_train(train_flags(model, "straight", ckpt, demo_root, "--save_by_iter", "--save_latest_freq", str(resume_at),
-                          "--batch_size", str(batch)))
+                          "--batch_size", str(batch), "--num_threads", str(workers[0])))
     straight = ckpt / "straight"
     prefix, load = (f"iter_{resume_at}", ["--load_iter", str(resume_at)]) if kind == "iter" else ("1", ["--epoch", "1"])
     state = checkpoints.read_state(str(straight / f"{prefix}_train_state.pth"))
@@ -113,7 +119,7 @@ def test_resume_is_bit_exact(case: str, demo_root: Path, tmp_path: Path, monkeyp
     screen = _Terminal()
     monkeypatch.setattr("sys.stderr", screen)
     run_train(train_flags(model, "resumed", ckpt, demo_root, "--continue_train", *load, "--save_latest_freq", "1000",
-                          "--batch_size", str(batch)))
+                          "--batch_size", str(batch), "--num_threads", str(workers[1])))
     monkeypatch.undo()
     epoch = state["epoch"] + 1 if state["epoch_complete"] else state["epoch"]
     done = 0 if state["epoch_complete"] else resume_at - (epoch - 1) * N_TRAIN

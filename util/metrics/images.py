@@ -10,6 +10,7 @@ with PIL bicubic. Without a size every image of a set must have the same size.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,6 +24,46 @@ from util.image_io import DEFAULT_MAX_PIXELS, IMG_EXTENSIONS, check_pixels, list
 from util.image_io import load_image as read_rgb
 
 PathLike = str | os.PathLike
+
+# The visual labels test.py writes (``<stem>_<label>.png``, or ``<label>/<stem>.png`` for CUT): real_A, fake_B, rec_A,
+# idt_B, real, fake (--model test), fake_B_rgb (colorization).
+VISUAL_LABEL = re.compile(r"(?:real|fake|rec|idt)(?:_[AB])?(?:_rgb)?")
+_LABELLED_STEM = re.compile(r"^(?P<stem>.+?)_(?P<label>(?:real|fake|rec|idt)(?:_[AB])?(?:_rgb)?)$")
+
+
+def _preferred(labels: Iterable[str], kind: str) -> list[str]:
+    """The labels of ``kind`` (``fake`` or ``real``), B first (the usual target domain)."""
+    return sorted((x for x in labels if x.startswith(kind)), key=lambda x: (not x.startswith(kind + "_B"), x))
+
+
+def visuals_folder_problem(folder: PathLike, suffix: str | None, flag: str, kind: str) -> str | None:
+    """A one-line reason when ``folder``, read without ``suffix``, is a folder of test.py visuals (several labels such
+    as real_A, fake_B, rec_A per input, or one subfolder per label) whose images would all be scored as one set.
+
+    ``flag`` names the folder's flag (``--fake_dir``) and ``kind`` the visual to suggest (``fake``/``real``)."""
+    root = Path(folder)
+    if suffix or not root.is_dir():
+        return None
+    subdirs = sorted(d.name for d in root.iterdir() if d.is_dir() and VISUAL_LABEL.fullmatch(d.name))
+    if len(subdirs) >= 2:
+        wanted = _preferred(subdirs, kind) or subdirs
+        return (f"{flag} {root} holds test.py's visuals in one folder per visual ({', '.join(subdirs)}): scoring "
+                f"them all as one set mixes real, translated and reconstructed images; pass {flag} "
+                f"{root / wanted[0]}")
+    files, _skipped = list_image_files(str(root))
+    labels_of: dict[str, set[str]] = {}
+    for f in files:
+        m = _LABELLED_STEM.match(Path(f).stem)
+        if m:
+            labels_of.setdefault(m.group("stem"), set()).add(m.group("label"))
+    labels = sorted({label for found in labels_of.values() for label in found})
+    if len(labels) < 2 or not any(len(found) >= 2 for found in labels_of.values()):
+        return None
+    wanted = _preferred(labels, kind) or labels
+    suffix_flag = flag.replace("_dir", "_suffix")
+    others = f" (or {', '.join('_' + x for x in wanted[1:])})" if len(wanted) > 1 else ""
+    return (f"{flag} {root} holds test.py's visuals ({', '.join('_' + x for x in labels)} per input): without "
+            f"{suffix_flag} they would all be scored as one set; pass {suffix_flag} _{wanted[0]}{others}")
 
 
 def list_images(folder: PathLike, suffix: str | None = None) -> list[Path]:
