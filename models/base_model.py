@@ -42,8 +42,8 @@ class BaseModel(ABC):
     def __init__(self, opt: argparse.Namespace) -> None:
         self.opt = opt
         self.isTrain = opt.isTrain
-        self.gpu_ids = list(getattr(opt, "gpu_ids", []) or [])
-        self.device = getattr(opt, "device", None) or torch.device("cpu")
+        self.gpu_ids = list(opt.gpu_ids)
+        self.device = opt.device
         self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
         if opt.preprocess != "scale_width":
             torch.backends.cudnn.benchmark = True
@@ -111,7 +111,7 @@ class BaseModel(ABC):
         recorded for the checkpoint config, on the model's device."""
         o = self.opt
         spec = {"kind": "G", "netG": o.netG, "input_nc": input_nc, "output_nc": output_nc, "ngf": o.ngf,
-                "norm": norm or o.norm, "use_dropout": bool(use_dropout), "upsample": getattr(o, "upsample", "deconv")}
+                "norm": norm or o.norm, "use_dropout": bool(use_dropout), "upsample": o.upsample}
         if not (no_antialias and no_antialias_up):  # recorded only when used: other configs stay as they were
             spec.update(no_antialias=bool(no_antialias), no_antialias_up=bool(no_antialias_up))
         net = networks.define_G(input_nc, output_nc, o.ngf, o.netG, spec["norm"], use_dropout, o.init_type,
@@ -214,7 +214,7 @@ class BaseModel(ABC):
         net = layers.use_fast_kernels(net)
         if self.amp_mode != "none":
             net = layers.keep_dtype_in_padding(net)
-        return wrappers.to_channels_last(net) if getattr(self.opt, "channels_last", False) else net
+        return wrappers.to_channels_last(net) if self.opt.channels_last else net
 
     def apply_ddp(self, net: nn.Module) -> nn.Module:
         """DistributedDataParallel under torchrun with several processes (models/wrappers.py); identity otherwise."""
@@ -222,7 +222,7 @@ class BaseModel(ABC):
 
     def apply_compile(self, net: nn.Module) -> nn.Module:
         """``--compile``: wrap the network in torch.compile (saving/loading unwrap it); identity otherwise."""
-        return wrappers.compile_network(net) if getattr(self.opt, "compile", False) else net
+        return wrappers.compile_network(net) if self.opt.compile else net
 
     def eval(self) -> None:
         """Put every network in eval mode (BatchNorm running stats, no dropout)."""
@@ -353,7 +353,7 @@ class BaseModel(ABC):
     # ------------------------------------------------------------------ checkpoints
     def save_networks(self, epoch: int | str) -> None:
         """Save ``<epoch>_net_<name>.pth`` per network (plain CPU state_dicts) and the architecture config."""
-        if getattr(self.opt, "rank", 0) != 0:
+        if self.opt.rank != 0:
             return
         os.makedirs(self.save_dir, exist_ok=True)
         for name, net in self.named_networks().items():
@@ -374,7 +374,7 @@ class BaseModel(ABC):
     def print_networks(self, verbose: bool) -> None:
         """Parameter count per network (and the discriminators' receptive field); the modules if verbose."""
         log.info("---------- Networks initialized -------------")
-        size = getattr(self.opt, "crop_size", 256)
+        size = self.opt.crop_size
         for name, net in self.named_networks().items():
             bare = unwrap(net)
             if verbose:

@@ -47,13 +47,13 @@ class Run:
         if self.model.needs_first_batch:  # data-dependent init (CUT's F): before setup(), so that the schedulers,
             self.model.data_dependent_initialize(next(iter(self.dataset)))  # the resume and DDP see what it builds
         self.model.setup(opt)
-        if getattr(opt, "deterministic", False):
+        if opt.deterministic:
             set_deterministic(True)  # after the model: BaseModel switches cuDNN autotuning on
         # Phase 2, resume: optimizers, schedules, pools and counters of the training state (if any)
         self.point: ResumePoint = restore(self.model, self.dataset, opt, state)
         self.model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
         self.checkpoints = Checkpointer(self.model, self.dataset, opt)
-        self.guard = NonFiniteGuard(self.model, getattr(opt, "nan_policy", "stop"))
+        self.guard = NonFiniteGuard(self.model, opt.nan_policy)
         self.evaluator = Evaluator(opt, self.model)  # --eval_freq: fixed test subset, best checkpoint
         folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
         # appends to loss_log.txt only once the start has succeeded; plots and trackers continue one curve
@@ -117,10 +117,10 @@ class Run:
         self.visualizer.reset()
         # the bar counts the whole dataset (all processes' images), from the resumed position; ETA of the epoch and
         # of the run (the epochs after this one at this epoch's rate)
-        world = getattr(opt, "world_size", 1)
+        world = opt.world_size
         progress = Progress(total=self.dataset_size, initial=epoch_iter * world, later=(self.n_total - epoch) *
                             self.dataset_size, desc=f"epoch {epoch}/{self.n_total}", unit="img",
-                            disable=getattr(opt, "rank", 0) != 0)
+                            disable=opt.rank != 0)
         # closes the bar however the epoch ends; a file changed since the pre-flight scan saves and stops (batches)
         for data in progress.iterate(self.batches(epoch, lambda: epoch_iter)):
             iter_start = time.time()
