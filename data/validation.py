@@ -137,10 +137,10 @@ def check_layout(opt: argparse.Namespace) -> None:
 def check_single_root(opt: argparse.Namespace) -> None:
     """``--dataset_mode single`` on a root of the unaligned layout (trainA, trainB, testA, testB) would push every
     folder through the generator: refuse, naming the folder to pass."""
-    if getattr(opt, "dataset_mode", None) != "single" or not os.path.isdir(opt.dataroot):
+    if opt.dataset_mode != "single" or not os.path.isdir(opt.dataroot):
         return
     names = {e.name for e in os.scandir(opt.dataroot) if e.is_dir()}
-    phase = getattr(opt, "phase", "test")
+    phase = opt.phase
     paired = sorted(n for n in names if n.endswith("A") and n[:-1] + "B" in names)
     if not paired and phase + "A" not in names and phase + "B" not in names:
         return
@@ -181,12 +181,10 @@ def check_outputs_apart(dataroot: str, outputs: Dict[str, str], read_folders: Op
 def output_folders(opt: argparse.Namespace) -> Dict[str, str]:
     """The folders a run writes images to, by flag: ``<checkpoints_dir>/<name>`` when training (page images),
     ``<results_dir>/<name>`` when testing."""
-    name = str(getattr(opt, "name", "") or "")
-    if getattr(opt, "isTrain", False):
-        ck = getattr(opt, "checkpoints_dir", None)
-        return {"--checkpoints_dir": os.path.join(ck, name)} if ck else {}
-    results = getattr(opt, "results_dir", None)
-    return {"--results_dir": os.path.join(results, name)} if results else {}
+    if opt.isTrain:
+        return {"--checkpoints_dir": os.path.join(opt.checkpoints_dir, opt.name)}
+    results = getattr(opt, "results_dir", None)  # test.py's flag
+    return {"--results_dir": os.path.join(results, opt.name)} if results else {}
 
 
 def read_folders(dataset: Any, opt: argparse.Namespace) -> List[str]:
@@ -196,9 +194,9 @@ def read_folders(dataset: Any, opt: argparse.Namespace) -> List[str]:
 
 
 def check_paired_sizes(dataset: Any, report: "ScanReport", opt: argparse.Namespace) -> None:
-    """CUT with ``--nce_idt`` trains G on real A and real B as one batch: their preprocessed sizes must be one."""
-    if not (getattr(opt, "model", None) == "cut" and getattr(opt, "nce_idt", False) and getattr(opt, "isTrain",
-                                                                                                   False)):
+    """A model that runs a network on real A and real B as one batch (the model's answer, ``opt.stacks_domains``,
+    e.g. CUT's identity NCE) needs one preprocessed size for both."""
+    if not opt.stacks_domains:
         return
     lists = path_lists(dataset)
     if "A_paths" not in lists or "B_paths" not in lists:

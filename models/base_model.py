@@ -408,6 +408,12 @@ class BaseModel(ABC):
         return False
 
     @classmethod
+    def stacks_domains(cls, opt: argparse.Namespace) -> bool:
+        """True when training runs a network on real A and real B stacked as one batch (their preprocessed sizes
+        must then be one); the base model keeps them apart."""
+        return False
+
+    @classmethod
     def selecting_flags(cls) -> Tuple[str, ...]:
         """Flags that only this model has and that select it when ``--model`` is not given (the CUT code's
         command lines name no model); none."""

@@ -88,6 +88,11 @@ class CUTModel(BaseModel):
         return {"no_antialias": opt.no_antialias, "no_antialias_up": opt.no_antialias_up}
 
     @staticmethod
+    def stacks_domains(opt: argparse.Namespace) -> bool:
+        """Identity NCE runs G on [real A; real B] as one batch."""
+        return bool(opt.isTrain and opt.nce_idt)
+
+    @staticmethod
     def selecting_flags() -> Tuple[str, ...]:
         """--CUT_mode alone selects --model cut (the CUT code's command lines name no model)."""
         return ("--CUT_mode",)

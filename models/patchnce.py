@@ -34,7 +34,7 @@ class PatchNCELoss(nn.Module):
         rows, dim = feat_q.shape
         feat_k = feat_k.detach()
         l_pos = torch.bmm(feat_q.view(rows, 1, dim), feat_k.view(rows, dim, 1)).view(rows, 1)
-        if getattr(self.opt, "nce_includes_all_negatives_from_minibatch", False):
+        if self.opt.nce_includes_all_negatives_from_minibatch:
             groups = 1
         else:
             groups = int(batch_size if batch_size is not None else self.opt.batch_size)

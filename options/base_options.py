@@ -29,10 +29,11 @@ from .paths import check_paths
 log = get_logger(__name__)
 
 
-# Attributes we add to opt after parsing; not options, so not in the printed table. translates_both_ways: the
-# model's answer (data/validation.py's advice for a missing test folder; data cannot ask the model itself).
+# Attributes we add to opt after parsing; not options, so not in the printed table. translates_both_ways and
+# stacks_domains: the model's answers (data/validation.py's advice for a missing test folder and its check of A/B
+# sizes; data cannot ask the model itself).
 INTERNAL_KEYS = ("device", "explicit_flags", "rank", "world_size", "local_rank",
-                 "translates_both_ways") + SIZE_KEYS
+                 "translates_both_ways", "stacks_domains") + SIZE_KEYS
 
 
 def model_selected_by(tokens: Set[str]) -> Optional[str]:
@@ -331,7 +332,8 @@ class BaseOptions:
         check_paths(opt)  # --name, --epoch and the folders stay where the user said (options/paths.py)
         self.finalize(opt)
         self.validate(opt)
-        opt.translates_both_ways = models.find_model_using_name(opt.model).translates_both_ways(opt)
+        model = models.find_model_using_name(opt.model)
+        opt.translates_both_ways, opt.stacks_domains = model.translates_both_ways(opt), model.stacks_domains(opt)
         self.table = self.format_options(opt)
         if save:
             self.print_options(opt)

@@ -27,5 +27,6 @@ def default_options(model: str = "cycle_gan", is_train: bool = True, **values: A
     opt.min_input_side, opt.min_input_side_by = 1, "the networks"
     for key, value in values.items():
         setattr(opt, key, value)
-    opt.translates_both_ways = models.find_model_using_name(opt.model).translates_both_ways(opt)
+    model = models.find_model_using_name(opt.model)
+    opt.translates_both_ways, opt.stacks_domains = model.translates_both_ways(opt), model.stacks_domains(opt)
     return opt

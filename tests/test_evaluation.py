@@ -139,7 +139,7 @@ class RecordingVisualizer:
 
 def eval_opt(**kw) -> argparse.Namespace:
     base = dict(eval_freq=10, eval_best="", eval_metrics="", dataset_mode="aligned", model="pix2pix", rank=0,
-                continue_train=False, eval_num=5, inception_weights="")
+                continue_train=False, overwrite=False, eval_num=5, inception_weights="")
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -233,13 +233,20 @@ def test_fid_without_weights_fails_at_parse_time(demo_root: Path, tmp_path: Path
     parse(demo_root, tmp_path, "--eval_metrics", "fid", "--eval_best", "fid")  # --eval_freq 0: not needed
 
 
-def test_unaligned_data_needs_two_generators(demo_root: Path, tmp_path: Path) -> None:
+def test_unaligned_data_needs_a_named_generator(demo_root: Path, tmp_path: Path) -> None:
+    """A one-generator model translates A to B by its usual name G; a model whose networks have other names must
+    say which one translates (eval_generators), else --eval_freq stops with one line before training."""
     from models import create_model
 
     opt = parse(demo_root, tmp_path, "--dataset_mode", "unaligned", "--eval_freq", "4", "--eval_metrics", "swd",
                 "--netG", "resnet_6blocks", model="template", root="demo")
+    model = create_model(opt)
+    assert model.eval_generators() == {"AtoB": "G"}
+    Evaluator(opt, model)
+    model.model_names = ["Gen", "D"]  # names the default rule does not know
+    assert model.eval_generators() == {}
     with pytest.raises(ValueError, match="--model template has no G_A, G_B"):
-        Evaluator(opt, create_model(opt))
+        Evaluator(opt, model)
 
 
 # ---------------------------------------------------------------------------------------------------- side effects

@@ -44,7 +44,7 @@ STAGING_PREFIX = ".staging-"  # Checkpointer's folder for a set being written
 
 def load_prefix(opt: argparse.Namespace) -> str:
     """The checkpoint prefix ``--continue_train`` / test load: ``iter_<load_iter>`` or ``--epoch``."""
-    return checkpoint_io.load_prefix(int(getattr(opt, "load_iter", 0) or 0), opt.epoch)
+    return checkpoint_io.load_prefix(opt.load_iter, opt.epoch)
 
 
 def state_path(save_dir: str, prefix: str | int) -> str:
@@ -179,7 +179,7 @@ class Checkpointer:
     def save(self, prefix: str | int, epoch: int, epoch_iter: int, total_iters: int,
              epoch_complete: bool = False) -> None:
         """``<prefix>_net_*.pth`` (via ``model.save_networks``), config and ``<prefix>_train_state.pth``."""
-        if getattr(self.opt, "rank", 0) != 0:
+        if self.opt.rank != 0:
             return
         assert_finite_networks(self.model)
         try:

@@ -383,8 +383,8 @@ class Evaluator:
         self.opt = opt
         self.model = model
         self.visualizer = visualizer
-        self.freq = int(getattr(opt, "eval_freq", 0) or 0)
-        self.enabled = self.freq > 0 and int(getattr(opt, "rank", 0)) == 0
+        self.freq = opt.eval_freq
+        self.enabled = self.freq > 0 and opt.rank == 0
         self.suite = suite
         self.best: Optional[BestTracker] = None
         if self.enabled:
@@ -400,8 +400,8 @@ class Evaluator:
                                  f"other generator named by its eval_generators()")
             key = resolve_best(opt, self.suite.metrics)
             self.best = BestTracker(Path(model.save_dir) / BEST_FILE, key, higher_is_better(key))
-            if getattr(opt, "continue_train", False):
-                self.best.load(may_replace=bool(getattr(opt, "overwrite", False)))
+            if opt.continue_train:
+                self.best.load(may_replace=opt.overwrite)
         if self.freq > 0:
             barrier()  # the other ranks wait while rank 0 prepares (classifier training)
 

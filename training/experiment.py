@@ -211,7 +211,7 @@ def earlier_checkpoints(save_dir: str) -> List[str]:
 
 def check_fresh_start(opt: argparse.Namespace, save_dir: str) -> None:
     """A run without ``--continue_train`` must not overwrite an earlier run's checkpoints by accident."""
-    if getattr(opt, "continue_train", False) or getattr(opt, "overwrite", False):
+    if opt.continue_train or opt.overwrite:
         return
     found = earlier_checkpoints(save_dir)
     if found:
@@ -265,7 +265,7 @@ def later_checkpoints(save_dir: str, prefix: str) -> List[str]:
 def check_resume_point(opt: argparse.Namespace, save_dir: str) -> None:
     """``--continue_train`` from a checkpoint older than others would overwrite them (and ``latest``): refuse,
     naming them and how to go on from the newest instead (``--overwrite``, where the options allow it, agrees)."""
-    if not getattr(opt, "continue_train", False) or getattr(opt, "overwrite", False):
+    if not opt.continue_train or opt.overwrite:
         return
     prefix = load_prefix(opt)
     later = later_checkpoints(save_dir, prefix)
@@ -298,7 +298,7 @@ class ExperimentFolder:
         self.opt = opt
         self.options_table = options_table
         self.save_dir = os.path.join(opt.checkpoints_dir, opt.name)
-        self.main = getattr(opt, "rank", 0) == 0
+        self.main = opt.rank == 0
         self.lock = ExperimentLock(self.save_dir)
         self.created: List[str] = []
         self.begun = False
@@ -331,7 +331,7 @@ class ExperimentFolder:
         if not self.main:
             return
         try:
-            if getattr(self.opt, "overwrite", False) and not getattr(self.opt, "continue_train", False):
+            if self.opt.overwrite and not self.opt.continue_train:
                 delete_earlier_run(self.save_dir)
             if self.options_table:
                 write_options_file(self.opt, self.options_table)

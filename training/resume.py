@@ -52,7 +52,7 @@ def load_for_resume(opt: argparse.Namespace) -> Optional[Dict[str, Any]]:
     Call before the model is built: the LR schedule needs the original ``--epoch_count``, which is put back
     into ``opt``. Without a state file (official checkpoints) training resumes the official way.
     """
-    if not getattr(opt, "continue_train", False):
+    if not opt.continue_train:
         return None
     save_dir = os.path.join(opt.checkpoints_dir, opt.name)
     check_regular_files(save_dir, load_prefix(opt))  # a FIFO or a link to /dev/zero: said, never opened
@@ -64,7 +64,7 @@ def load_for_resume(opt: argparse.Namespace) -> Optional[Dict[str, Any]]:
     state = read_state(path)
     saved = state.get("options", {})
     original = int(saved.get("epoch_count", opt.epoch_count))
-    if "epoch_count" in set(getattr(opt, "explicit_flags", []) or []) and opt.epoch_count != original:
+    if "epoch_count" in opt.explicit_flags and opt.epoch_count != original:
         log.info("--epoch_count %d ignored: the training state %s says where to continue", opt.epoch_count, path)
     opt.epoch_count = original
     for key in WATCHED_OPTIONS:
@@ -78,7 +78,7 @@ def first_epoch(opt: argparse.Namespace, state: Optional[Mapping[str, Any]]) -> 
     """The epoch the run starts in: after the saved one when it was complete, else in it (``--epoch_count``
     without a training state)."""
     if state is None:
-        return int(getattr(opt, "epoch_count", 1))
+        return opt.epoch_count
     return int(state["epoch"]) + (1 if state.get("epoch_complete") else 0)
 
 
@@ -107,7 +107,7 @@ def restore(model: Any, dataset: Any, opt: argparse.Namespace, state: Optional[M
     random numbers while being built.
     """
     if state is None:
-        return ResumePoint(epoch=int(getattr(opt, "epoch_count", 1)))
+        return ResumePoint(epoch=opt.epoch_count)
     prefix = load_prefix(opt)
     path = state_path(model.save_dir, prefix)
     verify_networks(state, model.save_dir, prefix, path)
@@ -198,7 +198,7 @@ def restore_rng(point: ResumePoint, opt: argparse.Namespace) -> None:
     """Restore the saved RNG states (single process, or rank 0; other ranks keep their ``seed + rank`` streams)."""
     if point.rng is None:
         return
-    if getattr(opt, "world_size", 1) > 1 and getattr(opt, "rank", 0) != 0:
+    if opt.world_size > 1 and opt.rank != 0:
         return
     restore_rng_state(point.rng)
 

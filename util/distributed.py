@@ -99,7 +99,7 @@ def init_distributed(opt: argparse.Namespace) -> None:
         return
     if not dist.is_available():
         raise RuntimeError("WORLD_SIZE > 1 but this PyTorch build has no torch.distributed support")
-    device = torch.device(getattr(opt, "device", None) or "cpu")
+    device = torch.device(opt.device)
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if opt.local_rank >= count:
