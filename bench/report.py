@@ -15,7 +15,7 @@ def summarize(label: str, runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """
     times = [t for r in runs for t in r["s_per_iter"]]
     waits = [t for r in runs for t in r.get("data_wait_s", [])]
-    config = parse_config(label)
+    config = parse_config(label.split(" @")[0])  # "<config> @<checkout>": another checkout's code
     per_iter = runs[0]["images_per_iter"] if runs else 1
     round_medians = [statistics.median(r["s_per_iter"]) for r in runs if r["s_per_iter"]]
     median = statistics.median(round_medians) if round_medians else float("nan")

@@ -12,6 +12,7 @@ Examples:
     python bench/run.py --config "pix2pix_256 --plain" --config pix2pix_256   # --plain: the official step
     python bench/run.py --config "cycle_gan_128" --config "cycle_gan_128 --amp bf16" --iters 5 --rounds 3
     python bench/run.py --preset gpu --device cuda --warmup 5  # one GPU; compile needs a longer warm-up
+    python bench/run.py --config cycle_gan_128 --checkout ../before   # also each config from another checkout
 See docs/performance.md for the workloads, the measured tables and the exact commands.
 """
 from __future__ import annotations
@@ -54,9 +55,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="where the generated images are cached")
     p.add_argument("--json", type=str, default="", help="write the results here (default: print after the table)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for one config run")
+    p.add_argument("--checkout", action="append", default=[],
+                   help="another checkout of this project (e.g. an older commit, made with git worktree): every "
+                        "config also runs with its code (its bench/worker.py), alternating with ours in each round; "
+                        "its rows are labelled '<config> @<folder name>' (repeatable)")
     args = p.parse_args(argv)
     if not args.preset and not args.config:
         p.error("give --preset or at least one --config")
+    for folder in args.checkout:
+        if not (Path(folder) / "bench" / "worker.py").is_file():
+            p.error(f"--checkout {folder} has no bench/worker.py (a checkout of this project?)")
     if args.device == "cuda":
         import torch
 
@@ -73,12 +81,13 @@ def load_average() -> Optional[List[float]]:
         return None
 
 
-def run_worker(config: Config, args: argparse.Namespace) -> Dict[str, Any]:
-    """Run one config in a fresh process and return its parsed result (raises with its output on failure)."""
+def run_worker(config: Config, args: argparse.Namespace, root: Path = ROOT) -> Dict[str, Any]:
+    """Run one config in a fresh process with the code of checkout ``root`` and return its parsed result (raises
+    with its output on failure)."""
     request = {"workload": config.workload, "extra": list(config.extra), "device": args.device,
                "iters": args.iters or config.spec.iters, "warmup": args.warmup, "data_dir": args.data_dir}
-    cmd = [sys.executable, str(ROOT / "bench" / "worker.py"), json.dumps(request)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=str(ROOT))
+    cmd = [sys.executable, str(root / "bench" / "worker.py"), json.dumps(request)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=str(root))
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_MARKER):
             return json.loads(line[len(RESULT_MARKER):])
@@ -104,19 +113,21 @@ def environment() -> Dict[str, Any]:
 
 def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     """Run every config ``--rounds`` times, alternating, and summarize."""
-    configs = [parse_config(c) for c in (PRESETS[args.preset] if args.preset else []) + args.config]
-    runs: Dict[str, List[Dict[str, Any]]] = {c.label: [] for c in configs}
+    roots = [(ROOT, "")] + [(Path(d).resolve(), f" @{Path(d).resolve().name}") for d in args.checkout]
+    configs = [(parse_config(c), root, tag) for c in (PRESETS[args.preset] if args.preset else []) + args.config
+               for root, tag in roots]
+    runs: Dict[str, List[Dict[str, Any]]] = {c.label + tag: [] for c, _, tag in configs}
     load_before = load_average()
     started = time.time()
     for r in range(args.rounds):
         order = configs[r % len(configs):] + configs[:r % len(configs)]  # rotate: nobody always goes first
-        for config in order:
-            log.info("round %d/%d: %s", r + 1, args.rounds, config.label)
-            result = run_worker(config, args)
-            runs[config.label].append(result)
+        for config, root, tag in order:
+            log.info("round %d/%d: %s%s", r + 1, args.rounds, config.label, tag)
+            result = run_worker(config, args, root)
+            runs[config.label + tag].append(result)
             times = sorted(result["s_per_iter"]) or [float("nan")]
             log.info("  median %.3f s/iter, peak RSS %.0f MB", times[len(times) // 2], result["peak_rss_mb"])
-    rows = [report.summarize(c.label, runs[c.label]) for c in configs]
+    rows = [report.summarize(c.label + tag, runs[c.label + tag]) for c, _, tag in configs]
     report.add_ratios(rows)
     return {"device": args.device, "rounds": args.rounds, "warmup": args.warmup, "environment": environment(),
             "load_average_before": load_before, "load_average_after": load_average(),

@@ -38,6 +38,27 @@ def test_bench_command_smoke(tmp_path: Path) -> None:
     assert result["load_average_before"] is None or len(result["load_average_before"]) == 3
 
 
+def test_bench_runs_another_checkout_side_by_side(tmp_path: Path) -> None:
+    """--checkout DIR: every config also runs with that checkout's code, in the same rounds, in its own row."""
+    import shutil
+
+    other = tmp_path / "older"
+    shutil.copytree(ROOT, other, ignore=shutil.ignore_patterns(".venv", ".git", "checkpoints", "results", "out",
+                                                               "__pycache__", "docs", "tests"))
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--config", "tiny_test", "--checkout", str(other),
+         "--iters", "2", "--warmup", "0", "--rounds", "1", "--data_dir", str(tmp_path / "data"), "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=str(ROOT), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {r["label"]: r for r in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["tiny_test", "tiny_test @older"]
+    assert rows["tiny_test @older"]["baseline"] == "tiny_test" and rows["tiny_test @older"]["n"] == 2
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--config", "tiny_test", "--checkout",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert bad.returncode == 2 and "has no bench/worker.py" in bad.stderr
+
+
 def test_presets_name_known_workloads() -> None:
     for name, configs in PRESETS.items():
         for text in configs:
