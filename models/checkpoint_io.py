@@ -13,12 +13,13 @@ and loads it strictly. When keys or shapes still do not match, the error names t
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -118,6 +119,14 @@ def check_regular_files(save_dir: str | os.PathLike, prefix: str | int) -> None:
                 raise CheckpointError(not_regular_message(path, kind))
 
 
+def load_shared(path: str, **kwargs: Any) -> Any:
+    """``torch.load`` under a shared lock on the file, so that ``--keep_last`` (training/retention.py) never removes
+    a checkpoint while it is being read."""
+    with open(path, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        return torch.load(handle, **kwargs)
+
+
 def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Dict[str, torch.Tensor]:
     """Read a state_dict file safely (``weights_only=True``); raise ``CheckpointError`` naming the file."""
     path = os.fspath(path)
@@ -127,7 +136,7 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     if kind is not None:
         raise CheckpointError(not_regular_message(path, kind))
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        obj = load_shared(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing to load {path}: it is not a plain weights file (loading it would need "
                               f"to run arbitrary code; weights_only=True refused it): {exc}") from None

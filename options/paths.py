@@ -119,3 +119,11 @@ def check_pretrained(opt: argparse.Namespace) -> None:
     if os.path.isfile(own_state):
         raise ValueError(f"--pretrained_name {opt.pretrained_name}: {own_state} is a resumable run of --name "
                          f"{opt.name}; drop --pretrained_name to resume it, or pick a new --name to fine-tune")
+
+
+def parse_epochs(text: str) -> Set[str]:
+    """``--keep_epochs '50,100'`` as a set of prefixes (ValueError naming the flag otherwise)."""
+    parts = [p.strip() for p in str(text or "").split(",") if p.strip()]
+    if not all(p.isdigit() or re.fullmatch(r"iter_\d+", p) for p in parts):
+        raise ValueError(f"--keep_epochs '{text}': give epoch numbers (or iter_<N>) separated by commas, e.g. 50,100")
+    return {str(int(p)) if p.isdigit() else p for p in parts}

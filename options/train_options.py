@@ -5,12 +5,12 @@ import argparse
 
 from models import networks
 from util.loss_plot import DEFAULT_SMOOTHING
-from util.ranges import Choice
+from util.ranges import Choice, Range
 from util.util import str2bool
 
 from .base_options import BaseOptions
 from .evaluation import BEST_KEYS, check_eval_options
-from .paths import check_pretrained
+from .paths import check_pretrained, parse_epochs
 
 # --nan_policy: what training/nonfinite.py does with a NaN/Inf loss (it sits above options, so the names live here)
 NAN_POLICIES = ("stop", "skip")
@@ -52,6 +52,12 @@ class TrainOptions(BaseOptions):
         parser.add_argument("--save_epoch_freq", type=int, default=5,
                             help="frequency of saving checkpoints at the end of epochs")
         parser.add_argument("--save_by_iter", action="store_true", help="whether saves model by iteration")
+        parser.add_argument("--keep_last", type=Range(int, 0), default=0,
+                            help="keep only the N most recent epoch checkpoints (and N iter_<N> ones), removing older "
+                                 "ones as training goes; latest, best, the one resumed from and --keep_epochs stay "
+                                 "(0: keep all)")
+        parser.add_argument("--keep_epochs", type=str, default="",
+                            help="with --keep_last, epoch checkpoints never removed, e.g. 50,100")
         parser.add_argument("--continue_train", action="store_true", help="continue training: load the latest model")
         parser.add_argument("--pretrained_name", type=str, default=None,
                             help="with --continue_train, load the weights of this experiment's folder (fine-tuning) "
@@ -129,4 +135,5 @@ class TrainOptions(BaseOptions):
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")
         check_pretrained(opt)
+        parse_epochs(opt.keep_epochs)  # --keep_epochs: a list of epochs (ValueError naming the flag)
         check_eval_options(opt)  # --eval_freq, --eval_metrics, --eval_best, --inception_weights

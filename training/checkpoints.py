@@ -115,7 +115,7 @@ def read_state(path: str) -> Dict[str, Any]:
     if kind is not None:
         raise CheckpointError(checkpoint_io.not_regular_message(path, kind))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = checkpoint_io.load_shared(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing to load {path}: it is not a plain training-state file (loading it would "
                               f"need to run arbitrary code; weights_only=True refused it): {exc}") from None

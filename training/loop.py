@@ -20,11 +20,13 @@ from util.progress import Progress
 from util.seed import set_deterministic
 from util.visualizer import Visualizer
 
-from training.checkpoints import Checkpointer
+from options.paths import parse_epochs
+from training.checkpoints import Checkpointer, load_prefix
 from training.evaluator import Evaluator
 from training.experiment import ExperimentFolder
 from training.nonfinite import NonFiniteGuard
 from training.resume import ResumePoint, check_something_left, load_for_resume, restore, restore_rng, start_epoch
+from training.retention import Retention
 from training.signals import GracefulStop, TrainingInterrupted, signal_name
 
 log = get_logger("train")
@@ -53,6 +55,8 @@ class Run:
         self.point: ResumePoint = restore(self.model, self.dataset, opt, state)
         self.model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
         self.checkpoints = Checkpointer(self.model, self.dataset, opt)
+        self.retention = Retention(self.model.save_dir, opt.keep_last, parse_epochs(opt.keep_epochs),
+                                   load_prefix(opt) if opt.continue_train else None)
         self.guard = NonFiniteGuard(self.model, opt.nan_policy)
         self.evaluator = Evaluator(opt, self.model)  # --eval_freq: fixed test subset, best checkpoint
         folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
@@ -68,6 +72,8 @@ class Run:
         """Networks + training state under ``prefix`` (training/checkpoints.py)."""
         self.checkpoints.save(prefix, epoch, epoch_iter, self.total_iters, epoch_complete=complete)
         self.saved_at = (str(prefix), self.total_iters)
+        if self.opt.rank == 0 and str(prefix) != "latest":  # --keep_last: older numbered sets go
+            self.retention.after_save()
 
     def stop_now(self, signum: int, epoch: int, epoch_iter: int) -> TrainingInterrupted:
         """Save ``latest`` (unless just saved) and return the exception that ends the run."""
