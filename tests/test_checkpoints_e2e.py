@@ -135,3 +135,54 @@ def test_preprocess_none_keeps_odd_sizes(netG: str, tmp_path: Path) -> None:
         stem = name[:-4]
         assert Image.open(web / "images" / f"{stem}_fake.png").size == size
         assert Image.open(web / "images" / f"{stem}_real.png").size == size
+
+
+# ----------------------------------------------------------------------------------------------- CUT's models
+def cut_models_tar(path: Path, names) -> None:
+    """An archive laid out as the CUT repository's pretrained_models.tar: checkpoints/<name>/latest_net_G.pth
+    (CUT-code generators, ``module.`` keys), plus a link entry that must never be unpacked."""
+    import io
+    import tarfile
+
+    from test_cut_networks import cut_checkpoint
+
+    with tarfile.open(path, "w") as tar:
+        for name in names:
+            buffer = io.BytesIO()
+            torch.save({"module." + k: v for k, v in cut_checkpoint(6, False, False, ngf=4, seed=3).items()}, buffer)
+            info = tarfile.TarInfo(f"checkpoints/{name}/latest_net_G.pth")
+            info.size = len(buffer.getvalue())
+            tar.addfile(info, io.BytesIO(buffer.getvalue()))
+        link = tarfile.TarInfo(f"checkpoints/{names[0]}/evil.pth")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+
+
+def test_cut_model_download_then_test(tmp_path: Path, model_server, demo_root: Path) -> None:
+    served, url = model_server
+    cut_models_tar(served / "pretrained_models.tar", ["horse2zebra_cut_pretrained", "horse2zebra_fastcut_pretrained"])
+    ckpt = tmp_path / "checkpoints"
+    env = {"MODEL_BASE_URL": url, "CHECKPOINTS_DIR": str(ckpt)}
+    res = run_script("download_cut_model.sh", "horse2zebra_cut_pretrained", env=env)
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in ckpt.iterdir()) == ["horse2zebra_cut_pretrained"]  # only the one asked for
+    assert sorted(p.name for p in (ckpt / "horse2zebra_cut_pretrained").iterdir()) == ["latest_net_G.pth"]  # no link
+    web = Path(run_test(["--dataroot", str(demo_root / "demo" / "testA"), "--name", "horse2zebra_cut_pretrained",
+                         "--checkpoints_dir", str(ckpt), "--results_dir", str(tmp_path / "r"), "--CUT_mode", "CUT",
+                         "--netG", "resnet_6blocks", "--ngf", "4", "--dataset_mode", "single", "--load_size", "32",
+                         "--crop_size", "32", "--num_test", "2", "--gpu_ids", "-1"]))
+    assert len(list((web / "images" / "fake_B").iterdir())) == 2
+    kept = ckpt / "horse2zebra_cut_pretrained" / "latest_net_G.pth"
+    kept.write_bytes(b"a model of mine")
+    res = run_script("download_cut_model.sh", "all", env=env)  # the archive lacks the cat2dog/cityscapes models
+    assert res.returncode == 1 and "cat2dog_cut_pretrained" in res.stderr
+    assert kept.read_bytes() == b"a model of mine" and (ckpt / "horse2zebra_fastcut_pretrained").is_dir()
+
+
+def test_cut_model_download_failure_leaves_nothing(tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoints"
+    res = run_script("download_cut_model.sh", "cat2dog_cut_pretrained",
+                     env={"MODEL_BASE_URL": closed_port_url(), "CHECKPOINTS_DIR": str(ckpt)})
+    assert res.returncode == 1 and "cannot download" in res.stderr and not ckpt.exists()
+    res = run_script("download_cut_model.sh", "horse2cat", env={})
+    assert res.returncode == 1 and "Available models are" in res.stderr and "horse2cat" in res.stderr
