@@ -15,7 +15,7 @@ from util.image_pool import ImagePool
 from util.logger import get_logger
 from util.metrics.images import from_model_range
 
-from . import arch_config, checkpoint_io, layers, networks, wrappers
+from . import arch_config, checkpoint_io, ema, layers, networks, wrappers
 from .optimizers import allocate_adam_state, make_adam
 from .step_control import ManagedOptimizer, StepControl
 from .wrappers import unwrap  # noqa: F401 (part of the model API)
@@ -182,6 +182,10 @@ class BaseModel(ABC):
         if self.isTrain:
             self.manage_optimizers()
             self.schedulers = [networks.get_scheduler(optimizer.optimizer, opt) for optimizer in self.optimizers]
+            if opt.ema > 0:  # --ema: each generator's average, saved and resumed as a network of its own
+                for name in ema.generator_names(self.model_names):
+                    setattr(self, "net" + name + ema.EMA_SUFFIX, ema.make_average(unwrap(getattr(self, "net" + name))))
+                    self.model_names.append(name + ema.EMA_SUFFIX)
         if not self.isTrain or opt.continue_train:
             load_suffix = checkpoint_io.load_prefix(opt.load_iter, opt.epoch)
             self.load_networks(load_suffix)
@@ -201,6 +205,8 @@ class BaseModel(ABC):
         Saving and loading always go through ``unwrap``, so files stay plain official state_dicts.
         """
         for name in self.model_names:
+            if name.endswith(ema.EMA_SUFFIX):
+                continue  # averages are only read (evaluation) and saved
             net = getattr(self, "net" + name)
             net = self.apply_memory_format(net)
             net = self.apply_ddp(net)
@@ -296,10 +302,18 @@ class BaseModel(ABC):
         try:
             if plan.update_G:
                 self.optimize_parameters()
+                if plan.last and self.isTrain and self.opt.ema > 0:
+                    self.update_averages()
             else:
                 self.discriminator_step()
         finally:
             self.step_control.end()
+
+    def update_averages(self) -> None:
+        """``--ema``: move each generator's average towards its new weights."""
+        for name in ema.generator_names(self.model_names):
+            ema.update_average(getattr(self, "net" + name + ema.EMA_SUFFIX), unwrap(getattr(self, "net" + name)),
+                               self.opt.ema)
 
     def discriminator_step(self) -> None:
         """``--d_steps``: the translations without gradients, then ``backward_D`` and the optimizers' step (the
@@ -367,6 +381,16 @@ class BaseModel(ABC):
         pretrained = self.opt.pretrained_name if self.isTrain else None
         folder = os.path.join(self.opt.checkpoints_dir, pretrained) if pretrained else self.save_dir
         for name, net in self.named_networks().items():
+            if not self.isTrain and self.opt.use_ema and name in ema.generator_names(self.model_names):
+                name = name + ema.EMA_SUFFIX  # --use_ema: the generator's average in its place
+                if not os.path.exists(checkpoint_io.net_path(folder, epoch, name)) and os.path.isdir(folder):
+                    raise checkpoint_io.CheckpointError(
+                        f"{checkpoint_io.net_path(folder, epoch, name)} not found: --use_ema loads the generators' "
+                        f"moving averages, which training writes with --ema DECAY; drop --use_ema for this run")
+            elif name.endswith(ema.EMA_SUFFIX) and not os.path.isfile(checkpoint_io.net_path(folder, epoch, name)):
+                log.warning("%s has no %s: --ema starts the average from the loaded generator", folder, name)
+                net.load_state_dict(unwrap(getattr(self, "net" + name[: -len(ema.EMA_SUFFIX)])).state_dict())
+                continue
             path = checkpoint_io.require_net_file(folder, epoch, name)
             log.info("loading the model from %s", path)
             checkpoint_io.load_network(unwrap(net), path, name=name, map_location=self.device)

@@ -175,6 +175,9 @@ class BaseOptions:
         # additional parameters
         parser.add_argument("--epoch", type=str, default="latest",
                             help="which epoch to load? set to latest to use latest cached model")
+        parser.add_argument("--use_ema", action="store_true",
+                            help="use each generator's moving average (<epoch>_net_<G>_ema.pth, written by training "
+                                 "with --ema) in place of its weights: at test time, and for --eval_freq")
         parser.add_argument("--load_iter", type=int, default="0",
                             help="which iteration to load? if load_iter > 0, the code will load models by "
                                  "iter_[load_iter]; otherwise, the code will load models by [epoch]")

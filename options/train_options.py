@@ -58,6 +58,9 @@ class TrainOptions(BaseOptions):
                                  "(0: keep all)")
         parser.add_argument("--keep_epochs", type=str, default="",
                             help="with --keep_last, epoch checkpoints never removed, e.g. 50,100")
+        parser.add_argument("--ema", type=Range(float, 0, 1, open_high=True), default=0.0,
+                            help="keep an exponential moving average of each generator's weights with this decay "
+                                 "(e.g. 0.999), saved as <epoch>_net_<G>_ema.pth; 0: off")
         parser.add_argument("--continue_train", action="store_true", help="continue training: load the latest model")
         parser.add_argument("--pretrained_name", type=str, default=None,
                             help="with --continue_train, load the weights of this experiment's folder (fine-tuning) "
@@ -135,5 +138,8 @@ class TrainOptions(BaseOptions):
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")
         check_pretrained(opt)
+        if opt.use_ema and opt.ema <= 0:
+            raise ValueError("--use_ema evaluates the generators' moving averages, which training keeps with --ema "
+                             "DECAY (e.g. --ema 0.999)")
         parse_epochs(opt.keep_epochs)  # --keep_epochs: a list of epochs (ValueError naming the flag)
         check_eval_options(opt)  # --eval_freq, --eval_metrics, --eval_best, --inception_weights

@@ -150,12 +150,14 @@ def prepare_for_eval(nets: Sequence[nn.Module]) -> int:
 
 @contextlib.contextmanager
 def bare_networks(model: Any) -> Iterator[List[nn.Module]]:
-    """Temporarily replace the model's generators by their bare modules (no DDP/compile wrapper)."""
+    """Temporarily replace the model's generators by their bare modules (no DDP/compile wrapper), or by their
+    moving averages with ``--use_ema``."""
     names = [n for n in model.model_names if n.startswith("G")]
     wrapped = {n: getattr(model, "net" + n) for n in names}
     try:
         for n in names:
-            setattr(model, "net" + n, unwrap(wrapped[n]))
+            use = f"{n}_ema" if model.opt.use_ema and f"{n}_ema" in wrapped else n
+            setattr(model, "net" + n, unwrap(wrapped[use]))
         yield [getattr(model, "net" + n) for n in names]
     finally:
         for n, net in wrapped.items():
