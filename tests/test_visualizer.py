@@ -770,7 +770,8 @@ def test_interrupted_and_twice_resumed_run_plots_one_curve(model: str, demo_root
         if ctrl_c_call:
             ctrl_c_at(monkeypatch, model_class, ctrl_c_call, times)
 
-    argv = [*flags, *tiny_flags("run", tmp_path / "ck"), "--dataroot", str(model_data(demo_root, model)), "--max_dataset_size",
+    argv = [*flags, *tiny_flags("run", tmp_path / "ck"), "--dataroot", str(model_data(demo_root, model)),
+            "--max_dataset_size",
             "4", "--n_epochs", "2", "--n_epochs_decay", "1", "--print_freq", "1", "--display_freq", "100",
             "--save_latest_freq", "3", "--save_epoch_freq", "100", "--seed", "0", "--use_tensorboard"]
     session(ctrl_c_call=9, times=2)  # iterations 1-8 logged, latest saved at 6
