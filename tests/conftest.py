@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny generated dataset and helpers to run train.py / test.py in-process."""
 from __future__ import annotations
 
+import argparse
+import functools
 import logging
 import shutil
 import sys
@@ -9,6 +11,8 @@ from typing import Callable, List, Sequence
 
 import pytest
 import torch
+
+import models
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
@@ -46,6 +50,59 @@ def tiny_flags(name: str, checkpoints: Path, size: int = 32) -> List[str]:
     """Flags that keep a run CPU-sized: small nets, small images, no visdom, no workers."""
     return ["--name", name, "--checkpoints_dir", str(checkpoints), "--ngf", "8", "--ndf", "8",
             "--load_size", str(size), "--crop_size", str(size), "--num_threads", "0", "--gpu_ids", "-1"]
+
+
+# ------------------------------------------------------------------ what a model says about itself
+# The tests ask each model (its default options, its instance's names) instead of keeping tables keyed by model
+# name, so a new models/<name>_model.py is tested the moment it exists. The tables below are keyed by dataset mode,
+# network and option name: a new model needs no entry; a new dataset mode or generator family might.
+
+# The demo data (``demo_root``) of each dataset mode: a model trains (or, test-only, tests) on its default one.
+DEMO_DATA = {"unaligned": "demo", "aligned": "demo_pix2pix", "colorization": "color", "single": "demo/testA"}
+# A smaller generator of the family of a model's default --netG (the 32 px demo images need no deeper one).
+SMALL_NETG = {"unet_256": "unet_128", "resnet_9blocks": "resnet_6blocks"}
+# Options that size a model's extra work (CUT's patch sampler: --num_patches, --netF_nc), by option name: passed
+# to every model whose parser has them.
+SMALL_OPTIONS = {"num_patches": "16", "netF_nc": "16"}
+# Models with a training mode (``test`` only loads a generator at test time).
+TRAINABLE = [m for m in models.list_models() if m != "test"]
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(model: str, is_train: bool) -> argparse.Namespace:
+    from options.defaults import default_options
+
+    return default_options(model, is_train=is_train)
+
+
+def model_defaults(model: str, is_train: bool = True) -> argparse.Namespace:
+    """The complete default options of ``--model model`` (a copy: callers may change it)."""
+    return argparse.Namespace(**vars(_defaults(model, is_train)))
+
+
+def model_data(demo_root: Path, model: str, is_train: bool = True) -> Path:
+    """The demo dataroot of the model's default ``--dataset_mode``."""
+    mode = model_defaults(model, is_train).dataset_mode
+    if mode not in DEMO_DATA:
+        raise KeyError(f"--model {model} trains on --dataset_mode {mode}: add its demo folder to DEMO_DATA")
+    return demo_root / DEMO_DATA[mode]
+
+
+def small_flags(model: str, is_train: bool = True) -> List[str]:
+    """``--model model`` with a smaller generator of its default family and its sizing options at small values."""
+    opt = model_defaults(model, is_train)
+    flags = ["--model", model]
+    if opt.netG in SMALL_NETG:
+        flags += ["--netG", SMALL_NETG[opt.netG]]
+    for name, value in SMALL_OPTIONS.items():
+        if hasattr(opt, name):
+            flags += [f"--{name}", value]
+    return flags
+
+
+def is_unaligned(model: str) -> bool:
+    """True when the model trains on unaligned data by default (no ground truth: scored per direction)."""
+    return model_defaults(model).dataset_mode == "unaligned"
 
 
 def load_script(name: str):

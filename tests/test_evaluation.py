@@ -6,34 +6,45 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Set
 
 import numpy as np
 import pytest
 import torch
 
-import models
-from conftest import refusal, run_test, run_train, tiny_flags
+from conftest import TRAINABLE, is_unaligned, model_data, refusal, run_test, run_train, small_flags, tiny_flags
 from training import evaluator as evaluation
 from training.evaluator import BestTracker, Evaluator, best_value
 from util.metrics import METRICS, higher_is_better
 
 
-# every trainable model: dataroot sub-folder of demo_root, extra train flags, networks saved as best_net_*
-CASES = {
-    "cycle_gan": ("demo", ["--netG", "resnet_6blocks"], ["G_A", "G_B", "D_A", "D_B"]),
-    "pix2pix": ("demo_pix2pix", ["--netG", "resnet_6blocks"], ["G", "D"]),
-    "colorization": ("color", ["--netG", "unet_128"], ["G", "D"]),
-    "template": ("demo_pix2pix", ["--netG", "resnet_6blocks"], ["G"]),
-    "cut": ("demo", ["--netG", "resnet_6blocks", "--num_patches", "8", "--netF_nc", "8"], ["G", "F", "D"]),
-}
-EXPECTED_KEYS = {
-    "cycle_gan": {"swd_AtoB", "swd_BtoA", "domain_score_AtoB", "domain_score_BtoA", "domain_acc_real"},
-    "pix2pix": {"psnr", "ssim", "l1"},
-    "colorization": {"psnr", "ssim", "l1"},
-    "template": {"psnr", "ssim", "l1"},
-    "cut": {"swd_AtoB", "domain_score_AtoB", "domain_acc_real"},  # one generator: one direction
-}
+# The metrics the evaluation computes by default: paired data against its ground truth; unaligned data per
+# direction the model translates (its eval_generators()), plus the classifier's accuracy on the real images once.
+PAIRED_KEYS = {"psnr", "ssim", "l1"}
+UNPAIRED_KEYS_PER_DIRECTION = ("swd", "domain_score")
+
+
+def train_argv(model: str, demo_root: Path, name: str, ckpt: Path) -> List[str]:
+    """A small ``model`` on the demo data of its default dataset mode."""
+    return [*small_flags(model), "--dataroot", str(model_data(demo_root, model)), *tiny_flags(name, ckpt)]
+
+
+def described(model: str, demo_root: Path, tmp_path: Path):
+    """The model built from the same small training options: what it saves and which way it translates."""
+    from models import create_model
+    from options.train_options import TrainOptions
+
+    return create_model(TrainOptions().parse(train_argv(model, demo_root, "describe", tmp_path / "describe"),
+                                             save=False))
+
+
+def expected_metric_keys(model: str, instance) -> Set[str]:
+    """The keys of the default evaluation of ``model``, from its data and its ``eval_generators()``."""
+    if not is_unaligned(model):
+        return PAIRED_KEYS
+    directions = list(instance.eval_generators())
+    assert directions, f"--model {model} trains on unaligned data but names no generator in eval_generators()"
+    return {f"{key}_{d}" for key in UNPAIRED_KEYS_PER_DIRECTION for d in directions} | {"domain_acc_real"}
 
 
 @pytest.fixture(autouse=True)
@@ -48,30 +59,24 @@ def metric_records(exp: Path) -> List[Dict]:
     return [r for r in records if "metrics" in r]
 
 
-def test_every_trainable_model_has_a_case() -> None:
-    trainable = set(models.list_models()) - {"test"}
-    assert trainable <= set(CASES), f"add {sorted(trainable - set(CASES))} to CASES (and EXPECTED_KEYS)"
-
-
-@pytest.mark.parametrize("model", list(CASES))
+@pytest.mark.parametrize("model", TRAINABLE)
 def test_eval_freq_logs_metrics_and_keeps_best(model: str, demo_root: Path, tmp_path: Path) -> None:
-    root, flags, nets = CASES[model]
+    instance = described(model, demo_root, tmp_path)
     ckpt = tmp_path / "checkpoints"
-    run_train(["--model", model, "--dataroot", str(demo_root / root), *flags, *tiny_flags(model, ckpt),
-               "--n_epochs", "1", "--n_epochs_decay", "0", "--eval_freq", "4", "--eval_num", "3",
-               "--print_freq", "4", "--display_freq", "4", "--seed", "0"])
+    run_train([*train_argv(model, demo_root, model, ckpt), "--n_epochs", "1", "--n_epochs_decay", "0",
+               "--eval_freq", "4", "--eval_num", "3", "--print_freq", "4", "--display_freq", "4", "--seed", "0"])
     exp = ckpt / model
     records = metric_records(exp)
     assert [r["total_iters"] for r in records] == [4, 8]
     for r in records:
-        assert set(r["metrics"]) == EXPECTED_KEYS[model]
+        assert set(r["metrics"]) == expected_metric_keys(model, instance)
         assert all(v is None or math.isfinite(v) for v in r["metrics"].values())
-    for net in nets:
+    for net in instance.model_names:
         sd = torch.load(exp / f"best_net_{net}.pth", weights_only=True)
         assert sd and not any(k.startswith("module.") for k in sd)
     assert (exp / "config.json").is_file()
     best = json.loads((exp / "best.json").read_text())
-    key = "swd" if model in ("cycle_gan", "cut") else "l1"
+    key = "swd" if is_unaligned(model) else "l1"
     values = [best_value(r["metrics"], key) for r in records]
     assert best["metric"] == key and best["direction"] == "lower"
     assert best["value"] == pytest.approx(min(values))
@@ -186,18 +191,19 @@ def parse(demo_root: Path, tmp_path: Path, *extra: str, model: str = "cycle_gan"
     return TrainOptions().parse(argv, save=False)
 
 
-@pytest.mark.parametrize("model,root,metrics,best", [
-    ("cycle_gan", "demo", ["swd", "classifier"], "swd"),
-    ("pix2pix", "demo_pix2pix", ["psnr", "ssim", "l1"], "l1"),
-    ("colorization", "color", ["psnr", "ssim", "l1"], "l1"),
-    ("template", "demo_pix2pix", ["psnr", "ssim", "l1"], "l1"),
-])
-def test_default_metrics_per_model(model, root, metrics, best, demo_root: Path, tmp_path: Path) -> None:
-    opt = parse(demo_root, tmp_path, model=model, root=root)
+# The default metrics and best key of the data a model trains on: unaligned (True) or paired (False).
+DEFAULT_METRICS = {True: (["swd", "classifier"], "swd"), False: (["psnr", "ssim", "l1"], "l1")}
+
+
+@pytest.mark.parametrize("model", TRAINABLE)
+def test_default_metrics_per_model(model: str, demo_root: Path, tmp_path: Path) -> None:
+    unaligned = is_unaligned(model)
+    metrics, best = DEFAULT_METRICS[unaligned]
+    opt = parse(demo_root, tmp_path, model=model, root=str(model_data(demo_root, model).relative_to(demo_root)))
     assert opt.eval_freq == 0 and opt.eval_num == 50
     assert evaluation.resolve_metrics(opt) == metrics
     assert evaluation.resolve_best(opt, metrics) == best
-    for chosen, key in (("fid,kid", "fid"), ("classifier,swd", "swd" if model == "cycle_gan" else None),
+    for chosen, key in (("fid,kid", "fid"), ("classifier,swd", "swd" if unaligned else None),
                         ("ssim,psnr", "ssim"), ("kid", "kid")):
         if key is not None:  # without --eval_best: the default when computed, else the first metric's key
             assert evaluation.resolve_best(opt, chosen.split(",")) == key
@@ -271,17 +277,16 @@ def test_evaluation_changes_nothing_in_training(demo_root: Path, tmp_path: Path)
     assert model.netG.training and all(m.training for m in model.netG.modules())
 
 
-@pytest.mark.parametrize("model", ["pix2pix", "cycle_gan"])
+@pytest.mark.parametrize("model", TRAINABLE)
 def test_training_is_identical_with_and_without_eval(model: str, demo_root: Path, tmp_path: Path) -> None:
     """Seeded runs give bit-identical weights whether --eval_freq evaluates (dropout, BatchNorm) or not."""
-    root, flags, nets = CASES[model]
     ckpt = tmp_path / "checkpoints"
     for name, extra in (("plain", []), ("evaluated", ["--eval_freq", "2", "--eval_num", "3"])):
-        run_train(["--model", model, "--dataroot", str(demo_root / root), *flags, *tiny_flags(name, ckpt),
-                   "--n_epochs", "1", "--n_epochs_decay", "0", "--seed", "0", "--norm", "batch",
-                   "--max_dataset_size", "6", "--save_epoch_freq", "1", *extra])
+        run_train([*train_argv(model, demo_root, name, ckpt), "--n_epochs", "1", "--n_epochs_decay", "0",
+                   "--seed", "0", "--norm", "batch", "--no_dropout", "False", "--max_dataset_size", "6",
+                   "--save_epoch_freq", "1", *extra])
     assert len(metric_records(ckpt / "evaluated")) == 3
-    for net in nets:
+    for net in described(model, demo_root, tmp_path).model_names:
         plain = torch.load(ckpt / "plain" / f"latest_net_{net}.pth", weights_only=True)
         evaluated = torch.load(ckpt / "evaluated" / f"latest_net_{net}.pth", weights_only=True)
         for key in plain:

@@ -14,30 +14,39 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_train, tiny_flags
+import models
+from conftest import TRAINABLE, model_data, model_defaults, run_train, small_flags, tiny_flags
 from models import networks
 from models.checkpoint_io import CheckpointError
 from training import checkpoints, resume
 from data.sampler import ResumableSampler
 from util.seed import capture_rng_state, restore_rng_state
 
-# Per model: flags that keep it tiny but keep every random element (pool, dropout, batch norm, random crop/flip).
-MODELS: Dict[str, List[str]] = {
-    "cycle_gan": ["--model", "cycle_gan", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2",
-                  "--pool_size", "3"],
-    "pix2pix": ["--model", "pix2pix", "--netG", "unet_128", "--netD", "n_layers", "--n_layers_D", "2"],
-    # F's heads and optimizer, random patch ids, flips, dropout; the decay epoch loads at crop size
-    "cut": ["--model", "cut", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2",
-            "--num_patches", "16", "--netF_nc", "16", "--flip_equivariance", "True", "--no_dropout", "False"],
-}
-ROOTS = {"cycle_gan": "demo", "pix2pix": "demo_pix2pix", "cut": "demo"}
+# Flags that keep every random element of a model (dropout, random crop/flip; by option name where the model has
+# the option: a small image pool that fills and then draws, CUT's flip-equivariance), whatever the model.
+KEEP_RANDOM = ["--no_dropout", "False"]
+KEEP_RANDOM_IF = {"flip_equivariance": ["--flip_equivariance", "True"]}
+
+
+def model_flags(model: str) -> List[str]:
+    """A small ``model`` (smaller PatchGAN too) with every random element it has switched on."""
+    defaults = model_defaults(model)
+    flags = small_flags(model) + ["--netD", "n_layers", "--n_layers_D", "2"] + KEEP_RANDOM
+    if defaults.pool_size > 0:  # the model keeps a pool: 3 images, full after three batches
+        flags += ["--pool_size", "3"]
+    for option, extra in KEEP_RANDOM_IF.items():
+        if hasattr(defaults, option):
+            flags += extra
+    return flags
+
+
 N_TRAIN = 4  # images per epoch (--max_dataset_size)
 
 
 def train_flags(model: str, name: str, ckpt: Path, root: Path, *extra: str) -> List[str]:
     """Two epochs (the second with LR decay) of a tiny model, seeded, random crops and flips on."""
-    return MODELS[model] + tiny_flags(name, ckpt) + [
-        "--dataroot", str(root / ROOTS[model]), "--max_dataset_size", str(N_TRAIN), "--load_size", "36",
+    return model_flags(model) + tiny_flags(name, ckpt) + [
+        "--dataroot", str(model_data(root, model)), "--max_dataset_size", str(N_TRAIN), "--load_size", "36",
         "--crop_size", "32", "--n_epochs", "1",
         "--n_epochs_decay", "1", "--print_freq", "1000", "--display_freq", "1000", "--no_html", "--seed", "0",
         "--save_epoch_freq", "1", *extra]
@@ -78,20 +87,21 @@ def copy_checkpoint(src: Path, dst: Path, prefix: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- bit-exact
-RESUME_CASES = {  # id: (model, resume after this many images, batch size, checkpoint prefix[, loader workers of the
-    # straight and of the resumed run]); the augmentation is seeded per sample, so workers change nothing
-    "cycle_gan-mid-epoch2": ("cycle_gan", 6, 1, "iter"),  # second epoch (LR decaying), pools full
+# id: (model, resume after this many images, batch size, checkpoint prefix[, loader workers of the straight and of
+# the resumed run]); the augmentation is seeded per sample, so workers change nothing.
+# Every trainable model: resumed in the second epoch (LR decaying, pools full).
+RESUME_CASES = {f"{model}-mid-epoch2": (model, 6, 1, "iter") for model in TRAINABLE}
+RESUME_CASES.update({  # the other resume points, batch sizes and workers, each on one model
     "cycle_gan-batch2": ("cycle_gan", 2, 2, "iter"),
     "pix2pix-mid-epoch1": ("pix2pix", 1, 1, "iter"),
     "pix2pix-last-batch": ("pix2pix", 4, 1, "iter"),  # saved after the last batch, before the epoch's LR step
     "pix2pix-epoch-end": ("pix2pix", 4, 1, "epoch"),  # the end-of-epoch checkpoint 1_*, after the LR step
-    "cut-mid-epoch2": ("cut", 6, 1, "iter"),  # CUT mode with flips and dropout, in the decay epoch
     "cut-batch2": ("cut", 2, 2, "iter"),
     "cycle_gan-2-workers": ("cycle_gan", 6, 1, "iter", (2, 2)),  # random B, crops and flips drawn in workers
     "pix2pix-2-workers": ("pix2pix", 3, 1, "iter", (2, 2)),
     "cut-2-workers": ("cut", 5, 1, "iter", (2, 2)),
     "cycle_gan-2-then-0-workers": ("cycle_gan", 3, 1, "iter", (2, 0)),
-}
+})
 
 
 class _Terminal(io.StringIO):
@@ -168,7 +178,7 @@ def test_resume_restores_optimizer_and_schedule(demo_root: Path, tmp_path: Path)
 LR_LINE = re.compile(r"learning rate (\d+\.\d+) -> (\d+\.\d+)")
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", TRAINABLE)
 def test_extending_a_finished_run_equals_the_longer_run(model: str, demo_root: Path, tmp_path: Path, caplog) -> None:
     """1 epoch, then ``--n_epochs 2 --continue_train`` == ``--n_epochs 2`` straight, bit for bit.
 
@@ -429,14 +439,10 @@ def test_nan_stops_and_keeps_the_good_checkpoint(demo_root: Path, tmp_path: Path
         assert all(torch.isfinite(t).all() for t in torch.load(p, weights_only=True).values() if t.is_floating_point())
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("model", TRAINABLE)
 def test_nan_skip_leaves_the_step_out_and_goes_on(model: str, demo_root: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    from models.cut_model import CUTModel
-    from models.cycle_gan_model import CycleGANModel
-    from models.pix2pix_model import Pix2PixModel
-
-    model_class = {"cycle_gan": CycleGANModel, "pix2pix": Pix2PixModel, "cut": CUTModel}[model]
+    model_class = models.find_model_using_name(model)
     # the third training batch (cut's data-dependent initialisation takes the first batch once more before)
     poison_input(monkeypatch, model_class, at_call=3 + int(model_class.needs_first_batch))
     caplog.set_level("INFO", logger="img2img")

@@ -20,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+import models
+from conftest import TRAINABLE, model_data, small_flags, tiny_flags
 from options.defaults import default_options
 from util import visualizer as vis_mod
 from util.html import HTML
@@ -27,14 +29,23 @@ from util.loss_plot import build_figure, collect_series, grid_shape, render_loss
 from util.visualizer import Visualizer, read_history, replay_history, save_images
 
 LOSSES = {"D_A": 0.25, "G_A": 1.5, "cycle_A": 2.125, "idt_A": 0.5}
-# What the plots draw: the loss names of cycle_gan and pix2pix (G_L1 ~ 50 next to GAN losses ~ 1) and the paired
-# metrics (PSNR ~ 20 next to SSIM ~ 0.5 and L1 ~ 0.1), each with a typical scale.
-SERIES_SETS = {
-    "cycle_gan": {"D_A": 0.25, "G_A": 0.9, "cycle_A": 2.0, "idt_A": 0.5, "D_B": 0.25, "G_B": 0.9, "cycle_B": 2.0,
-                  "idt_B": 0.5},
-    "pix2pix": {"G_GAN": 1.2, "G_L1": 50.0, "D_real": 0.4, "D_fake": 0.3},
-    "paired_metrics": {"psnr": 22.0, "ssim": 0.55, "l1": 0.12},
-}
+# What the plots draw: every trainable model's loss names (at spread scales, e.g. an L1 term ~ 50 next to GAN
+# losses ~ 1) and the paired metrics (PSNR ~ 20 next to SSIM ~ 0.5 and L1 ~ 0.1).
+SERIES_SETS = [*TRAINABLE, "paired_metrics"]
+PAIRED_METRICS = {"psnr": 22.0, "ssim": 0.55, "l1": 0.12}
+LOSS_SCALES = (0.25, 0.9, 2.0, 50.0)
+
+
+def series_names(which: str, demo_root, tmp_path) -> dict:
+    """The series of one set with a typical value each: a model's ``loss_names`` or the paired metrics."""
+    if which == "paired_metrics":
+        return PAIRED_METRICS
+    from models import create_model
+    from options.train_options import TrainOptions
+
+    argv = [*small_flags(which), "--dataroot", str(model_data(demo_root, which)), *tiny_flags("plot", tmp_path)]
+    names = create_model(TrainOptions().parse(argv, save=False)).loss_names
+    return {name: LOSS_SCALES[i % len(LOSS_SCALES)] for i, name in enumerate(names)}
 
 
 def make_opt(tmp_path, **overrides) -> argparse.Namespace:
@@ -154,11 +165,12 @@ def fake_records(names_values, epochs: int = 3, per_epoch: int = 4, key: str = "
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.6], ids=["raw", "smoothed"])
-@pytest.mark.parametrize("which", list(SERIES_SETS))
-def test_plot_has_one_panel_per_series_on_a_shared_epoch_axis(which: str, smoothing: float) -> None:
+@pytest.mark.parametrize("which", SERIES_SETS)
+def test_plot_has_one_panel_per_series_on_a_shared_epoch_axis(which: str, smoothing: float, demo_root,
+                                                              tmp_path) -> None:
     """Each loss/metric gets its own panel and y scale; every panel shares the x axis (epochs); smoothing draws the
     raw points faintly behind the moving average."""
-    names = SERIES_SETS[which]
+    names = series_names(which, demo_root, tmp_path)
     series = collect_series(fake_records(names))
     figure = build_figure(series, "exp", smoothing=smoothing)
     panels = [ax for ax in figure.axes if ax.get_visible()]
@@ -195,10 +207,10 @@ def test_smooth_is_a_debiased_moving_average() -> None:
             smooth([1.0], bad)
 
 
-@pytest.mark.parametrize("which", list(SERIES_SETS))
-def test_render_loss_plot_writes_the_grid_png(tmp_path, which: str) -> None:
+@pytest.mark.parametrize("which", SERIES_SETS)
+def test_render_loss_plot_writes_the_grid_png(tmp_path, which: str, demo_root) -> None:
     """The PNG holds the whole grid; it returns the series it drew (non-finite values left out); empty input too."""
-    names = SERIES_SETS[which]
+    names = series_names(which, demo_root, tmp_path)
     records = fake_records(names)
     records[2]["losses"][next(iter(names))] = None  # a NaN logged as null
     drawn = render_loss_plot(records, tmp_path / "p.png", title="exp")
@@ -717,14 +729,6 @@ def test_wandb_resume_continues_the_same_run(tmp_path, wandb_offline) -> None:
 
 # What the user does: train, a double Ctrl-C mid-epoch (no save: the run resumes from an earlier checkpoint),
 # --continue_train, Ctrl-C (saves), --continue_train to the end. 3 epochs of 4 images, a loss line every image.
-E2E_MODELS = {
-    "cycle_gan": (["--model", "cycle_gan", "--netG", "resnet_6blocks", "--netD", "n_layers", "--n_layers_D", "2"],
-                  "demo", "models.cycle_gan_model", "CycleGANModel"),
-    "pix2pix": (["--model", "pix2pix", "--netG", "unet_128", "--netD", "n_layers", "--n_layers_D", "2"],
-                "demo_pix2pix", "models.pix2pix_model", "Pix2PixModel"),
-}
-
-
 def ctrl_c_at(monkeypatch, model_class, call: int, times: int) -> None:
     """Press Ctrl-C ``times`` times during this session's ``call``-th training step (before it when twice)."""
     original = model_class.optimize_parameters
@@ -743,16 +747,14 @@ def ctrl_c_at(monkeypatch, model_class, call: int, times: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", list(E2E_MODELS))
+@pytest.mark.parametrize("model", TRAINABLE)
 def test_interrupted_and_twice_resumed_run_plots_one_curve(model: str, demo_root, tmp_path, monkeypatch) -> None:
     """The loss plot after the last session is drawn from every iteration of all sessions, each once; TensorBoard
     holds one value per step."""
-    import importlib
+    from conftest import run_train
 
-    from conftest import run_train, tiny_flags
-
-    flags, root, module, cls = E2E_MODELS[model]
-    model_class = getattr(importlib.import_module(module), cls)
+    model_class = models.find_model_using_name(model)
+    flags = [*small_flags(model), "--netD", "n_layers", "--n_layers_D", "2"]
     drawn = {}
 
     def spy(records, path, *args, **kwargs):
@@ -768,7 +770,8 @@ def test_interrupted_and_twice_resumed_run_plots_one_curve(model: str, demo_root
         if ctrl_c_call:
             ctrl_c_at(monkeypatch, model_class, ctrl_c_call, times)
 
-    argv = [*flags, *tiny_flags("run", tmp_path / "ck"), "--dataroot", str(demo_root / root), "--max_dataset_size",
+    argv = [*flags, *tiny_flags("run", tmp_path / "ck"), "--dataroot", str(model_data(demo_root, model)),
+            "--max_dataset_size",
             "4", "--n_epochs", "2", "--n_epochs_decay", "1", "--print_freq", "1", "--display_freq", "100",
             "--save_latest_freq", "3", "--save_epoch_freq", "100", "--seed", "0", "--use_tensorboard"]
     session(ctrl_c_call=9, times=2)  # iterations 1-8 logged, latest saved at 6
