@@ -25,9 +25,12 @@ tv = pytest.importorskip("torchvision.transforms", reason="torchvision is the re
 REPO = Path(__file__).resolve().parents[1]
 
 
+from util.image_io import DEFAULT_MAX_PIXELS  # noqa: E402 (the helpers below need it)
+
+
 def make_opt(**overrides) -> argparse.Namespace:
     """The transform-related options with small sizes."""
-    opt = dict(preprocess="resize_and_crop", load_size=40, crop_size=32, no_flip=False)
+    opt = dict(preprocess="resize_and_crop", load_size=40, crop_size=32, no_flip=False, max_pixels=DEFAULT_MAX_PIXELS)
     opt.update(overrides)
     return argparse.Namespace(**opt)
 
@@ -173,7 +176,7 @@ def test_training_and_test_paths_do_not_import_torchvision(tmp_path: Path) -> No
         "import train, test\n"
         "from data.base_dataset import get_transform\n"
         "import argparse\n"
-        "get_transform(argparse.Namespace(preprocess='resize_and_crop', load_size=8, crop_size=4, no_flip=False))\n"
+        "get_transform(argparse.Namespace(preprocess='resize_and_crop', load_size=8, crop_size=4, no_flip=False, max_pixels=1 << 26))\n"
         "for m in models.list_models(): models.find_model_using_name(m)\n"
         "for m in data.list_dataset_modes(): data.find_dataset_using_name(m)\n"
         "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('torchvision', 'sympy', 'torch_fidelity'))\n"
