@@ -197,3 +197,18 @@ def test_epoch_best_reports_best_json(cut_run: Path, demo_root: Path, tmp_path: 
     record = json.loads((tmp_path / "res" / "cut" / "test_best" / "checkpoint.json").read_text())
     assert (record["trained_epoch"], record["total_iters"], record["best"]) == (7, 28, {"metric": "l1",
                                                                                         "value": 0.25})
+
+
+def test_export_records_how_the_run_was_trained(cut_run: Path, tmp_path: Path) -> None:
+    """export.py writes what config.json records into its report and checks at the trained crop size."""
+    out = ok(run("export.py", "--name", "cut", "--checkpoints_dir", str(cut_run), "--out", str(tmp_path)))
+    assert ("the checkpoint was trained with --model cut --CUT_mode FastCUT --direction AtoB --preprocess "
+            "resize_and_crop --load_size 36 --crop_size 32") in out
+    report = json.loads((tmp_path / "cut_latest_net_G.json").read_text())
+    assert report["trained"] == {"model": "cut", "CUT_mode": "FastCUT", "direction": "AtoB",
+                                 "preprocess": "resize_and_crop", "load_size": 36, "crop_size": 32}
+    assert report["checks"]["torchscript"][0]["input_shape"] == [1, 3, 32, 32]
+    line = one_error(run("export.py", "--name", "cut", "--checkpoints_dir", str(cut_run), "--out",
+                         str(tmp_path / "f"), "--net", "F"), "export.py")
+    assert line == "export.py: error: --net F is CUT's feature sampler: only generators export; choose --net G"
+    assert not (tmp_path / "f").exists()
