@@ -171,6 +171,10 @@ def apply_config(opt: argparse.Namespace, explicit: Set[str],
         values = {k: v for k, v in cfg["options"].items() if k in INFERABLE}
     else:
         entry = cfg["networks"].get(single_generator)
+        if entry is None:
+            log.warning("%s describes no network %s (it has %s): its architecture comes from the flags and the "
+                        "defaults", config_path(save_dir), single_generator,
+                        ", ".join(sorted(cfg["networks"])) or "none")
         values = {} if entry is None else {
             "netG": entry["netG"], "norm": entry["norm"], "no_dropout": not entry["use_dropout"], "ngf": entry["ngf"],
             "input_nc": entry["input_nc"], "output_nc": entry["output_nc"], "upsample": entry.get("upsample", "deconv")}

@@ -212,3 +212,14 @@ def test_export_records_how_the_run_was_trained(cut_run: Path, tmp_path: Path) -
                          str(tmp_path / "f"), "--net", "F"), "export.py")
     assert line == "export.py: error: --net F is CUT's feature sampler: only generators export; choose --net G"
     assert not (tmp_path / "f").exists()
+
+
+def test_a_record_without_the_generator_is_said(cut_run: Path, demo_root: Path, tmp_path: Path) -> None:
+    """--model test --model_suffix _A on a record that has no G_A: the log names config.json, not only a flag."""
+    ck = tmp_path / "ck"
+    (ck / "cut").mkdir(parents=True)
+    (ck / "cut" / "config.json").write_bytes((cut_run / "cut" / "config.json").read_bytes())
+    (ck / "cut" / "latest_net_G_A.pth").write_bytes((cut_run / "cut" / "latest_net_G.pth").read_bytes())
+    res = run("test.py", "--model", "test", "--model_suffix", "_A", "--dataroot", str(demo_root / "demo" / "testA"),
+              "--name", "cut", "--checkpoints_dir", str(ck), "--gpu_ids", "-1", "--results_dir", str(tmp_path / "r"))
+    assert f"{ck / 'cut' / 'config.json'} describes no network G_A (it has D, F, G)" in res.stdout + res.stderr
