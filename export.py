@@ -38,6 +38,7 @@ FORMATS = ("torchscript", "onnx")
 DEFAULT_FORMATS = "torchscript"  # needs only the runtime requirements; ONNX needs the `export` extra
 INSTALL_EXPORT = "pip install -e .[export] (or pip install -r requirements-dev.txt)"
 ONNX_EXPORTERS = ("dynamo", "legacy")
+DEFAULT_CHECK_SIZE = 256
 # Architecture flags and their defaults when neither the command line nor config.json gives them (official).
 ARCH_DEFAULTS: Dict[str, Any] = {"netG": "resnet_9blocks", "norm": "instance", "ngf": 64, "input_nc": 3,
                                  "output_nc": 3, "no_dropout": False, "upsample": "deconv"}
@@ -107,10 +108,19 @@ def checkpoint_prefix(epoch: str, load_iter: int) -> str:
 
 
 def choose_net(save_dir: str, prefix: str, config: Optional[Dict[str, Any]], net: Optional[str]) -> str:
-    """The network to export: ``--net``, else the config's/files' ``G`` (pix2pix) or ``G_A`` (CycleGAN)."""
-    if net:
-        return net
+    """The network to export: ``--net``, else the config's/files' ``G`` (pix2pix) or ``G_A`` (CycleGAN); a
+    discriminator or other non-generator ``--net`` is refused, listing the generators there are."""
     known = [n for n, spec in (config or {}).get("networks", {}).items() if spec.get("kind") == "G"]
+    if net:
+        spec = (config or {}).get("networks", {}).get(net)
+        kind = spec.get("kind") if spec is not None else ("G" if net.startswith("G") else None)
+        if kind != "G":
+            what = {"D": "a discriminator", "F": "CUT's feature sampler"}.get(kind or net[:1], "not a generator")
+            listed = sorted(set(known) | set(generator_files(save_dir, prefix)))
+            raise ExportError(f"--net {net} is {what}: only generators export; "
+                              + (f"choose --net {' or '.join(listed)}" if listed else
+                                 f"{save_dir} has no {prefix}_net_G*.pth generator file"))
+        return net
     for candidate in ("G", "G_A"):
         if candidate in known or os.path.lexists(checkpoint_io.net_path(save_dir, prefix, candidate)):
             return candidate
@@ -118,6 +128,21 @@ def choose_net(save_dir: str, prefix: str, config: Optional[Dict[str, Any]], net
         return sorted(known)[0]
     raise ExportError(f"no generator checkpoint {prefix}_net_G.pth or {prefix}_net_G_A.pth in {save_dir}; "
                       "check --name, --checkpoints_dir and --epoch, or name the network with --net")
+
+
+def generator_files(save_dir: str, prefix: str) -> List[str]:
+    """The generator names (``G``, ``G_A``, ...) with a ``<prefix>_net_<name>.pth`` file in ``save_dir``."""
+    head = f"{prefix}{checkpoint_io.NET_INFIX}"
+    names = [f[len(head):-len(checkpoint_io.NET_SUFFIX)] for f in os.listdir(save_dir)
+             if f.startswith(head) and f.endswith(checkpoint_io.NET_SUFFIX)] if os.path.isdir(save_dir) else []
+    return sorted(n for n in names if n.startswith("G"))
+
+
+def trained_with(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """What config.json records of the training run: model, --CUT_mode, direction and sizes (those present)."""
+    options = (config or {}).get("options", {})
+    return {k: options[k] for k in ("model", "CUT_mode", "direction", "preprocess", "load_size", "crop_size")
+            if k in options}
 
 
 def resolve_architecture(args: argparse.Namespace, config: Optional[Dict[str, Any]], net: str) -> Dict[str, Any]:
@@ -168,8 +193,11 @@ def load_generator(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]
     net = build_generator(arch)
     log.info("loading the model from %s", path)
     checkpoint_io.load_network(net, path, name=net_name)
+    trained = trained_with(config)
+    if trained:
+        log.info("the checkpoint was trained with %s", " ".join(f"--{k} {v}" for k, v in trained.items()))
     info = {"name": args.name, "net": net_name, "checkpoint": os.path.abspath(path), "prefix": prefix,
-            "architecture": arch, "config_json": config is not None}
+            "architecture": arch, "config_json": config is not None, "trained": trained}
     return net.eval(), info
 
 
@@ -321,7 +349,9 @@ def make_parser() -> OptionParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--check_image", default=None, help="image to compare exported and eager outputs on "
                                                         "(default: a fixed synthetic image of --check_size)")
-    p.add_argument("--check_size", type=int, default=256, help="side of the synthetic check image")
+    p.add_argument("--check_size", type=int, default=None,
+                   help=f"side of the synthetic check image (default: the --crop_size config.json records, else "
+                        f"{DEFAULT_CHECK_SIZE})")
     p.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # checked with FLAG_RANGES
                    help="pixel budget of --check_image (larger images are refused by name)")
     p.add_argument("--tolerance", type=float, default=1e-3, help="largest accepted |exported - eager| (outputs "
@@ -421,7 +451,8 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     os.makedirs(args.out, exist_ok=True)
     base = os.path.splitext(checkpoint_io.net_filename(info["prefix"], info["net"]))[0]
     stem = os.path.join(args.out, f"{args.name.replace(os.sep, '_')}_{base}")
-    image = load_check_image(args.check_image, info["architecture"]["input_nc"], args.check_size, args.max_pixels)
+    check_size = args.check_size or info["trained"].get("crop_size", DEFAULT_CHECK_SIZE)  # the trained size
+    image = load_check_image(args.check_image, info["architecture"]["input_nc"], check_size, args.max_pixels)
     report: Dict[str, Any] = dict(info, files={}, checks={},
                                   io={"input": "input: float32 N x C x H x W in [-1, 1] (pixel / 127.5 - 1)",
                                       "output": "output: float32 N x C x H x W in [-1, 1] (tanh)",

@@ -13,10 +13,14 @@ from util.threads import configure_openmp, limit_torch_threads
 configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
 # its fair share (util/threads.py); the imports below follow this call on purpose
 
+import json
+import math
 import os
 import sys
+import time
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -24,18 +28,23 @@ from data import create_dataset
 from models import checkpoint_io, create_model
 from options.base_options import options_file, write_options_file
 from options.test_options import TestOptions
-from training.checkpoints import load_prefix
+from models.checkpoint_io import CheckpointError
+from training.checkpoints import load_prefix, read_state, state_path
+from training.evaluator import BEST_FILE, BEST_PREFIX, read_best_record
 from training.record import checkpoint_origin
 from training.signals import GracefulStop, signal_name
 from util import html
-from util.errors import cli_main
+from util.errors import UserError, cli_main, one_line, write_error
 from util.logger import get_logger, setup_logging
 from util.progress import Progress
 from util.result_names import ResultNames
 from util.seed import seed_everything
+from util.util import atomic_write_text
 from util.visualizer import save_images
 
 log = get_logger("test")
+
+RECORD_FILE = "checkpoint.json"  # in the results folder: the checkpoint the results come from
 
 
 def split_visuals(visuals: "OrderedDict[str, Any]", index: int) -> "OrderedDict[str, Any]":
@@ -44,11 +53,69 @@ def split_visuals(visuals: "OrderedDict[str, Any]", index: int) -> "OrderedDict[
 
 
 def results_dir(opt) -> str:
-    """``<results_dir>/<name>/<phase>_<epoch>[_iter<load_iter>]``."""
+    """``<results_dir>/<name>/<phase>_<epoch>[_iter<load_iter>][<model_suffix>]``: ``--model test`` with
+    ``--model_suffix _A`` and ``_B`` load different generators, so each gets its own folder (``test_latest_A``)."""
     web_dir = os.path.join(opt.results_dir, opt.name, "{}_{}".format(opt.phase, opt.epoch))
     if opt.load_iter > 0:
         web_dir = "{:s}_iter{:d}".format(web_dir, opt.load_iter)
-    return web_dir
+    return web_dir + (getattr(opt, "model_suffix", "") if opt.model == "test" else "")
+
+
+def checkpoint_record(opt: Any, model: Any) -> Dict[str, Any]:
+    """What the results were made with: the network files and when they were saved (epoch, total_iters and time
+    from the training state beside them; ``--epoch best``: from best.json). Unknown values are None, with a note."""
+    prefix = load_prefix(opt)
+    record: Dict[str, Any] = {
+        "name": opt.name, "model": opt.model, "epoch": opt.epoch, "load_iter": opt.load_iter, "prefix": prefix,
+        "networks": {name: os.path.abspath(checkpoint_io.net_path(model.save_dir, prefix, name))
+                     for name in model.model_names},
+        "trained_epoch": None, "epoch_complete": None, "total_iters": None, "saved_at": None, "note": ""}
+    best = os.path.join(model.save_dir, BEST_FILE)
+    if prefix == BEST_PREFIX and os.path.isfile(best):
+        try:
+            entry = read_best_record(Path(best))
+        except UserError as exc:
+            record["note"] = f"{BEST_FILE} cannot be read: {one_line(str(exc))}"
+            return record
+        saved = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(best)))
+        value = entry["value"] if math.isfinite(entry["value"]) else str(entry["value"])
+        record.update(trained_epoch=entry.get("epoch"), total_iters=entry.get("total_iters"), saved_at=saved,
+                      best={"metric": entry["metric"], "value": value})
+        return record
+    path = state_path(model.save_dir, prefix)
+    if not os.path.isfile(path):
+        record["note"] = f"no training state {os.path.basename(path)} beside the checkpoint (e.g. an official one)"
+        return record
+    try:
+        state = read_state(path)
+    except CheckpointError as exc:
+        record["note"] = one_line(str(exc))
+        return record
+    record.update(trained_epoch=int(state["epoch"]), epoch_complete=bool(state.get("epoch_complete")),
+                  total_iters=int(state["total_iters"]), saved_at=state.get("saved_at"))
+    return record
+
+
+def describe_record(record: Dict[str, Any]) -> str:
+    """``checkpoint latest: epoch 3 (complete), total_iters 1200, saved 2025-01-01 12:00:00`` (best: with its
+    metric); ``checkpoint X: epoch and iterations unknown`` when nothing records them."""
+    if record["total_iters"] is None:
+        return f"checkpoint {record['prefix']}: epoch and iterations unknown ({record['note']})"
+    where = {True: " (complete)", False: " (part)", None: ""}[record["epoch_complete"]]
+    text = (f"checkpoint {record['prefix']}: epoch {record['trained_epoch']}{where}, total_iters "
+            f"{record['total_iters']}, saved {record['saved_at']}")
+    if "best" in record:
+        text += f", best {record['best']['metric']} {record['best']['value']} ({BEST_FILE})"
+    return text
+
+
+def write_record(web_dir: str, record: Dict[str, Any]) -> None:
+    """``<web_dir>/checkpoint.json``: the checkpoint the results come from."""
+    os.makedirs(web_dir, exist_ok=True)
+    try:
+        atomic_write_text(os.path.join(web_dir, RECORD_FILE), json.dumps(record, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise write_error(exc, os.path.join(web_dir, RECORD_FILE)) from None
 
 
 def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
@@ -125,11 +192,17 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options
     model = create_model(opt)
     check_checkpoint(opt, model)
     model.setup(opt)
-    report_checkpoint(opt, model.save_dir)
+    record = checkpoint_record(opt, model)
+    if "best" in record:
+        log.info("%s", describe_record(record))
+    else:
+        report_checkpoint(opt, model.save_dir)
     save_options(opt, options_table)
     web_dir = results_dir(opt)
     log.info("creating web directory %s", web_dir)
-    webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s" % (opt.name, opt.phase, opt.epoch))
+    write_record(web_dir, record)
+    webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s; %s" % (opt.name, opt.phase, opt.epoch,
+                                                                                 describe_record(record)))
     if opt.eval:
         model.eval()
     total = int(min(opt.num_test, len(dataset)))

@@ -5,7 +5,8 @@ Example:
     python train.py --dataroot ./datasets/facades --name facades_pix2pix --model pix2pix --direction BtoA
 See docs/training.md for the options and the differences from the official code; the loop is training/loop.py.
 A user's mistake (bad data, missing checkpoint, experiment in use, ...) ends with one ``train.py: error:`` line
-and exit status 2 (``--debug`` shows the traceback).
+and exit status 2; a run whose losses became NaN/Inf (``--nan_policy``) with one such line and exit status 1
+(``--debug`` shows the traceback of either).
 """
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from util.threads import configure_openmp, limit_torch_threads
 configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
 # its fair share (util/threads.py); the imports below follow this call on purpose
 
+import os
 import sys
 from typing import Optional, Sequence
 
 from options.train_options import TrainOptions
 from training import run
+from training.nonfinite import NonFiniteLossError
 from training.signals import TrainingInterrupted
 from util.distributed import cleanup_distributed, init_distributed, setup_rank_logging
-from util.errors import cli_main
+from util.errors import cli_main, debug_requested, one_line
 from util.logger import get_logger, setup_logging
 from util.seed import seed_everything
 
@@ -47,6 +50,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         finished = True  # every process agreed to stop after the same iteration
         log.info("%s", stopped)
         raise SystemExit(stopped.exit_code) from None
+    except NonFiniteLossError as diverged:
+        finished = True  # every process saw the same non-finite values and stops after the same iteration
+        if debug_requested(argv):
+            raise
+        print(f"{os.path.basename(sys.argv[0]) or 'train.py'}: error: {one_line(str(diverged))}", file=sys.stderr)
+        raise SystemExit(1) from None  # the run failed (2: a mistake found before training)
     except KeyboardInterrupt:
         raise SystemExit(130) from None  # second Ctrl-C: the handler has said what happened
     finally:

@@ -144,7 +144,9 @@ def make_sampler(dataset: Sized, opt: Any, rank: int = 0, world_size: int = 1) -
 
 
 def quiet_worker(worker_id: int) -> None:
-    """``worker_init_fn`` of the data loader: workers ignore Ctrl-C/SIGTERM so the main process can stop cleanly."""
+    """``worker_init_fn`` of the data loader: workers ignore Ctrl-C, SIGTERM and SIGHUP (a closed terminal or SSH
+    session), on which the main process saves and stops cleanly."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)

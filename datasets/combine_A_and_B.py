@@ -46,7 +46,7 @@ def image_write(path_A: str, path_B: str, path_AB: str, max_pixels: int = DEFAUL
 
 def plan_pairs(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000,
                use_AB: bool = False) -> list[tuple[str, str, str]]:
-    """List the (A, B, AB) path triples to write, creating the output split folders."""
+    """List the (A, B, AB) path triples to write (nothing is created yet)."""
     if not os.path.isdir(fold_A):
         raise MissingPathError(f"--fold_A {fold_A} is not a folder; expected split sub-folders such as train/, test/")
     jobs: list[tuple[str, str, str]] = []
@@ -61,7 +61,6 @@ def plan_pairs(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000,
         n = min(num_imgs, len(img_list))
         log.info(f"split = {sp}, use {n}/{len(img_list)} images")
         img_fold_AB = os.path.join(fold_AB, sp)
-        os.makedirs(img_fold_AB, exist_ok=True)
         log.info(f"split = {sp}, number of images = {n}")
         for name_A in img_list[:n]:
             path_A = os.path.join(img_fold_A, name_A)
@@ -74,9 +73,17 @@ def plan_pairs(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000,
 
 
 def combine(fold_A: str, fold_B: str, fold_AB: str, num_imgs: int = 1000000, use_AB: bool = False,
-            no_multiprocessing: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
-    """Write every A|B pair; return how many files were written. Errors of any worker are raised."""
+            no_multiprocessing: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, overwrite: bool = False) -> int:
+    """Write every A|B pair; return how many files were written. Errors of any worker are raised. Existing A|B
+    files are refused before anything is written (``InvalidInputError`` naming the first) unless ``overwrite``."""
     jobs = plan_pairs(fold_A, fold_B, fold_AB, num_imgs, use_AB)
+    existing = [path_AB for _, _, path_AB in jobs if os.path.lexists(path_AB)]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more of the {len(jobs)} images to write)" if len(existing) > 1 else ""
+        raise InvalidInputError(f"{existing[0]} exists{more}: pass --overwrite to replace the A|B images, or "
+                                f"choose another --fold_AB")
+    for folder in sorted({os.path.dirname(path_AB) for _, _, path_AB in jobs}):
+        os.makedirs(folder, exist_ok=True)
     if no_multiprocessing:
         for job in jobs:
             image_write(*job, max_pixels)
@@ -102,6 +109,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--use_AB", dest="use_AB", help="if true: (0001_A, 0001_B) to (0001_AB)", action="store_true")
     parser.add_argument("--no_multiprocessing", dest="no_multiprocessing", action="store_true", default=False,
                         help="If used, chooses single CPU execution instead of parallel execution")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace A|B images that exist in --fold_AB (without it they are refused by name)")
     add_max_pixels_flag(parser, "pixel budget of one image as decoded; larger images are refused by name "
                                 "(default 2^26)")
     add_debug_flag(parser)
@@ -110,7 +119,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for arg in vars(args):
         log.info(f"[{arg}] =  {getattr(args, arg)}")
     written = combine(args.fold_A, args.fold_B, args.fold_AB, args.num_imgs, args.use_AB, args.no_multiprocessing,
-                      args.max_pixels)
+                      args.max_pixels, args.overwrite)
     log.info(f"wrote {written} images to {args.fold_AB}")
     return 0
 

@@ -23,6 +23,7 @@ from util.ranges import Choice, Range
 from util.util import DIRECTIONS, atomic_write_text
 
 from . import networks
+from .cut_options import MODES as CUT_MODES
 
 log = get_logger(__name__)
 
@@ -33,11 +34,16 @@ FORMAT_VERSION = 1
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
              "n_layers_D", "normG", "normD", "no_antialias", "no_antialias_up")
 # The schema: the type of each option (all optional) and the keys of each network entry ("upsample" optional).
+# model, CUT_mode, direction and the sizes tell test.py and export.py how the run was trained (options/recorded.py).
 OPTION_TYPES: Dict[str, type] = {"model": str, "netG": str, "netD": str, "n_layers_D": int, "norm": str,
                                  "no_dropout": bool, "ngf": int, "ndf": int, "input_nc": int, "output_nc": int,
                                  "upsample": str, "init_type": str, "init_gain": float, "direction": str,
                                  "dataset_mode": str, "normG": str, "normD": str, "no_antialias": bool,
-                                 "no_antialias_up": bool}
+                                 "no_antialias_up": bool, "CUT_mode": str, "load_size": int, "crop_size": int,
+                                 "preprocess": str}
+# data.base_dataset.PREPROCESS_MODES (models may not import data: tests/test_layering.py; a test keeps them equal)
+PREPROCESS_NAMES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+SIZE_RANGE = Range(int, 1, 65536)  # --load_size and --crop_size (options/ranges.py)
 # Options that describe the model as a whole (copied as they were at training time): those of the schema.
 MODEL_OPTIONS = tuple(OPTION_TYPES)
 NETWORK_KEYS: Dict[str, Dict[str, type]] = {
@@ -58,7 +64,15 @@ class ConfigError(UserError, ValueError):
 CHOICES: Dict[str, Choice] = {"netG": Choice(networks.GENERATORS), "netD": Choice(networks.DISCRIMINATORS),
                               "norm": Choice(networks.NORM_LAYERS), "normG": Choice(networks.NORM_LAYERS),
                               "normD": Choice(networks.NORM_LAYERS), "upsample": Choice(networks.UPSAMPLE_MODES),
-                              "init_type": Choice(networks.INIT_TYPES), "direction": Choice(DIRECTIONS)}
+                              "init_type": Choice(networks.INIT_TYPES), "direction": Choice(DIRECTIONS),
+                              "preprocess": Choice(PREPROCESS_NAMES), "CUT_mode": Choice(tuple(CUT_MODES.values()))}
+
+
+def model_names() -> tuple:
+    """The names ``--model`` takes (the model registry; imported here, as models/__init__ imports this module)."""
+    from models import list_models
+
+    return tuple(list_models())
 
 
 def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
@@ -68,9 +82,9 @@ def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
     if kind is str:
         if not isinstance(value, str):
             return f"must be a string, got {value!r}"
-        valid = CHOICES.get(key)
+        valid = Choice(model_names()) if key == "model" else CHOICES.get(key)
         return None if valid is None or valid.contains(value) else f"'{value}' {valid.requirement(value)}"
-    valid_range = networks.ARCH_RANGES.get(key, Range(kind))
+    valid_range = SIZE_RANGE if key in ("load_size", "crop_size") else networks.ARCH_RANGES.get(key, Range(kind))
     return None if valid_range.contains(value) else f"{valid_range.requirement(value)}, got {value!r}"
 
 
@@ -157,6 +171,10 @@ def apply_config(opt: argparse.Namespace, explicit: Set[str],
         values = {k: v for k, v in cfg["options"].items() if k in INFERABLE}
     else:
         entry = cfg["networks"].get(single_generator)
+        if entry is None:
+            log.warning("%s describes no network %s (it has %s): its architecture comes from the flags and the "
+                        "defaults", config_path(save_dir), single_generator,
+                        ", ".join(sorted(cfg["networks"])) or "none")
         values = {} if entry is None else {
             "netG": entry["netG"], "norm": entry["norm"], "no_dropout": not entry["use_dropout"], "ngf": entry["ngf"],
             "input_nc": entry["input_nc"], "output_nc": entry["output_nc"], "upsample": entry.get("upsample", "deconv")}

@@ -144,7 +144,23 @@ def read_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a PyTorch file?): {exc}") from None
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a network state_dict (a mapping of names to tensors)")
+    check_finite(obj, path)
     return obj  # type: ignore[return-value]
+
+
+def check_finite(state_dict: Mapping[str, torch.Tensor], path: str) -> None:
+    """Raise ``CheckpointError`` naming ``path`` and the first tensor holding NaN or Inf (such weights give black
+    or noise images without any error), with how many of its values are not finite."""
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                others = [k for k, t in state_dict.items() if k != key and (t.is_floating_point() or t.is_complex())
+                          and not bool(torch.isfinite(t).all())]
+                more = f" (and {len(others)} more tensor(s))" if others else ""
+                raise CheckpointError(f"{path}: tensor {key} holds {bad} NaN/Inf value(s) of {tensor.numel()}{more}; "
+                                      f"the weights are unusable (the run diverged before this save?): load an "
+                                      f"earlier checkpoint (--epoch), or retrain with a lower --lr")
 
 
 def strip_wrapper_prefixes(state_dict: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":

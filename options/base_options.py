@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Set, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 import torch
 
@@ -44,6 +44,8 @@ def model_selected_by(tokens: Set[str]) -> Optional[str]:
 
 
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+# Model flags a checkpoint's config.json records and test.py takes from it before the defaults they set.
+RECORDED_MODEL_FLAGS = ("CUT_mode",)
 
 
 def resolve_channels_last(value: Union[str, bool], is_train: bool, device: torch.device) -> bool:
@@ -235,13 +237,22 @@ class BaseOptions:
         """
         argv = list(sys.argv[1:] if argv is None else argv)
         parser = self.make_parser()
-        if "model" not in parser.given(argv):
+        given = parser.given(argv)
+        if "model" not in given:
             selected = model_selected_by({token.split("=", 1)[0] for token in argv})
+            if selected is None:  # test.py: the model the checkpoint's config.json records
+                selected = self.recorded(parser.peek(argv)).get("model")
+                if selected is not None:
+                    log.info("--model %s, as recorded in the checkpoint's config.json", selected)
             if selected is not None:
                 parser.set_defaults(model=selected)
         opt = parser.peek(argv)
         parser = models.get_option_setter(opt.model)(parser, self.isTrain)
         opt = parser.peek(argv)
+        recorded = self.recorded(opt)
+        if recorded.get("model") == opt.model:  # e.g. --CUT_mode, before the defaults it sets
+            parser.set_defaults(**{k: recorded[k] for k in RECORDED_MODEL_FLAGS if k in recorded and k not in given})
+            opt = parser.peek(argv)
         # defaults the model derives from what is parsed so far (cut: --CUT_mode); explicit flags still win
         parser.set_defaults(**models.find_model_using_name(opt.model).option_defaults(opt, self.isTrain))
         opt = parser.peek(argv)
@@ -360,6 +371,11 @@ class BaseOptions:
         except ValueError as err:
             (self.parser or self.make_parser()).error(str(err))
             raise  # not reached: error() exits
+
+    def recorded(self, opt: argparse.Namespace) -> Dict[str, Any]:
+        """The options a checkpoint's config.json records that parsing reuses (test.py: ``TestOptions``); none
+        for training."""
+        return {}
 
     def finalize(self, opt: argparse.Namespace) -> None:
         """Hook for subclasses: adjust parsed options before validation (e.g. test-time overrides)."""

@@ -828,3 +828,46 @@ def test_visuals_check_leaves_other_folders_alone(tmp_path: Path) -> None:
     mine = visuals(tmp_path / "mine", ["fake"])  # a user's own im0_fake.png, im1_fake.png
     assert visuals_folder_problem(mine, None, "--fake_dir", "fake") is None
     assert visuals_folder_problem(pictures(tmp_path / "plain", S), None, "--fake_dir", "fake") is None
+
+
+def test_a_diverging_run_ends_with_one_line(demo_root: Path, tmp_path: Path) -> None:
+    """``--lr 1e30``: the losses become NaN; train.py says so in one line (exit status 1), no traceback."""
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--model", "cycle_gan", "--netG", "resnet_6blocks",
+                          "--dataroot", str(demo_root / "demo"), *tiny_flags("lr", tmp_path / "ck"), "--n_epochs",
+                          "1", "--n_epochs_decay", "0", "--display_id", "0", "--lr", "1e30"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "IMG2IMG_DEBUG"})
+    assert res.returncode == 1, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("train.py: error: non-finite loss ("), res.stderr
+    assert "Lower --lr" in errors[0]
+
+
+def test_data_loader_workers_ignore_sighup() -> None:
+    """A closed terminal sends SIGHUP to the whole process group: the workers live on while the main process
+    saves (data.sampler.quiet_worker), as for Ctrl-C and SIGTERM."""
+    code = ("import os, signal, time; from data.sampler import quiet_worker; quiet_worker(0); "
+            "[os.kill(os.getpid(), s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)]; time.sleep(0.1); "
+            "print('alive')")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "alive", res.stderr
+
+
+def test_combine_replaces_existing_pairs_only_with_overwrite(demo_root: Path, tmp_path: Path) -> None:
+    for fold in ("A", "B"):
+        (tmp_path / fold / "train").mkdir(parents=True)
+        for src in sorted((demo_root / "demo" / "trainA").glob("*.png"))[:2]:
+            shutil.copy(src, tmp_path / fold / "train" / src.name)
+    cmd = [sys.executable, str(ROOT / "datasets" / "combine_A_and_B.py"), "--fold_A", str(tmp_path / "A"),
+           "--fold_B", str(tmp_path / "B"), "--fold_AB", str(tmp_path / "AB"), "--no_multiprocessing"]
+    assert subprocess.run(cmd, capture_output=True, text=True, timeout=120).returncode == 0
+    first = sorted((tmp_path / "AB" / "train").iterdir())
+    assert len(first) == 2
+    first[1].write_bytes(b"edited")
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert f"{first[0]} exists (and 1 more of the 2 images to write): pass --overwrite" in again.stderr
+    assert first[1].read_bytes() == b"edited"
+    assert subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True, timeout=120).returncode == 0
+    assert Image.open(first[1]).size == (64, 32)

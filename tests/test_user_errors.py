@@ -148,6 +148,38 @@ def a_file(w: World) -> None:
     w.write("afile", b"not a folder")
 
 
+def nan_weights(relative: str) -> Callable[[World], None]:
+    """Setup: one NaN in the first floating tensor of the experiment's weights file ``relative`` (a diverged run)."""
+    def make(w: World) -> None:
+        import torch
+
+        path = w.ck / "exp" / relative
+        sd = torch.load(path, weights_only=True)
+        key = next(k for k, v in sd.items() if v.is_floating_point())
+        sd[key].view(-1)[0] = float("nan")
+        torch.save(sd, path)
+    return make
+
+
+def config_option(key: str, value: object) -> Callable[[World], None]:
+    """Setup: config.json with ``options.<key>`` set to ``value`` (a hand-edited or damaged record)."""
+    def make(w: World) -> None:
+        path = w.ck / "exp" / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg["options"][key] = value
+        path.write_text(json.dumps(cfg))
+    return make
+
+
+def ab_exists(w: World) -> None:
+    """Setup: A and B folders of one pair and an A|B image already written for it."""
+    for fold in ("A", "B", "AB"):
+        (w.tmp / fold / "train").mkdir(parents=True)
+    for fold in ("A", "B"):
+        shutil.copy(next((w.data / "train").glob("*.png")), w.tmp / fold / "train" / "x.png")
+    w.write("AB/train/x.png", b"an earlier A|B image")
+
+
 EVAL = ("--eval_freq", "4", "--eval_metrics", "l1", "--eval_best", "l1", "--n_epochs", "2")
 BEST_RECORD = {"metric": "l1", "value": 0.5, "direction": "lower", "epoch": 1, "total_iters": 4}
 
@@ -278,6 +310,24 @@ CASES: Dict[str, Case] = {
                                                  "--output_dir", str(w.tmp / "city")], "does not exist"),
     "demo-too-small": Case(lambda w: ["datasets/make_demo_dataset.py", "--out", str(w.tmp / "demo"), "--size", "4"],
                            "--size must be at least 8"),
+    # weights with NaN/Inf (a diverged run): refused by name, never all-black results
+    "test-nan-weights": Case(lambda w: w.test(), "latest_net_G.pth: tensor ", setup=nan_weights("latest_net_G.pth")),
+    "export-nan-weights": Case(lambda w: w.export(), "latest_net_G.pth: tensor ",
+                               setup=nan_weights("latest_net_G.pth")),
+    "train-nan-weights": Case(lambda w: w.train("--continue_train", "--n_epochs", "2"), "latest_net_D.pth: tensor ",
+                              setup=nan_weights("latest_net_D.pth")),
+    # what the run recorded: a direction against it, a damaged value; a discriminator is no generator to export
+    "test-direction-against-record": Case(lambda w: w.test("--direction", "BtoA"),
+                                          "--direction BtoA: the checkpoint was trained with --direction AtoB"),
+    "test-config-wrong-type": Case(lambda w: w.test(), "config.json: options.crop_size must be an integer",
+                                   setup=config_option("crop_size", "32")),
+    "export-discriminator": Case(lambda w: w.export("--net", "D"),
+                                 "--net D is a discriminator: only generators export; choose --net G"),
+    "combine-existing-output": Case(lambda w: ["datasets/combine_A_and_B.py", "--fold_A", str(w.tmp / "A"),
+                                               "--fold_B", str(w.tmp / "B"), "--fold_AB", str(w.tmp / "AB"),
+                                               "--no_multiprocessing"],
+                                    "AB/train/x.png exists: pass --overwrite to replace the A|B images",
+                                    setup=ab_exists),
     "validation-missing-folder": Case(lambda w: module("data.validation", str(w.tmp / "nope")), "does not exist"),
 }
 
