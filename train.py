@@ -9,11 +9,6 @@ and exit status 2 (``--debug`` shows the traceback).
 """
 from __future__ import annotations
 
-from util.threads import configure_openmp, limit_torch_threads
-
-configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
-# its fair share (util/threads.py); the imports below follow this call on purpose
-
 import sys
 from typing import Optional, Sequence
 
@@ -24,6 +19,7 @@ from util.distributed import cleanup_distributed, init_distributed, setup_rank_l
 from util.errors import cli_main
 from util.logger import get_logger, setup_logging
 from util.seed import seed_everything
+from util.threads import limit_torch_threads
 
 log = get_logger("train")
 

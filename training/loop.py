@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 from data import create_dataset
 from data.guard import DataChangedError
 from models import create_model
+from util.governor import start_governor
 from util.logger import get_logger
 from util.progress import Progress
 from util.seed import set_deterministic
@@ -54,6 +55,8 @@ class Run:
         self.model.allocate_optimizer_state()  # after the restore, before any activations (less fragmented memory)
         self.checkpoints = Checkpointer(self.model, self.dataset, opt)
         self.guard = NonFiniteGuard(self.model, opt.nan_policy)
+        # intra-op threads: all while the cores are ours, fewer while other processes compete (util/governor.py)
+        self.governor = start_governor(on_cpu=str(opt.device).startswith("cpu"), deterministic=opt.deterministic)
         self.evaluator = Evaluator(opt, self.model)  # --eval_freq: fixed test subset, best checkpoint
         folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
         # appends to loss_log.txt only once the start has succeeded; plots and trackers continue one curve
@@ -131,6 +134,7 @@ class Run:
             model.set_input(data)
             model.train_step()
             self.guard.check(epoch, self.total_iters)
+            self.governor.tick()
             progress.update(opt.batch_size * world)
             self.report(epoch, epoch_iter, iter_start, t_data)
             if self.total_iters % opt.save_latest_freq == 0:
