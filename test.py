@@ -8,11 +8,6 @@ checkpoint, bad data, ...) ends with one ``test.py: error:`` line and exit statu
 """
 from __future__ import annotations
 
-from util.threads import configure_openmp, limit_torch_threads
-
-configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
-# its fair share (util/threads.py); the imports below follow this call on purpose
-
 import json
 import math
 import os
@@ -35,10 +30,12 @@ from training.record import checkpoint_origin
 from training.signals import GracefulStop, signal_name
 from util import html
 from util.errors import UserError, cli_main, one_line, write_error
+from util.governor import start_governor
 from util.logger import get_logger, setup_logging
 from util.progress import Progress
 from util.result_names import ResultNames
 from util.seed import seed_everything
+from util.threads import limit_torch_threads
 from util.util import atomic_write_text
 from util.visualizer import save_images
 
@@ -127,6 +124,7 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
     (util/result_names.py). With ``stop``, the loop ends after the batch during which a stop signal arrived.
     """
     names = ResultNames()
+    governor = start_governor(on_cpu=str(opt.device).startswith("cpu"), deterministic=opt.deterministic)  # util/governor.py
     done = 0
     total = int(min(opt.num_test, len(dataset)))
     with torch.inference_mode(), Progress(total=total, desc="test", unit="img") as progress:
@@ -149,6 +147,7 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
                 done += 1
                 saved += 1
             progress.update(saved)
+            governor.tick()  # fewer intra-op threads while other processes compete for the cores
             if on_batch is not None:
                 on_batch(saved)
             if stop is not None and stop.requested:

@@ -10,11 +10,6 @@ and exit status 2; a run whose losses became NaN/Inf (``--nan_policy``) with one
 """
 from __future__ import annotations
 
-from util.threads import configure_openmp, limit_torch_threads
-
-configure_openmp()  # before torch loads OpenMP: short spin-waits, so a busy machine slows us no more than
-# its fair share (util/threads.py); the imports below follow this call on purpose
-
 import os
 import sys
 from typing import Optional, Sequence
@@ -27,6 +22,7 @@ from util.distributed import cleanup_distributed, init_distributed, setup_rank_l
 from util.errors import cli_main, debug_requested, one_line
 from util.logger import get_logger, setup_logging
 from util.seed import seed_everything
+from util.threads import limit_torch_threads
 
 log = get_logger("train")
 

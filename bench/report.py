@@ -4,7 +4,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Dict, List, Optional
 
-from bench.workloads import Config, parse_config
+from bench.workloads import OFFICIAL_TAG, Config, official_label, parse_config
 
 
 def summarize(label: str, runs: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -35,10 +35,22 @@ def add_ratios(rows: List[Dict[str, Any]]) -> None:
     """Speed-ups against the workload's first config (its baseline) and against the official figures.
 
     ``speedup_vs_base`` / ``speedup_vs_official`` compare images per second (> 1: faster), so a larger batch
-    counts by throughput; ``rss_vs_official`` is our peak RSS over the official one (< 1: less memory).
+    counts by throughput; ``rss_vs_official`` is our peak RSS over the official one (< 1: less memory); the
+    ``*_official_run`` ratios compare with the official code's row of this run (``--official``), where there is one.
     """
     base: Dict[str, Dict[str, Any]] = {}
+    by_label = {row["label"]: row for row in rows}
     for row in rows:
+        # the official code measured in this run (--official): images/s and peak RSS against its row
+        same_run = None if row["label"].endswith(OFFICIAL_TAG) else by_label.get(
+            official_label(parse_config(row["label"].split(" @")[0])) or "")
+        row["speedup_vs_official_run"] = row["images_per_s"] / same_run["images_per_s"] if same_run else None
+        row["rss_vs_official_run"] = (row["peak_rss_mb"] / same_run["peak_rss_mb"]
+                                      if same_run and row["peak_rss_mb"] and same_run["peak_rss_mb"] else None)
+        if row["label"].endswith(OFFICIAL_TAG):
+            row.update(baseline=None, speedup_vs_base=None, official_s=None, speedup_vs_official=None,
+                       rss_vs_official=None)
+            continue
         base.setdefault(row["workload"], row)
         b = base[row["workload"]]
         row["baseline"] = b["label"]
@@ -58,16 +70,17 @@ def _fmt(value: Optional[float], spec: str, suffix: str = "") -> str:
 def table(rows: List[Dict[str, Any]], device: str) -> str:
     """The results as a markdown table (official figures are CPU figures: ratios only on the CPU)."""
     memory = "peak GPU mem" if device == "cuda" else "peak RSS"
-    head = (f"| config | s/iter median (min–max) | images/s | vs baseline | official s/iter | vs official "
-            f"| {memory} | RSS vs official | data wait |")
+    head = (f"| config | s/iter median (min–max) | images/s | vs baseline | vs official run | RSS vs official run "
+            f"| official s/iter | vs official | {memory} | RSS vs official | data wait |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         on_cpu = device != "cuda"
         mem = (_fmt(r["peak_cuda_mb"] / 1024.0, ".2f", " GB") if device == "cuda" and r["peak_cuda_mb"]
                else _fmt(r["peak_rss_mb"] / 1024.0 if r["peak_rss_mb"] else None, ".2f", " GB"))
-        lines.append("| {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} |".format(
+        lines.append("| {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["label"], _fmt(r["median_s"], ".3f"), _fmt(r["min_s"], ".3f"), _fmt(r["max_s"], ".3f"),
             _fmt(r["images_per_s"], ".2f"), _fmt(r["speedup_vs_base"], ".2f", "×"),
+            _fmt(r.get("speedup_vs_official_run"), ".2f", "×"), _fmt(r.get("rss_vs_official_run"), ".2f", "×"),
             _fmt(r["official_s"], ".2f") if on_cpu else "—",
             _fmt(r["speedup_vs_official"], ".2f", "×") if on_cpu else "—", mem,
             _fmt(r["rss_vs_official"], ".2f", "×") if on_cpu else "—",

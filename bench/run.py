@@ -13,6 +13,7 @@ Examples:
     python bench/run.py --config "cycle_gan_128" --config "cycle_gan_128 --amp bf16" --iters 5 --rounds 3
     python bench/run.py --preset gpu --device cuda --warmup 5  # one GPU; compile needs a longer warm-up
     python bench/run.py --config cycle_gan_128 --checkout ../before   # also each config from another checkout
+    python bench/run.py --config demo --official ../pytorch-CycleGAN-and-pix2pix   # the official code, same run
 See docs/performance.md for the workloads, the measured tables and the exact commands.
 """
 from __future__ import annotations
@@ -21,19 +22,19 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench.worker import RESULT_MARKER  # noqa: E402
-from bench.workloads import PRESETS, WORKLOADS, Config, parse_config  # noqa: E402
+from bench.official import check_checkout, run_official, stream  # noqa: E402
+from bench.worker import ITER_MARKER, RESULT_MARKER  # noqa: E402
+from bench.workloads import PRESETS, WORKLOADS, Config, official_label, parse_config  # noqa: E402
 from util.logger import get_logger, setup_logging  # noqa: E402
 
 log = get_logger("bench")
@@ -59,7 +60,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="another checkout of this project (e.g. an older commit, made with git worktree): every "
                         "config also runs with its code (its bench/worker.py), alternating with ours in each round; "
                         "its rows are labelled '<config> @<folder name>' (repeatable)")
+    p.add_argument("--official", default="", metavar="DIR",
+                   help="a checkout of the official code: each config's official counterpart (same data and flags, "
+                        "our speed options dropped; bench/official.py) runs in the same rounds, in a row labelled "
+                        "'<config> @official'; the 'vs official run' column compares with it")
     args = p.parse_args(argv)
+    if args.official and check_checkout(Path(args.official)):
+        p.error("--official: " + check_checkout(Path(args.official)))
     if not args.preset and not args.config:
         p.error("give --preset or at least one --config")
     for folder in args.checkout:
@@ -81,18 +88,52 @@ def load_average() -> Optional[List[float]]:
         return None
 
 
-def run_worker(config: Config, args: argparse.Namespace, root: Path = ROOT) -> Dict[str, Any]:
+def run_worker(config: Config, args: argparse.Namespace, root: Path = ROOT,
+               on_iteration: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
     """Run one config in a fresh process with the code of checkout ``root`` and return its parsed result (raises
-    with its output on failure)."""
+    with its output on failure); ``on_iteration(n)`` hears of each finished training iteration (n from 1)."""
     request = {"workload": config.workload, "extra": list(config.extra), "device": args.device,
-               "iters": args.iters or config.spec.iters, "warmup": args.warmup, "data_dir": args.data_dir}
+               "iters": args.iters or config.spec.iters, "warmup": args.warmup, "data_dir": args.data_dir,
+               "progress": on_iteration is not None}
     cmd = [sys.executable, str(root / "bench" / "worker.py"), json.dumps(request)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=str(root))
-    for line in proc.stdout.splitlines():
+    found: List[Dict[str, Any]] = []
+
+    def on_line(line: str, stamp: float, pid: int) -> None:
         if line.startswith(RESULT_MARKER):
-            return json.loads(line[len(RESULT_MARKER):])
-    raise RuntimeError(f"benchmark config '{config.label}' failed (exit {proc.returncode}):\n"
-                       f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            found.append(json.loads(line[len(RESULT_MARKER):]))
+        elif line.startswith(ITER_MARKER) and on_iteration is not None:
+            on_iteration(int(line[len(ITER_MARKER):]))
+
+    code, tail = stream(cmd, root, dict(os.environ), args.timeout, on_line)
+    if found:
+        return found[0]
+    raise RuntimeError(f"benchmark config '{config.label}' failed (exit {code}):\n{tail}")
+
+
+Runner = Callable[..., Dict[str, Any]]  # (config, args, on_iteration=None) -> the worker's result fields
+
+
+def runners(labels: Sequence[str], args: argparse.Namespace) -> List[Tuple[str, Config, Runner]]:
+    """(row label, config, how to run it) for every config: ours, each ``--checkout``'s, the official counterpart
+    (once per distinct official command: ``cycle_gan_128`` and ``cycle_gan_128 --amp bf16`` share it)."""
+    rows: List[Tuple[str, Config, Runner]] = []
+    official: List[Tuple[str, Config, Runner]] = []
+    for text in labels:
+        config = parse_config(text)
+        rows.append((config.label, config, lambda c, a, **kw: run_worker(c, a, **kw)))
+        for folder in getattr(args, "checkout", []):
+            root = Path(folder).resolve()
+            rows.append((f"{config.label} @{root.name}", config,
+                         lambda c, a, r=root, **kw: run_worker(c, a, r, **kw)))
+        if args.official:
+            label = official_label(config)
+            if label is None:
+                log.info("%s: no official counterpart (CUT is not in the official code)", config.label)
+            elif label not in [row[0] for row in official]:
+                folder = Path(args.official).resolve()
+                official.append((label, config, lambda c, a, f=folder, **kw: run_official(
+                    c, f, a.device, a.warmup, a.iters or c.spec.iters, a.data_dir, a.timeout, **kw)))
+    return rows + official
 
 
 def environment() -> Dict[str, Any]:
@@ -113,21 +154,19 @@ def environment() -> Dict[str, Any]:
 
 def benchmark(args: argparse.Namespace) -> Dict[str, Any]:
     """Run every config ``--rounds`` times, alternating, and summarize."""
-    roots = [(ROOT, "")] + [(Path(d).resolve(), f" @{Path(d).resolve().name}") for d in args.checkout]
-    configs = [(parse_config(c), root, tag) for c in (PRESETS[args.preset] if args.preset else []) + args.config
-               for root, tag in roots]
-    runs: Dict[str, List[Dict[str, Any]]] = {c.label + tag: [] for c, _, tag in configs}
+    configs = runners((PRESETS[args.preset] if args.preset else []) + args.config, args)
+    runs: Dict[str, List[Dict[str, Any]]] = {label: [] for label, _, _ in configs}
     load_before = load_average()
     started = time.time()
     for r in range(args.rounds):
         order = configs[r % len(configs):] + configs[:r % len(configs)]  # rotate: nobody always goes first
-        for config, root, tag in order:
-            log.info("round %d/%d: %s%s", r + 1, args.rounds, config.label, tag)
-            result = run_worker(config, args, root)
-            runs[config.label + tag].append(result)
+        for label, config, runner in order:
+            log.info("round %d/%d: %s", r + 1, args.rounds, label)
+            result = runner(config, args)
+            runs[label].append(result)
             times = sorted(result["s_per_iter"]) or [float("nan")]
-            log.info("  median %.3f s/iter, peak RSS %.0f MB", times[len(times) // 2], result["peak_rss_mb"])
-    rows = [report.summarize(c.label + tag, runs[c.label + tag]) for c, _, tag in configs]
+            log.info("  median %.3f s/iter, peak RSS %.0f MB", times[len(times) // 2], result["peak_rss_mb"] or 0)
+    rows = [report.summarize(label, runs[label]) for label, _, _ in configs]
     report.add_ratios(rows)
     return {"device": args.device, "rounds": args.rounds, "warmup": args.warmup, "environment": environment(),
             "load_average_before": load_before, "load_average_after": load_average(),

@@ -21,20 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from util.threads import configure_openmp, limit_torch_threads  # noqa: E402
+from util.threads import limit_torch_threads  # noqa: E402
 
 PLAIN_FLAG = "--plain"  # bench-only: the official step, written plainly (bench/plain_steps.py)
-# bench-only: our step with the official runtime settings (OpenMP's default spin-wait, 4 data-loader workers, torch's
-# default thread count); --plain implies them
+# bench-only: our step with the official runtime settings (4 data-loader workers, torch's default thread count, no
+# thread governor); --plain implies them
 OFFICIAL_RUNTIME_FLAG = "--official_runtime"
-if __name__ == "__main__" and not {PLAIN_FLAG, OFFICIAL_RUNTIME_FLAG} & set(json.loads(sys.argv[1]).get("extra", [])):
-    configure_openmp()  # ours, as train.py/test.py do before torch loads OpenMP
 
 import torch  # noqa: E402
 
 from bench.workloads import Config, Workload  # noqa: E402
+from util.governor import ENV_VAR as GOVERNOR_ENV, start_governor  # noqa: E402
 
 RESULT_MARKER = "BENCH_RESULT "
+ITER_MARKER = "BENCH_ITER "  # with "progress" in the request: one line per finished training iteration (bench/busy.py)
 
 
 def peak_rss_mb() -> float:
@@ -105,7 +105,8 @@ def split_plain(extra: Tuple[str, ...]) -> Tuple[List[str], bool]:
     return [a for a in extra if a not in (PLAIN_FLAG, OFFICIAL_RUNTIME_FLAG)], PLAIN_FLAG in extra
 
 
-def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int) -> Dict[str, Any]:
+def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: int, iters: int,
+              progress: bool = False) -> Dict[str, Any]:
     """Time ``warmup + iters`` training iterations (data loading included); return per-iteration figures."""
     from data import create_dataset
     from models import create_model
@@ -119,6 +120,8 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
     opt = TrainOptions().parse(argv, save=False)
     if not official_runtime:
         limit_torch_threads()  # as train.py does
+    # as the training loop does: fewer intra-op threads while other processes compete (util/governor.py)
+    governor = start_governor(on_cpu=device == "cpu", deterministic=opt.deterministic)
     dataset = create_dataset(opt)
     model = create_model(opt)
     if model.needs_first_batch:  # as the training loop does (CUT's F is built from the first batch)
@@ -134,20 +137,26 @@ def run_train(config: Config, dataroot: Path, work: Path, device: str, warmup: i
     step_s: List[float] = []
     wait_s: List[float] = []
     cpu_s: List[float] = []
-    for _ in range(warmup + iters):
+    threads: List[int] = []
+    for index in range(warmup + iters):
         cpu = cpu_seconds()
         start = time.perf_counter()
+        ran_with = torch.get_num_threads()  # the governor may change it at this iteration's end
         data = next(batches)
         loaded = time.perf_counter()
         model.set_input(data)
         model.optimize_parameters()
         synchronize(device)
+        governor.tick()
         step_s.append(time.perf_counter() - start)
         wait_s.append(loaded - start)
         cpu_s.append(cpu_seconds() - cpu)
+        threads.append(ran_with)
+        if progress:
+            print(f"{ITER_MARKER}{index + 1}", flush=True)
     losses = model.get_current_losses()
     return {"s_per_iter": step_s[warmup:], "data_wait_s": wait_s[warmup:], "warmup_s": step_s[:warmup],
-            "cpu_s_per_iter": cpu_s[warmup:], "images_per_iter": opt.batch_size, "final_losses": dict(losses)}
+            "cpu_s_per_iter": cpu_s[warmup:], "threads_per_iter": threads[warmup:], "images_per_iter": opt.batch_size, "final_losses": dict(losses)}
 
 
 def load_test_script() -> Any:
@@ -216,6 +225,8 @@ RUNNERS: Dict[str, Callable[..., Dict[str, Any]]] = {"train": run_train, "test":
 def run(request: Dict[str, Any]) -> Dict[str, Any]:
     """Execute one request (see module docstring) and return the measurements."""
     config = Config(request["workload"], tuple(request["extra"]))
+    if {PLAIN_FLAG, OFFICIAL_RUNTIME_FLAG} & set(config.extra):
+        os.environ[GOVERNOR_ENV] = "0"  # the official runtime: a fixed thread count
     device = request["device"]
     iters, warmup = int(request["iters"]), int(request["warmup"])
     batch = int(config.flag_value("--batch_size", "1"))
@@ -224,7 +235,8 @@ def run(request: Dict[str, Any]) -> Dict[str, Any]:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="img2img_bench_") as work:
-        result = RUNNERS[config.spec.kind](config, dataroot, Path(work), device, warmup, iters)
+        extra = {"progress": True} if request.get("progress") and config.spec.kind == "train" else {}
+        result = RUNNERS[config.spec.kind](config, dataroot, Path(work), device, warmup, iters, **extra)
     result.update(label=config.label, device=device, peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads(),
                   peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None)
     return result

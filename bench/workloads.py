@@ -82,6 +82,20 @@ PRESETS: Dict[str, List[str]] = {
 }
 
 
+# How our flags reach the official code (bench/official.py, ``--official DIR``). A flag not listed here has the same
+# name and meaning there (checked against the official option and model files before a run). Listed: our flag ->
+# (the official flag, or None: ours only, dropped; how many values it takes, -1: an optional one).
+OFFICIAL_FLAGS: Dict[str, Tuple[Optional[str], int]] = {
+    "--amp": (None, 1), "--compile": (None, 0), "--channels_last": (None, -1),  # speed options of ours: the
+    "--plain": (None, 0), "--official_runtime": (None, 0),  # official row is always the official fp32 step
+    "--gpu_ids": (None, 1),  # the official code takes the GPU when there is one: --device cpu hides the GPUs instead
+    "--display_id": (None, 1),  # the 2025 official code has no visdom (nothing to turn off)
+}
+# flags of ours that have no official counterpart at all: a config with one has no official row
+OFFICIAL_TAG = "@official"  # the official rows' label: "<config> @official"
+OFFICIAL_NONE = ("--CUT_mode", "--num_patches", "--netF_nc", "--nce_layers", "--lambda_NCE")
+
+
 @dataclass(frozen=True)
 class Config:
     """A workload name plus extra flags; ``label`` is the config string as written."""
@@ -107,6 +121,42 @@ class Config:
             if a == flag:
                 value = args[i + 1]
         return value
+
+
+def official_flags(config: Config) -> List[str]:
+    """The workload's and the extra flags as the official code spells them; ValueError when it has no counterpart."""
+    args = list(config.spec.flags) + list(config.extra)
+    if config.flag_value("--model", "cycle_gan") == "cut" or set(OFFICIAL_NONE) & set(args):
+        raise ValueError(f"'{config.label}': CUT is not part of the official CycleGAN/pix2pix code (no official row)")
+    return _to_official(args)
+
+
+def official_label(config: Config) -> Optional[str]:
+    """The row label of the config's official counterpart (``"cycle_gan_128 @official"`` also for ``cycle_gan_128
+    --amp bf16``); None when it has none."""
+    try:
+        official_flags(config)
+    except ValueError:
+        return None
+    return Config(config.workload, tuple(_to_official(list(config.extra)))).label + " " + OFFICIAL_TAG
+
+
+def _to_official(args: List[str]) -> List[str]:
+    """Flags as the official code spells them (OFFICIAL_FLAGS)."""
+    out: List[str] = []
+    i = 0
+    while i < len(args):
+        name, values = OFFICIAL_FLAGS.get(args[i], (args[i], 0))
+        if values == -1:  # an optional value: the next word unless it is a flag
+            values = 1 if i + 1 < len(args) and not args[i + 1].startswith("--") else 0
+        if args[i] not in OFFICIAL_FLAGS:  # the same flag there: keep its values (up to the next flag)
+            values = 0
+            while i + 1 + values < len(args) and not args[i + 1 + values].startswith("--"):
+                values += 1
+        if name is not None:
+            out.extend([name, *args[i + 1:i + 1 + values]])
+        i += 1 + values
+    return out
 
 
 def parse_config(text: str) -> Config:

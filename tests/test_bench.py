@@ -78,7 +78,7 @@ def test_ratios_against_baseline_and_official() -> None:
     assert rows[0]["speedup_vs_official"] == pytest.approx(12.5 / 10.0)
     assert rows[1]["rss_vs_official"] == pytest.approx(1.0 / 4.2)
     text = report.table(rows, "cpu")
-    assert "| cycle_gan_256 --amp bf16 | 5.000 (4.500–5.500) | 0.20 | 2.00× | 12.50 | 2.50× |" in text
+    assert "| cycle_gan_256 --amp bf16 | 5.000 (4.500–5.500) | 0.20 | 2.00× | — | — | 12.50 | 2.50× |" in text
 
 
 @pytest.mark.parametrize("model_name,root,extra", [
@@ -160,3 +160,168 @@ def test_equal_time_quality_bench_tiny_run(demo_root: Path, tmp_path: Path) -> N
     assert run["total_iters"] >= 1 and run["wall_s"] >= 0.4 * 60
     assert {"swd_AtoB", "domain_score_AtoB"} <= set(run["scores"]) and "swd_BtoA" not in run["scores"]
     assert "| identity (untranslated testA) |" in (tmp_path / "out" / "quality_cut.md").read_text()
+
+
+FAKE_TRAIN = """import sys, pathlib
+args = sys.argv[1:]
+value = lambda flag, default: args[args.index(flag) + 1] if flag in args else default
+pathlib.Path(__file__).with_name("argv.txt").write_text(" ".join(args))
+n, batch = int(value("--max_dataset_size", "0")) // int(value("--batch_size", "1")), int(value("--batch_size", "1"))
+print("The number of training images = %d" % (n * batch))
+for i in range(n):
+    print("[Rank 0] (epoch: 1, iters: %d, time: %.3f, data: %.3f) , G_A: 0.512, D_A: 0.250" % (
+        (i + 1) * batch, 0.1 * (i + 1), 0.01))
+"""
+FAKE_TEST = """import sys, pathlib
+args = sys.argv[1:]
+assert (pathlib.Path(args[args.index("--checkpoints_dir") + 1]) / "bench" / "latest_net_G.pth").is_file()
+for i in range(int(args[args.index("--num_test") + 1])):
+    if i % 5 == 0:
+        print("processing (%04d)-th image... ['x.png']" % i)
+"""
+FAKE_OPTIONS = """import argparse, pathlib
+FLAGS = ["--model", "--netG", "--ngf", "--ndf", "--load_size", "--crop_size", "--num_threads", "--no_dropout",
+         "--batch_size"]
+class TestOptions:
+    def parse(self):
+        import sys
+        args = sys.argv[1:]
+        return argparse.Namespace(checkpoints_dir=args[args.index("--checkpoints_dir") + 1], name="bench")
+"""
+FAKE_MODELS = """import pathlib
+class Model:
+    def __init__(self, opt):
+        self.opt = opt
+    def save_networks(self, epoch):
+        folder = pathlib.Path(self.opt.checkpoints_dir) / self.opt.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ("%s_net_G.pth" % epoch)).write_bytes(b"")
+def create_model(opt):
+    return Model(opt)
+"""
+
+
+@pytest.fixture
+def fake_official(tmp_path: Path) -> Path:
+    """A stand-in for the official checkout that prints its lines in the official format (no torch work)."""
+    folder = tmp_path / "official"
+    (folder / "options").mkdir(parents=True)
+    (folder / "models").mkdir()
+    (folder / "train.py").write_text(FAKE_TRAIN)
+    (folder / "test.py").write_text(FAKE_TEST)
+    (folder / "options" / "base_options.py").write_text(FAKE_OPTIONS)
+    (folder / "options" / "test_options.py").write_text(FAKE_OPTIONS)
+    (folder / "options" / "__init__.py").write_text("")
+    (folder / "models" / "__init__.py").write_text(FAKE_MODELS)
+    return folder
+
+
+def test_official_flags_drop_our_speed_options_and_refuse_cut() -> None:
+    from bench.workloads import official_flags, official_label
+
+    config = parse_config("cycle_gan_128 --amp bf16 --channels_last --num_threads 0 --compile")
+    assert official_flags(config) == ["--model", "cycle_gan", "--load_size", "128", "--crop_size", "128",
+                                      "--num_threads", "0"]
+    assert official_label(config) == "cycle_gan_128 --num_threads 0 @official"
+    assert official_label(parse_config("test_256 --channels_last off")) == "test_256 @official"
+    assert official_label(parse_config("cut_128")) is None
+    with pytest.raises(ValueError, match="CUT"):
+        official_flags(parse_config("fastcut_256"))
+
+
+def test_official_training_is_timed_from_its_loss_lines(fake_official: Path, tmp_path: Path) -> None:
+    """(time + data) x batch per loss line; warm-up lines untimed; exactly warmup + iters iterations run."""
+    from bench.official import run_official
+
+    seen: list = []
+    result = run_official(parse_config("tiny_cycle_gan --batch_size 2 --amp bf16"), fake_official, "cpu", 1, 3,
+                          str(tmp_path / "data"), 120, on_iteration=seen.append)
+    assert result["warmup_s"] == pytest.approx([0.22])
+    assert result["s_per_iter"] == pytest.approx([0.42, 0.62, 0.82])
+    assert result["data_wait_s"] == pytest.approx([0.02] * 3) and result["images_per_iter"] == 2
+    assert seen == [1, 2, 3, 4] and len(result["wall_s_per_iter"]) == 3
+    argv = (fake_official / "argv.txt").read_text().split()
+    assert "--amp" not in argv and "--gpu_ids" not in argv and "--display_id" not in argv
+    assert argv[argv.index("--max_dataset_size") + 1] == "8" and argv[argv.index("--print_freq") + 1] == "1"
+    assert "--no_html" in argv and argv[argv.index("--netG") + 1] == "resnet_6blocks"
+    checkpoints = Path(argv[argv.index("--checkpoints_dir") + 1])
+    assert not checkpoints.exists()  # removed afterwards
+
+
+def test_official_test_is_timed_per_block_of_five_images(fake_official: Path, tmp_path: Path) -> None:
+    from bench.official import run_official
+
+    result = run_official(parse_config("tiny_test --batch_size 2"), fake_official, "cpu", 5, 7,
+                          str(tmp_path / "data"), 120)
+    assert len(result["warmup_s"]) == 1 and len(result["s_per_iter"]) == 2  # ceil(5/5) + ceil(7/5) blocks
+    assert all(t >= 0 for t in result["s_per_iter"]) and result["images_per_iter"] == 1
+
+
+def test_official_flags_it_lacks_are_named(fake_official: Path, tmp_path: Path) -> None:
+    from bench.official import check_flags
+
+    check_flags(fake_official, ["--model", "cycle_gan", "--ngf", "8"])
+    with pytest.raises(ValueError, match="--lambda_identity"):
+        check_flags(fake_official, ["--model", "cycle_gan", "--lambda_identity", "0"])
+
+
+def test_run_py_gives_the_official_code_its_own_row(fake_official: Path, tmp_path: Path) -> None:
+    """--official: one official row per distinct official command, in the same rounds, with same-run ratios."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--config", "tiny_test", "--config",
+         "tiny_test --amp bf16", "--config", "tiny_cut", "--official", str(fake_official), "--iters", "2",
+         "--warmup", "0", "--rounds", "1", "--data_dir", str(tmp_path / "data"), "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=str(ROOT), env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {r["label"]: r for r in json.loads(out.read_text())["results"]}
+    assert list(rows) == ["tiny_test", "tiny_test --amp bf16", "tiny_cut", "tiny_test @official"]
+    official = rows["tiny_test @official"]
+    assert official["baseline"] is None and official["n"] == 1
+    assert rows["tiny_test --amp bf16"]["speedup_vs_official_run"] == pytest.approx(
+        rows["tiny_test --amp bf16"]["images_per_s"] / official["images_per_s"])
+    assert rows["tiny_cut"]["speedup_vs_official_run"] is None
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--config", "tiny_test", "--official",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert bad.returncode == 2 and "has no train.py" in bad.stderr
+
+
+def test_phases_switch_the_load_between_iterations_and_split_the_times(monkeypatch) -> None:
+    """--phases: the busy processes start and stop as iterations report in; the switching one is left out."""
+    import argparse
+
+    from bench import busy
+
+    calls: list = []
+    monkeypatch.setattr(busy.Spinners, "set", lambda self, n: calls.append(n))
+
+    def runner(config, args, on_iteration=None):
+        assert args.iters == 9  # every phase's iterations, timed, in one run
+        for done in range(1, args.warmup + args.iters + 1):
+            on_iteration(done)
+        return {"s_per_iter": [1.0] * 3 + [2.0] * 3 + [1.0] * 3, "cpu_s_per_iter": [1.5] * 9,
+                "threads_per_iter": [2] * 3 + [1] * 3 + [2] * 3}
+
+    args = argparse.Namespace(phases=["quiet", "busy", "quiet"], warmup=1, iters=3, busy=3)
+    result = busy.run_phased(parse_config("demo"), runner, args)
+    assert calls == [0, 3, 0, 0]  # start quiet; busy after 1 + 3 iterations; quiet after 7; all stopped at the end
+    assert result["phase_of_iter"] == ["1:quiet"] * 3 + ["switch", "2:busy", "2:busy", "switch", "3:quiet",
+                                                         "3:quiet"]
+    rows = busy.summarise_phases("demo", [result], busy=3, n_cores=2)
+    assert [r["phase"] for r in rows] == ["1:quiet", "2:busy", "3:quiet"]
+    assert rows[1]["s"] == 2.0 and rows[1]["n"] == 2 and rows[1]["threads_end"] == 1
+    assert rows[1]["vs_fair"] == pytest.approx(2.0 / 3.0)  # fair: max(1.0 s, 1.5 CPU s x 4 processes / 2 cores)
+    assert rows[0]["vs_fair"] is None and rows[2]["threads_end"] == 2
+    assert "| demo | 2:busy | 2.000 |" in busy.phase_table(rows, 3, 2)
+
+
+@pytest.mark.slow
+def test_the_real_official_code_runs_when_present(tmp_path: Path) -> None:
+    """Against a checkout of the official code at ../official or $OFFICIAL_DIR (skipped where there is none)."""
+    from bench.official import run_official
+
+    folder = Path(os.environ.get("OFFICIAL_DIR", ROOT.parent / "official"))
+    if not (folder / "train.py").is_file():
+        pytest.skip(f"no official checkout at {folder}")
+    result = run_official(parse_config("tiny_cycle_gan"), folder, "cpu", 1, 2, str(tmp_path / "data"), 600)
+    assert len(result["s_per_iter"]) == 2 and all(t > 0 for t in result["s_per_iter"])

@@ -1,4 +1,4 @@
-"""CPU threads on a shared machine: short OpenMP spin-waits, threads and data workers from the usable cores."""
+"""CPU threads on a shared machine: OpenMP left at its defaults, threads and data workers from the usable cores."""
 from __future__ import annotations
 
 import os
@@ -13,23 +13,10 @@ from options.train_options import TrainOptions
 from util import threads
 
 
-def test_configure_openmp_shortens_the_spin_unless_the_environment_says_otherwise(monkeypatch) -> None:
-    for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
-        monkeypatch.delenv(name, raising=False)
-    threads.configure_openmp()
-    assert os.environ["GOMP_SPINCOUNT"] == threads.OPENMP_SPIN
-    monkeypatch.setenv("GOMP_SPINCOUNT", "50000")
-    threads.configure_openmp()
-    assert os.environ["GOMP_SPINCOUNT"] == "50000"  # the user's value wins
-    monkeypatch.delenv("GOMP_SPINCOUNT")
-    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    threads.configure_openmp()
-    assert "GOMP_SPINCOUNT" not in os.environ  # an explicit wait policy is left alone
-
-
 @pytest.mark.parametrize("script", ["train", "test"])
-def test_entry_scripts_set_the_spin_before_torch_is_imported(script: str) -> None:
-    """In a fresh process, importing the entry script sets GOMP_SPINCOUNT before anything imports torch."""
+def test_entry_scripts_leave_openmp_spin_wait_at_its_default(script: str) -> None:
+    """In a fresh process, nothing sets GOMP_SPINCOUNT before torch loads OpenMP: the default spin is the fast one
+    on a quiet machine; a busy one is util/governor.py's business."""
     code = ("import builtins, os, sys, importlib.util\n"
             "seen = {}\n"
             "real = builtins.__import__\n"
@@ -45,7 +32,7 @@ def test_entry_scripts_set_the_spin_before_torch_is_imported(script: str) -> Non
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == threads.OPENMP_SPIN
+    assert proc.stdout.strip().splitlines()[-1] == "None"
 
 
 @pytest.mark.parametrize("text,expected", [("max 100000", float("inf")), ("150000 100000", 1.5),

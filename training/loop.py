@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 from data import create_dataset
 from data.guard import DataChangedError
 from models import create_model
+from util.governor import start_governor
 from util.logger import get_logger
 from util.progress import Progress
 from util.seed import set_deterministic
@@ -58,6 +59,8 @@ class Run:
         self.retention = Retention(self.model.save_dir, opt.keep_last, parse_epochs(opt.keep_epochs),
                                    load_prefix(opt) if opt.continue_train else None)
         self.guard = NonFiniteGuard(self.model, opt.nan_policy)
+        # intra-op threads: all while the cores are ours, fewer while other processes compete (util/governor.py)
+        self.governor = start_governor(on_cpu=str(opt.device).startswith("cpu"), deterministic=opt.deterministic)
         self.evaluator = Evaluator(opt, self.model)  # --eval_freq: fixed test subset, best checkpoint
         folder.begin()  # --overwrite clean-up, train_opt.txt, leftovers of killed saves
         # appends to loss_log.txt only once the start has succeeded; plots and trackers continue one curve
@@ -137,6 +140,7 @@ class Run:
             model.set_input(data)
             model.train_step()
             self.guard.check(epoch, self.total_iters)
+            self.governor.tick()
             progress.update(opt.batch_size * world)
             self.report(epoch, epoch_iter, iter_start, t_data)
             if self.total_iters % opt.save_latest_freq == 0:

@@ -1,27 +1,14 @@
-"""CPU threads that degrade gracefully when other processes compete for the cores.
+"""The cores this process may use (CPU affinity, a cgroup CPU quota), from which the intra-op threads and the
+data-loader workers are sized.
 
-* OpenMP waiting: torch's intra-op threads (GNU OpenMP on Linux) spin for a long while before a thread that
-  waits for the others goes to sleep. On a quiet machine that saves a wake-up; when other processes compete,
-  the thread being waited for is often descheduled and the spinning burns the share of the CPU this process
-  gets. ``configure_openmp`` shortens the spin (``GOMP_SPINCOUNT``) unless the environment already sets it: the
-  same speed on a quiet machine, near the fair share on a busy one (docs/performance.md, "A busy machine").
-  It must run before torch is imported (OpenMP reads its settings when torch loads it), so the entry scripts
-  call it first.
-* ``available_cores``: the cores this process may use (CPU affinity, a cgroup CPU quota), from which the
-  intra-op threads and the data-loader workers are sized.
+OpenMP's spin-wait is left at its default (fast on a quiet machine); what keeps a busy machine near the fair
+share is util/governor.py, which lowers the intra-op thread count while other processes compete for the cores
+(docs/performance.md, "A busy machine"). Nothing here imports torch at module level.
 """
 from __future__ import annotations
 
 import math
 import os
-
-OPENMP_SPIN = "1000"  # spins before an idle OpenMP thread sleeps (GNU OpenMP's default: 300,000)
-
-
-def configure_openmp() -> None:
-    """Shorten OpenMP's spin-wait (an explicit ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` in the environment wins)."""
-    if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("GOMP_SPINCOUNT", OPENMP_SPIN)
 
 
 def cgroup_cpu_limit(path: str = "/sys/fs/cgroup/cpu.max") -> float:
@@ -43,7 +30,7 @@ def available_cores() -> int:
 
 def limit_torch_threads() -> int:
     """Use at most ``available_cores()`` intra-op threads (torch's default counts every core of the machine)."""
-    import torch  # here, not at the top: this module is imported before torch (configure_openmp)
+    import torch  # here, not at the top: importing this module stays cheap
 
     wanted = min(torch.get_num_threads(), available_cores())
     torch.set_num_threads(wanted)
