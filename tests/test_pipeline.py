@@ -80,7 +80,8 @@ def test_train_then_test(case: str, demo_root: Path, tmp_path: Path, capsys) -> 
                              "--results_dir", str(tmp_path / "results"), "--num_test", "3", "--gpu_ids", "-1"]
         labels, by_visual = labels_and_layout(test_argv)
         web_dir = Path(run_test(test_argv))
-        assert web_dir == tmp_path / "results" / case / "test_latest"
+        suffix = flags[flags.index("--model_suffix") + 1] if "--model_suffix" in flags else ""
+        assert web_dir == tmp_path / "results" / case / f"test_latest{suffix}"  # each generator its own folder
         assert re.search(r"^test: 3/3 \(100%\) \[\d\d:\d\d<00:00, ", capsys.readouterr().out, re.M)
         html = (web_dir / "index.html").read_text()
         assert f"Experiment = {case}, Phase = test, Epoch = latest" in html
