@@ -834,3 +834,52 @@ def test_resume_over_a_damaged_loss_log(demo_root, tmp_path) -> None:
     jsonl.write_bytes(b"".join(lines[:2] + [b'{"epoch": 1, \xff\n'] + lines[2:]))
     run_train(argv[:-6] + ["--n_epochs", "2", "--n_epochs_decay", "0", "--print_freq", "1", "--continue_train"])
     assert [r["total_iters"] for r in read_history(str(jsonl))] == list(range(1, 9))
+
+
+# ---------------------------------------------------------------------------------------------------- epoch ends
+def short_run(tmp_path, name: str, *extra: str) -> str:
+    """train.py in a subprocess: 16 images, 2 epochs, the default frequencies unless ``extra`` sets them."""
+    from make_demo_dataset import make_demo_dataset
+
+    from conftest import ROOT, tiny_flags
+
+    root = tmp_path / "data16"
+    if not root.exists():
+        make_demo_dataset(root, size=32, n_train=16, n_test=2, seed=0)
+    proc = subprocess.run([sys.executable, "train.py", "--dataroot", str(root), *tiny_flags(name, tmp_path / "ck"),
+                           "--netG", "resnet_6blocks", "--n_epochs", "1", "--n_epochs_decay", "1", "--display_id", "0",
+                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return str(tmp_path / "ck" / name)
+
+
+def loss_lines(exp: str):
+    """The loss lines of loss_log.txt (its session headers left out)."""
+    with open(os.path.join(exp, "loss_log.txt")) as handle:
+        return [line for line in handle.read().splitlines() if line.startswith("(epoch: ")]
+
+
+def test_a_run_shorter_than_the_frequencies_reports_every_epoch_end(tmp_path) -> None:
+    """16 images with --print_freq 100 / --display_freq 400 (the defaults): each epoch still ends with its loss
+    line (iters 16), its images on the page, and the loss plot."""
+    exp = short_run(tmp_path, "short")
+    assert [re.match(r"\(epoch: (\d+), iters: (\d+),", line).groups() for line in loss_lines(exp)] == \
+        [("1", "16"), ("2", "16")]
+    web = os.path.join(exp, "web")
+    assert os.path.exists(os.path.join(web, "loss_plot.png"))
+    page = open(os.path.join(web, "index.html")).read()
+    assert "loss_plot.png" in page and "epoch [1]" in page and "epoch [2]" in page
+    for epoch in (1, 2):
+        for label in ("real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"):
+            assert os.path.exists(os.path.join(web, "images", "epoch%03d_%s.png" % (epoch, label)))
+            assert "images/epoch%03d_%s.png" % (epoch, label) in page
+    records = [r for r in read_history(os.path.join(exp, "loss_log.jsonl")) if "losses" in r]
+    assert [(r["epoch"], r["total_iters"]) for r in records] == [(1, 16), (2, 32)]
+
+
+def test_an_epoch_end_already_reported_is_not_reported_twice(tmp_path) -> None:
+    """--print_freq 8 --display_freq 8: the last iteration of each epoch prints and displays; the epoch's end adds
+    nothing to it (two lines per epoch, at 8 and 16)."""
+    exp = short_run(tmp_path, "freq8", "--print_freq", "8", "--display_freq", "8")
+    assert [tuple(map(int, re.findall(r"epoch: (\d+), iters: (\d+)", line)[0])) for line in loss_lines(exp)] == \
+        [(1, 8), (1, 16), (2, 8), (2, 16)]
