@@ -419,7 +419,8 @@ class Visualizer:
 
     def plot_current_losses(self, epoch: int, counter_ratio: float, losses: Mapping[str, float],
                             total_iters: int = 0) -> None:
-        """Record the losses at x = epoch + counter_ratio: JSON line, visdom plot, loggers, web/loss_plot.png."""
+        """Record the losses at x = epoch - 1 + counter_ratio (epochs trained: epoch 1 ends at 1.0): JSON line,
+        visdom plot, loggers, web/loss_plot.png."""
         if not self.is_main:
             return
         values = OrderedDict((k, _finite_or_none(v)) for k, v in losses.items())
@@ -448,7 +449,7 @@ class Visualizer:
 
     def log_metrics(self, epoch: int, total_iters: int, metrics: Mapping[str, float],
                     counter_ratio: float = 0.0) -> None:
-        """Record evaluation metrics (FID, ...) at x = epoch + counter_ratio, as the losses: console line, JSON line,
+        """Record evaluation metrics (FID, ...) at x = epoch - 1 + counter_ratio, as the losses: console line, JSON line,
         loggers, visdom, web/metrics_plot.png."""
         if not self.is_main:
             return
