@@ -899,3 +899,20 @@ def test_an_epoch_end_already_reported_is_not_reported_twice(tmp_path) -> None:
     exp = short_run(tmp_path, "freq8", "--print_freq", "8", "--display_freq", "8")
     assert [tuple(map(int, re.findall(r"epoch: (\d+), iters: (\d+)", line)[0])) for line in loss_lines(exp)] == \
         [(1, 8), (1, 16), (2, 8), (2, 16)]
+
+
+@pytest.mark.slow
+def test_torchrun_loss_lines_count_the_whole_dataset(demo_root, tmp_path) -> None:
+    """2 processes x 2 images of a 4-image epoch: the loss lines say iters 2 and 4 and the plot 0.5 and 1.0, as
+    the progress bar (4/4), not each process's 1 and 2."""
+    from conftest import tiny_flags
+    from test_ddp import torchrun
+
+    ckpt = tmp_path / "checkpoints"
+    out, _ = torchrun(["--dataroot", str(demo_root / "demo"), "--netG", "resnet_6blocks", "--n_epochs", "1",
+                       "--n_epochs_decay", "0", "--max_dataset_size", "4", "--print_freq", "1", "--display_freq",
+                       "100"] + tiny_flags("ddp_count", ckpt), ckpt, tmp_path)
+    assert re.findall(r"\(epoch: 1, iters: (\d+),", out) == ["2", "4"]
+    assert "epoch 1/1: 4/4 (100%)" in out
+    records = [r for r in read_history(str(ckpt / "ddp_count" / "loss_log.jsonl")) if "losses" in r]
+    assert [(r["x"], r["total_iters"]) for r in records] == [(0.5, 1), (1.0, 2)]  # total_iters: one process's
