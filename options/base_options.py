@@ -28,6 +28,16 @@ from .paths import check_paths
 
 log = get_logger(__name__)
 
+# --help groups (``OptionParser.section``); the official flags by topic, ours (marked [ours]) in a group of their own
+BASIC_SECTION = "basic"
+MODEL_SECTION = "model and networks"
+DATA_SECTION = "data"
+TRAIN_SECTION = "training"
+REPORTS_SECTION = "reports and visualization"
+TEST_SECTION = "testing"
+OURS_SECTION = "beyond the official flags"
+SECTIONS = (BASIC_SECTION, MODEL_SECTION, DATA_SECTION, TRAIN_SECTION, REPORTS_SECTION, TEST_SECTION, OURS_SECTION)
+
 
 # Attributes we add to opt after parsing; not options, so not in the printed table. translates_both_ways and
 # stacks_domains: the model's answers (data/validation.py's advice for a missing test folder and its check of A/B
@@ -111,123 +121,130 @@ class BaseOptions:
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         """Add the flags shared by train.py and test.py."""
-        # basic parameters
-        parser.add_argument("--dataroot", required=True,
-                            help="path to images (should have subfolders trainA, trainB, valA, valB, etc)")
-        parser.add_argument("--name", type=str, default="experiment_name",
-                            help="name of the experiment. It decides where to store samples and models")
-        parser.add_argument("--gpu_ids", type=str, default="0",
-                            help="gpu ids: e.g. 0  0,1,2, 0,2. use -1 for CPU (falls back to the CPU when CUDA is "
-                                 "absent)")
-        parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints", help="models are saved here")
-        # model parameters
-        parser.add_argument("--model", type=str, default="cycle_gan",
-                            help="chooses which model to use. [" + " | ".join(models.list_models()) + "]; "
-                                 "--CUT_mode alone selects cut")
-        parser.add_argument("--input_nc", type=int, default=3,
-                            help="# of input image channels: 3 for RGB and 1 for grayscale")
-        parser.add_argument("--output_nc", type=int, default=3,
-                            help="# of output image channels: 3 for RGB and 1 for grayscale")
-        parser.add_argument("--ngf", type=int, default=64, help="# of gen filters in the last conv layer")
-        parser.add_argument("--ndf", type=int, default=64, help="# of discrim filters in the first conv layer")
-        netD, netG = Choice(networks.DISCRIMINATORS), Choice(networks.GENERATORS)
-        parser.add_argument("--netD", type=netD, default="basic",
-                            help=f"specify discriminator architecture {netD.listing()}. The basic model is a 70x70 "
-                                 f"PatchGAN. n_layers allows you to specify the layers in the discriminator")
-        parser.add_argument("--netG", type=netG, default="resnet_9blocks",
-                            help=f"specify generator architecture {netG.listing()}")
-        parser.add_argument("--n_layers_D", type=int, default=3, help="only used if netD==n_layers")
-        norm, init_type = Choice(networks.NORM_LAYERS), Choice(networks.INIT_TYPES)
-        parser.add_argument("--norm", type=norm, default="instance",
-                            help=f"instance normalization or batch normalization {norm.listing()}")
-        parser.add_argument("--init_type", type=init_type, default="normal",
-                            help=f"network initialization {init_type.listing()}")
-        parser.add_argument("--init_gain", type=float, default=0.02,
-                            help="scaling factor for normal, xavier and orthogonal.")
-        parser.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=False,
-                            help="no dropout for the generator (also --no_dropout True/False)")
-        upsample = Choice(networks.UPSAMPLE_MODES)
-        parser.add_argument("--upsample", type=upsample, default="deconv",
-                            help=f"[ours] generator upsampling {upsample.listing()}: deconv is the official "
-                                 f"transposed conv; nearest and bilinear resize, then convolve (no checkerboard "
-                                 f"artifacts)")
-        # dataset parameters
-        parser.add_argument("--dataset_mode", type=str, default="unaligned",
-                            help="chooses how datasets are loaded. [" + " | ".join(data.list_dataset_modes()) + "]")
-        direction = Choice(DIRECTIONS)
-        parser.add_argument("--direction", type=direction, default="AtoB",
-                            help=f"which way to translate {direction.listing()}")
-        parser.add_argument("--serial_batches", action="store_true",
-                            help="if true, takes images in order to make batches, otherwise takes them randomly")
-        parser.add_argument("--num_threads", default=4, type=int,
-                            help="# threads for loading data (by default at most the cores this process may use)")
-        parser.add_argument("--batch_size", type=int, default=1, help="input batch size (per process)")
-        parser.add_argument("--load_size", type=int, default=286, help="scale images to this size")
-        parser.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
-        parser.add_argument("--max_dataset_size", type=int, default=float("inf"),
-                            help="Maximum number of samples allowed per dataset. If the dataset directory contains "
-                                 "more than max_dataset_size, only a subset is loaded.")
-        preprocess = Choice(PREPROCESS_MODES)
-        parser.add_argument("--preprocess", type=preprocess, default="resize_and_crop",
-                            help=f"scaling and cropping of images at load time {preprocess.listing()}")
-        parser.add_argument("--no_flip", action="store_true",
-                            help="if specified, do not flip the images for data augmentation")
-        parser.add_argument("--display_winsize", type=int, default=256,
-                            help="display window size for both visdom and HTML")
-        # additional parameters
-        parser.add_argument("--epoch", type=str, default="latest",
-                            help="which epoch to load? set to latest to use latest cached model")
-        parser.add_argument("--use_ema", action="store_true",
-                            help="use each generator's moving average (<epoch>_net_<G>_ema.pth, written by training "
-                                 "with --ema) in place of its weights: at test time, and for --eval_freq")
-        parser.add_argument("--load_iter", type=int, default="0",
-                            help="which iteration to load? if load_iter > 0, the code will load models by "
-                                 "iter_[load_iter]; otherwise, the code will load models by [epoch]")
-        parser.add_argument("--verbose", action="store_true", help="if specified, print more debugging information")
-        add_debug_flag(parser, f"[ours] show the Python traceback of a user error (bad data, path, checkpoint) "
-                               f"instead of its one-line message; or set {DEBUG_ENV}=1")
-        parser.add_argument("--suffix", default="", type=str,
-                            help="customized suffix: opt.name = opt.name + suffix: e.g., {model}_{netG}_size{load_size}")
-        # wandb / tensorboard parameters
-        parser.add_argument("--use_wandb", action="store_true", help="if specified, then init wandb logging")
-        parser.add_argument("--wandb_project_name", type=str, default="CycleGAN-and-pix2pix",
-                            help="specify wandb project name")
-        parser.add_argument("--use_tensorboard", action="store_true",
-                            help="[ours] log losses and images to TensorBoard (checkpoints/<name>/tensorboard)")
-        # speed (docs/performance.md)
-        amp, channels_last = Choice(AMP_MODES), Choice(CHANNELS_LAST_CHOICES)
-        parser.add_argument("--amp", type=amp, default="none",
-                            help=f"[ours] mixed precision {amp.listing()}: none is the official fp32; bf16 runs on "
-                                 f"the CPU or a GPU, fp16 on CUDA only (with a GradScaler)")
-        parser.add_argument("--channels_last", type=channels_last, nargs="?", const="on", default="auto",
-                            metavar="|".join(channels_last.names),
-                            help=f"[ours] channels-last memory format {channels_last.listing()} for the networks "
-                                 f"and activations (faster convolutions on recent GPUs); '--channels_last' alone "
-                                 f"means on; auto: on for inference on the CPU (test.py; faster and leaner there), "
-                                 f"off otherwise")
-        parser.add_argument("--compile", action="store_true",
-                            help="[ours] wrap every network in torch.compile (slow first iterations, faster after)")
-        # reproducibility and bad data (docs/resume.md)
-        parser.add_argument("--seed", type=int, default=-1,
-                            help="[ours] seed python/numpy/torch with seed + rank (-1: not seeded, official)")
-        parser.add_argument("--deterministic", action="store_true",
-                            help="[ours] deterministic kernels where PyTorch has them (slower; CPU runs with --seed "
-                                 "are bit-reproducible anyway)")
-        bad_data = Choice(BAD_DATA_POLICIES)
-        parser.add_argument("--bad_data", type=bad_data, default="error",
-                            help=f"[ours] unusable image files found by the pre-flight scan {bad_data.listing()}: "
-                                 f"error stops before training, listing them; skip leaves them out with a summary")
-        parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # range: options/ranges.py
-                            help="[ours] pixel budget of one image, as decoded and after each resizing step of "
-                                 "--preprocess; larger images are refused by name (docs/resume.md, Bad data)")
+        with parser.section(BASIC_SECTION):
+            parser.add_argument("--dataroot", required=True,
+                                help="path to images (should have subfolders trainA, trainB, valA, valB, etc)")
+            parser.add_argument("--name", type=str, default="experiment_name",
+                                help="name of the experiment. It decides where to store samples and models")
+            parser.add_argument("--gpu_ids", type=str, default="0",
+                                help="gpu ids: e.g. 0  0,1,2, 0,2. use -1 for CPU (falls back to the CPU when CUDA is "
+                                     "absent)")
+            parser.add_argument("--checkpoints_dir", type=str, default="./checkpoints",
+                                help="models are saved here")
+            parser.add_argument("--suffix", default="", type=str,
+                                help="customized suffix: opt.name = opt.name + suffix: e.g., "
+                                     "{model}_{netG}_size{load_size}")
+            parser.add_argument("--epoch", type=str, default="latest",
+                                help="which epoch to load? set to latest to use latest cached model")
+            parser.add_argument("--load_iter", type=int, default="0",
+                                help="which iteration to load? if load_iter > 0, the code will load models by "
+                                     "iter_[load_iter]; otherwise, the code will load models by [epoch]")
+            parser.add_argument("--verbose", action="store_true",
+                                help="if specified, print more debugging information")
+        with parser.section(MODEL_SECTION):
+            parser.add_argument("--model", type=str, default="cycle_gan",
+                                help="chooses which model to use. [" + " | ".join(models.list_models()) + "]; "
+                                     "--CUT_mode alone selects cut")
+            parser.add_argument("--input_nc", type=int, default=3,
+                                help="# of input image channels: 3 for RGB and 1 for grayscale")
+            parser.add_argument("--output_nc", type=int, default=3,
+                                help="# of output image channels: 3 for RGB and 1 for grayscale")
+            parser.add_argument("--ngf", type=int, default=64, help="# of gen filters in the last conv layer")
+            parser.add_argument("--ndf", type=int, default=64, help="# of discrim filters in the first conv layer")
+            netD, netG = Choice(networks.DISCRIMINATORS), Choice(networks.GENERATORS)
+            parser.add_argument("--netD", type=netD, default="basic",
+                                help=f"specify discriminator architecture {netD.listing()}. The basic model is a 70x70 "
+                                     f"PatchGAN. n_layers allows you to specify the layers in the discriminator")
+            parser.add_argument("--netG", type=netG, default="resnet_9blocks",
+                                help=f"specify generator architecture {netG.listing()}")
+            parser.add_argument("--n_layers_D", type=int, default=3, help="only used if netD==n_layers")
+            norm, init_type = Choice(networks.NORM_LAYERS), Choice(networks.INIT_TYPES)
+            parser.add_argument("--norm", type=norm, default="instance",
+                                help=f"instance normalization or batch normalization {norm.listing()}")
+            parser.add_argument("--init_type", type=init_type, default="normal",
+                                help=f"network initialization {init_type.listing()}")
+            parser.add_argument("--init_gain", type=float, default=0.02,
+                                help="scaling factor for normal, xavier and orthogonal.")
+            parser.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=False,
+                                help="no dropout for the generator (also --no_dropout True/False)")
+        with parser.section(DATA_SECTION):
+            parser.add_argument("--dataset_mode", type=str, default="unaligned",
+                                help="chooses how datasets are loaded. [" + " | ".join(data.list_dataset_modes())
+                                     + "]")
+            direction = Choice(DIRECTIONS)
+            parser.add_argument("--direction", type=direction, default="AtoB",
+                                help=f"which way to translate {direction.listing()}")
+            parser.add_argument("--serial_batches", action="store_true",
+                                help="if true, takes images in order to make batches, otherwise takes them randomly")
+            parser.add_argument("--num_threads", default=4, type=int,
+                                help="# threads for loading data (by default at most the cores this process may use)")
+            parser.add_argument("--batch_size", type=int, default=1, help="input batch size (per process)")
+            parser.add_argument("--load_size", type=int, default=286, help="scale images to this size")
+            parser.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+            parser.add_argument("--max_dataset_size", type=int, default=float("inf"),
+                                help="Maximum number of samples allowed per dataset. If the dataset directory contains "
+                                     "more than max_dataset_size, only a subset is loaded.")
+            preprocess = Choice(PREPROCESS_MODES)
+            parser.add_argument("--preprocess", type=preprocess, default="resize_and_crop",
+                                help=f"scaling and cropping of images at load time {preprocess.listing()}")
+            parser.add_argument("--no_flip", action="store_true",
+                                help="if specified, do not flip the images for data augmentation")
+        with parser.section(REPORTS_SECTION):
+            parser.add_argument("--display_winsize", type=int, default=256,
+                                help="display window size for both visdom and HTML")
+            parser.add_argument("--use_wandb", action="store_true", help="if specified, then init wandb logging")
+            parser.add_argument("--wandb_project_name", type=str, default="CycleGAN-and-pix2pix",
+                                help="specify wandb project name")
+        with parser.section(OURS_SECTION):
+            parser.add_argument("--use_ema", action="store_true",
+                                help="[ours] use each generator's moving average (<epoch>_net_<G>_ema.pth, written by "
+                                     "training with --ema) in place of its weights: at test time, and for --eval_freq")
+            upsample = Choice(networks.UPSAMPLE_MODES)
+            parser.add_argument("--upsample", type=upsample, default="deconv",
+                                help=f"[ours] generator upsampling {upsample.listing()}: deconv is the official "
+                                     f"transposed conv; nearest and bilinear resize, then convolve (no checkerboard "
+                                     f"artifacts)")
+            add_debug_flag(parser, f"[ours] show the Python traceback of a user error (bad data, path, checkpoint) "
+                                   f"instead of its one-line message; or set {DEBUG_ENV}=1")
+            parser.add_argument("--use_tensorboard", action="store_true",
+                                help="[ours] log losses and images to TensorBoard (checkpoints/<name>/tensorboard)")
+            amp, channels_last = Choice(AMP_MODES), Choice(CHANNELS_LAST_CHOICES)
+            parser.add_argument("--amp", type=amp, default="none",
+                                help=f"[ours] mixed precision {amp.listing()}: none is the official fp32; bf16 runs on "
+                                     f"the CPU or a GPU, fp16 on CUDA only (with a GradScaler)")
+            parser.add_argument("--channels_last", type=channels_last, nargs="?", const="on", default="auto",
+                                metavar="|".join(channels_last.names),
+                                help=f"[ours] channels-last memory format {channels_last.listing()} for the networks "
+                                     f"and activations (faster convolutions on recent GPUs); '--channels_last' alone "
+                                     f"means on; auto: on for inference on the CPU (test.py; faster and leaner there), "
+                                     f"off otherwise")
+            parser.add_argument("--compile", action="store_true",
+                                help="[ours] wrap every network in torch.compile (slow first iterations, faster "
+                                     "after)")
+            parser.add_argument("--seed", type=int, default=-1,
+                                help="[ours] seed python/numpy/torch with seed + rank (-1: not seeded, official)")
+            parser.add_argument("--deterministic", action="store_true",
+                                help="[ours] deterministic kernels where PyTorch has them (slower; CPU runs with "
+                                     "--seed are bit-reproducible anyway)")
+            bad_data = Choice(BAD_DATA_POLICIES)
+            parser.add_argument("--bad_data", type=bad_data, default="error",
+                                help=f"[ours] unusable image files found by the pre-flight scan {bad_data.listing()}: "
+                                     f"error stops before training, listing them; skip leaves them out with a summary")
+            parser.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,  # range: options/ranges.py
+                                help="[ours] pixel budget of one image, as decoded and after each resizing step of "
+                                     "--preprocess; larger images are refused by name (docs/resume.md, Bad data)")
         self.initialized = True
         return parser
 
     def make_parser(self) -> OptionParser:
         """A fresh parser with this class's flags (``--help`` comes last: see ``gather_options``); it records
         each flag, so the ranges declared with ``type=Range(...)`` are checked too."""
-        parser = OptionParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=False)
-        return self.initialize(parser)
+        parser = OptionParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter, add_help=False,
+                              usage="%(prog)s --dataroot DATAROOT [--name NAME] [--model MODEL] [flag value ...] "
+                                    "[@file.args]")
+        parser.add_sections(SECTIONS)  # the --help groups in this order (an empty one is not shown)
+        with parser.section(TRAIN_SECTION if self.isTrain else TEST_SECTION):  # the script's own flags
+            return self.initialize(parser)
 
     def gather_options(self, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         """Parse base flags, then the model's and the dataset's extra flags/defaults (official order).
@@ -247,7 +264,8 @@ class BaseOptions:
             if selected is not None:
                 parser.set_defaults(model=selected)
         opt = parser.peek(argv)
-        parser = models.get_option_setter(opt.model)(parser, self.isTrain)
+        with parser.section(f"--model {opt.model}"):
+            parser = models.get_option_setter(opt.model)(parser, self.isTrain)
         opt = parser.peek(argv)
         recorded = self.recorded(opt)
         if recorded.get("model") == opt.model:  # e.g. --CUT_mode, before the defaults it sets
@@ -256,14 +274,37 @@ class BaseOptions:
         # defaults the model derives from what is parsed so far (cut: --CUT_mode); explicit flags still win
         parser.set_defaults(**models.find_model_using_name(opt.model).option_defaults(opt, self.isTrain))
         opt = parser.peek(argv)
-        parser = data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
+        with parser.section(f"--dataset_mode {opt.dataset_mode}"):
+            parser = data.get_option_setter(opt.dataset_mode)(parser, self.isTrain)
         parser.add_help_flag()
         self.parser = parser
+        # one argument file for train.py and test.py: the other script's flags in a file are left out (a note)
+        parser.ignorable = self.other_scripts_flags(parser, opt.model, opt.dataset_mode)
         opt, extras = parser.parse_known_args(argv)
         if extras:
             parser.error(parser.unrecognized(extras, self.flags_elsewhere(parser)))
         self.explicit = parser.given(argv)
+        note = parser.ignored_note("train.py" if self.isTrain else "test.py")
+        if note:
+            log.info("%s", note)
         return opt
+
+    def other_scripts_flags(self, parser: OptionParser, model: str, dataset_mode: str) -> Dict[str, str]:
+        """Flags that the other script (test.py for train.py and the reverse) has with this model and dataset
+        mode and ``parser`` lacks: flag -> that script's name."""
+        from options.test_options import TestOptions  # noqa: PLC0415 - the two scripts' options know each other
+        from options.train_options import TrainOptions  # noqa: PLC0415
+
+        other = TestOptions() if self.isTrain else TrainOptions()
+        sibling = other.make_parser()
+        for setter, name in ((models.get_option_setter, model), (data.get_option_setter, dataset_mode)):
+            try:
+                setter(name)(sibling, other.isTrain)
+            except ValueError:  # e.g. --model test, which train.py refuses
+                continue
+        have = set(parser.flags())
+        script = "test.py" if self.isTrain else "train.py"
+        return {flag: script for flag in sibling.flags() if flag not in have}
 
     def flags_elsewhere(self, parser: OptionParser) -> Dict[str, List[str]]:
         """Flags that ``parser`` lacks but another model or dataset mode has: flag -> ['--model cycle_gan', ...]."""

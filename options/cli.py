@@ -6,14 +6,20 @@
   value of a flag wins). A file may name another with ``@other.args``; a file that includes itself (directly or
   through others) or is not a regular file (a FIFO would block) is refused with one line naming it.
 * A misspelled flag gets the closest known ones in argparse's one-line error:
-  ``error: unrecognized arguments: --lamda_A 5 (did you mean --lambda_A?)``.
+  ``error: unrecognized arguments: --lamda_A 5 (did you mean --lambda_A?)``. Abbreviations are refused
+  (``--n_epochs_dec`` is such a misspelling, not ``--n_epochs_decay``).
+* Every error is one line, ``prog: error: <message>``, exit status 2: no usage block before it.
+* One argument file can serve train.py and test.py: a flag that only the other script has (``ignorable``), read
+  from a file, is left out with one note naming it (``notes``); given on the command line it is still an error.
+* ``section(title)``: the flags added meanwhile without a group of their own go to the ``--help`` group ``title``.
 """
 from __future__ import annotations
 
 import argparse
 import difflib
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set
+import contextlib
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set
 
 from util.errors import InvalidInputError
 from util.image_io import file_kind
@@ -36,17 +42,43 @@ class OptionParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` reading ``@file`` arguments and suggesting flags for unknown ones."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As ArgumentParser; ``fromfile_prefix_chars`` defaults to ``@``."""
+        """As ArgumentParser; ``fromfile_prefix_chars`` defaults to ``@``, abbreviated flags are refused."""
         self.recorded: List[argparse.Action] = []  # before super().__init__, which adds -h
         self.relaxed: List[argparse.Action] = []  # required flags that ``peek`` does not require
+        self.current: Any = None  # the group of ``section``
+        self.sections: Dict[str, Any] = {}  # title -> its group
+        self.ignorable: Dict[str, str] = {}  # flag -> where it belongs, left out when read from a file
+        self.notes: Dict[str, str] = {}  # flag -> the file it was left out of
         kwargs.setdefault("fromfile_prefix_chars", "@")
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
-        """Add a flag (argparse) and remember it for suggestions and ``given``."""
+        """Add a flag (argparse) and remember it for suggestions and ``given``; inside ``section`` it joins
+        that section's group."""
+        if self.current is not None:
+            return self.current.add_argument(*args, **kwargs)
         action = super().add_argument(*args, **kwargs)
         self.recorded.append(action)
         return action
+
+    def add_sections(self, titles: Sequence[str]) -> None:
+        """Make the ``--help`` groups ``titles`` in this order (for ``section``; an empty group is not shown)."""
+        for title in titles:
+            if title not in self.sections:
+                self.sections[title] = self.add_argument_group(title)
+
+    @contextlib.contextmanager
+    def section(self, title: str, description: Optional[str] = None) -> Iterator[Any]:
+        """Flags added meanwhile through ``add_argument`` go to the ``--help`` group ``title`` (yielded; made by
+        the first ``section`` of that title)."""
+        if title not in self.sections:
+            self.sections[title] = self.add_argument_group(title, description)
+        outer, self.current = self.current, self.sections[title]
+        try:
+            yield self.current
+        finally:
+            self.current = outer
 
     def add_argument_group(self, *args: Any, **kwargs: Any) -> Any:
         """A group of flags (argparse) whose flags are remembered too."""
@@ -106,9 +138,34 @@ class OptionParser(argparse.ArgumentParser):
                     lines = handle.read().splitlines()
             except (OSError, UnicodeDecodeError) as err:
                 self.error(str(err))
-            inner = [a for line in lines for a in self.convert_arg_line_to_args(line)]
+            inner = self.drop_ignorable([self.convert_arg_line_to_args(line) for line in lines], path)
             out.extend(self.expand_files(inner, chain + [key]))
         return out
+
+    def drop_ignorable(self, lines: Sequence[List[str]], path: str) -> List[str]:
+        """The arguments of a file's lines without the ``ignorable`` flags and the lone values after them;
+        each flag left out is noted (``notes``)."""
+        out: List[str] = []
+        dropping = False
+        for args in lines:
+            if args and is_flag(args[0]):
+                name = args[0].split("=", 1)[0]
+                dropping = name in self.ignorable
+                if dropping:
+                    self.notes.setdefault(name, path)
+            if not dropping:
+                out.extend(args)
+        return out
+
+    def ignored_note(self, prog: str) -> Optional[str]:
+        """One note naming the flags left out of argument files (None if none)."""
+        if not self.notes:
+            return None
+        groups: Dict[tuple, List[str]] = {}
+        for flag, path in self.notes.items():
+            groups.setdefault((path, self.ignorable[flag]), []).append(flag)
+        return f"{prog} ignores " + "; ".join(f"{' '.join(flags)} from {path} (flag{'s' * (len(flags) > 1)} of "
+                                              f"{owner})" for (path, owner), flags in groups.items())
 
     def peek(self, args: Sequence[str]) -> argparse.Namespace:
         """The values ``args`` sets so far: unknown flags, ``--help`` and missing required flags are no error yet
@@ -128,9 +185,9 @@ class OptionParser(argparse.ArgumentParser):
         self.relaxed = []
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        """argparse's usage and one-line error, exit status 2 (the usage shows the required flags as such)."""
+        """One line, ``prog: error: message``, exit status 2 (no usage block: ``--help`` has it)."""
         self.restore_required()
-        super().error(message)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
     def given(self, args: Sequence[str]) -> Set[str]:
         """The destinations that ``args`` sets (also through ``@file`` or an abbreviated flag), not defaults; a
@@ -159,6 +216,9 @@ class OptionParser(argparse.ArgumentParser):
             name = token.split("=", 1)[0]
             if elsewhere and name in elsewhere:
                 hints[name] = f"{name} is a flag of {' and of '.join(elsewhere[name])}"
+                continue
+            if name in self.ignorable:
+                hints[name] = f"{name} is a flag of {self.ignorable[name]}"
                 continue
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
             if close:

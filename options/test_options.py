@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional, Tuple
 from models import find_model_using_name
 from models.arch_config import apply_config
 
-from .base_options import BaseOptions
+from .base_options import OURS_SECTION, BaseOptions
 from .recorded import apply_recorded, recorded_options
 
 
@@ -36,10 +36,11 @@ class TestOptions(BaseOptions):
         parser.add_argument("--phase", type=str, default="test", help="train, val, test, etc")
         parser.add_argument("--eval", action="store_true", help="use eval mode during test time.")
         parser.add_argument("--num_test", type=int, default=50, help="how many test images to run")
-        parser.add_argument("--force_direction", action="store_true",
-                            help="[ours] translate with --direction even where the checkpoint's config.json records "
-                                 "the other direction (the generator then gets images of the domain it was not "
-                                 "trained on)")
+        with parser.section(OURS_SECTION):
+            parser.add_argument("--force_direction", action="store_true",
+                                help="[ours] translate with --direction even where the checkpoint's config.json "
+                                     "records the other direction (the generator then gets images of the domain it "
+                                     "was not trained on)")
         parser.set_defaults(model="test")
         # To avoid cropping, the load_size should be the same as crop_size
         parser.set_defaults(load_size=parser.get_default("crop_size"))

@@ -197,3 +197,51 @@ def test_overflow_check_fails_on_an_unwrapped_row(tmp_path) -> None:
         browser.open_file(driver, tmp_path / "wide.html")
         with pytest.raises(AssertionError, match="px wide in a"):
             assert_fits_the_window(driver)
+
+
+def visual_tops(driver, table: int = 0):
+    """Caption -> top edge (px) of each image of the page's ``table``-th image table."""
+    return driver.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('table')[arguments[0]]"
+        ".querySelectorAll('td')).map(td => [td.textContent.trim(),"
+        " Math.round(td.querySelector('img').getBoundingClientRect().top)]))", table)
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_results_page_shows_a_row_per_direction(tmp_path, width: int) -> None:
+    """cycle_gan's 6 visuals: real_A fake_B rec_A on one line, real_B fake_A rec_B on the next, in a window
+    wide enough for 4 (where one wrapping row put real_B after rec_A) and in one wide enough for all 6;
+    pix2pix's real_A fake_B real_B stay on one line."""
+    web_dir = tmp_path / "results" / "exp" / "test_latest"
+    webpage = HTML(web_dir, "Experiment = exp, Phase = test, Epoch = latest")
+    (name, real), = photo_tensors(1)
+    labels = ["real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"]
+    save_images(webpage, {label: real * (1 - i / 8) for i, label in enumerate(labels)}, [f"/d/testA/{name}"],
+                width=256)
+    save_images(webpage, {label: real for label in ("real_A", "fake_B", "real_B")}, ["/d/test/p2p.png"], width=256)
+    webpage.save()
+    shot = tmp_path / f"results_rows_{width}.png"
+    with browser.headless_chromium(width=width) as driver:
+        browser.open_file(driver, web_dir / "index.html")
+        assert_all_images_loaded(driver, expected=6 + 3)
+        tops = visual_tops(driver, 0)
+        assert tops["real_A"] == tops["fake_B"] == tops["rec_A"] < tops["real_B"] == tops["fake_A"] == tops["rec_B"]
+        tops = visual_tops(driver, 1)
+        assert tops["real_A"] == tops["fake_B"] == tops["real_B"]
+        browser.full_page_screenshot(driver, shot)
+    print("screenshot:", shot)
+
+
+def test_training_page_shows_a_row_per_direction(tmp_path) -> None:
+    """web/index.html: each epoch's 8 cycle_gan visuals as the A->B row over the B->A row."""
+    v = Visualizer(make_opt(tmp_path, display_winsize=128))
+    (_, real), = photo_tensors(1)
+    labels = ["real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A"]
+    v.display_current_results({label: real * (1 - i / 16) for i, label in enumerate(labels)}, 1, 1, True)
+    v.close()
+    with browser.headless_chromium(width=1920) as driver:  # room for all 8 in one line
+        browser.open_file(driver, tmp_path / "checkpoints" / "exp" / "web" / "index.html")
+        assert_all_images_loaded(driver, expected=8)
+        tops = visual_tops(driver, 0)
+        assert len({tops[label] for label in labels[:4]}) == 1 and len({tops[label] for label in labels[4:]}) == 1
+        assert tops["real_A"] < tops["real_B"]

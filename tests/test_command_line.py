@@ -170,3 +170,99 @@ def test_argument_files_for_evaluate_and_export(script: str, lines: List[str], c
     with pytest.raises(SystemExit):
         parser.parse_args([f"@{tmp_path / 'a.args'}", typo, "1"])
     assert f"unrecognized arguments: {typo} 1 (did you mean {meant}?)" in capsys.readouterr().err.splitlines()[-1]
+
+
+# ---------------------------------------------------------------------------------------------------- --help groups
+def help_groups(text: str) -> Dict[str, List[str]]:
+    """``--help`` output as group title -> the flags listed under it."""
+    groups: Dict[str, List[str]] = {}
+    title = ""
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            title = line[:-1]
+            groups[title] = []
+        elif title and line.startswith("  -"):
+            groups[title] += [part.split()[0] for part in line.strip().split(", ") if part.startswith("-")]
+    return groups
+
+
+@pytest.mark.parametrize("script,argv", [("train", []), ("train", ["--model", "pix2pix"]), ("test", []),
+                                         ("test", ["--model", "cycle_gan"])])
+def test_help_is_grouped_and_keeps_every_flag(script: str, argv: List[str], capsys) -> None:
+    """--help lists the flags by topic (data, model and networks, training, reports and visualization, the
+    model's own, ours), each flag once; every [ours] flag sits in "beyond the official flags"."""
+    code, out, _ = exit_of(script, argv + ["--help"], capsys)
+    assert code == 0
+    groups = help_groups(out)
+    model = (argv or ["", "cycle_gan" if script == "train" else "test"])[1]
+    expected = {"basic", "data", "model and networks", "reports and visualization", "beyond the official flags",
+                "training" if script == "train" else "testing"} | ({f"--model {model}"} if own_flags(model, SCRIPTS[
+                    script]) else set())  # a model without flags for this script has no group
+    assert expected <= set(groups), set(groups)
+    listed = [flag for flags in groups.values() for flag in flags]
+    assert len(listed) == len(set(listed))
+    options = load_script(script).TrainOptions() if script == "train" else load_script(script).TestOptions()
+    parser = options.make_parser()
+    models.get_option_setter(model)(parser, SCRIPTS[script])
+    assert set(listed) == set(parser.flags()) | {"-h", "--help"}
+    ours = {s for a in parser.recorded if (a.help or "").startswith("[ours]") for s in a.option_strings}
+    assert ours and ours <= set(groups["beyond the official flags"]), ours - set(groups["beyond the official flags"])
+    assert {"--dataroot", "--name"} <= set(groups["basic"]) and "--crop_size" in groups["data"]
+    assert "--netG" in groups["model and networks"]
+    if script == "train":
+        assert {"--n_epochs", "--lr", "--continue_train"} <= set(groups["training"])
+        assert {"--display_freq", "--print_freq", "--no_html"} <= set(groups["reports and visualization"])
+    else:
+        assert {"--results_dir", "--num_test"} <= set(groups["testing"])
+
+
+# ---------------------------------------------------------------------------------------------------- one-line errors
+@pytest.mark.parametrize("argv, line", [
+    (["--dataroot", "x", "--n_epochs_dec", "5"],
+     "train.py: error: unrecognized arguments: --n_epochs_dec 5 (did you mean --n_epochs_decay?)"),
+    (["--name", "x"], "train.py: error: the following arguments are required: --dataroot"),
+    (["--dataroot", "x", "--netG", "resnet_7blocks"], None),
+    (["--dataroot", "x", "--n_epochs", "many"], "train.py: error: argument --n_epochs: invalid int value: 'many'"),
+])
+def test_every_argparse_error_is_one_line(argv: List[str], line: Optional[str]) -> None:
+    """No usage block before the error: stderr is the one ``train.py: error:`` line, exit status 2; an
+    abbreviated flag is a misspelling, not the flag it starts."""
+    proc = subprocess.run([sys.executable, "train.py", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("train.py: error: ") and "usage" not in proc.stderr
+    if line is not None:
+        assert proc.stderr.strip() == line
+
+
+def test_abbreviations_are_refused(tmp_path: Path, capsys) -> None:
+    """--n_epochs_dec is not --n_epochs_decay, --lambda_ide not --lambda_identity (also in test.py)."""
+    for script, flag, meant in (("train", "--n_epochs_dec", "--n_epochs_decay"),
+                                ("train", "--lambda_ide", "--lambda_identity"), ("test", "--num_te", "--num_test")):
+        code, _, err = exit_of(script, ["--dataroot", str(tmp_path), flag, "5"], capsys)
+        assert code == 2 and err.splitlines()[-1].endswith(f"(did you mean {meant}?)"), err
+
+
+# ---------------------------------------------------------------------------------------------------- shared @file
+def test_one_argument_file_serves_train_and_test(tmp_path: Path, monkeypatch, capsys) -> None:
+    """train.py and test.py read the same file: each leaves out the other's flags, with one note naming them;
+    the same flag typed on the command line is still an error."""
+    shared = tmp_path / "maps.args"
+    shared.write_text(f"--dataroot {tmp_path}\n--name maps\n--model cycle_gan\n--gpu_ids -1\n--display_id 0\n"
+                      f"--n_epochs 3\n--lambda_A 5\n--results_dir {tmp_path / 'results'}\n--num_test 7\n")
+    ck = ["--checkpoints_dir", str(tmp_path / "ck")]
+    opt = run_main("train", [f"@{shared}", *ck], monkeypatch)
+    assert (opt.display_id, opt.n_epochs, opt.lambda_A) == (0, 3, 5.0) and not hasattr(opt, "results_dir")
+    out = capsys.readouterr().out
+    assert out.count("train.py ignores") == 1
+    assert f"train.py ignores --results_dir --num_test from {shared} (flags of test.py)" in out
+    opt = run_main("test", [f"@{shared}", *ck], monkeypatch)
+    assert opt.num_test == 7 and opt.results_dir == str(tmp_path / "results") and not hasattr(opt, "lambda_A")
+    out = capsys.readouterr().out
+    assert out.count("test.py ignores") == 1
+    assert f"test.py ignores --display_id --n_epochs --lambda_A from {shared} (flags of train.py)" in out
+    code, _, err = exit_of("test", [f"@{shared}", *ck, "--display_id", "0"], capsys)
+    assert code == 2 and err.strip().endswith(": error: unrecognized arguments: --display_id 0 (--display_id is a "
+                                              "flag of train.py)")
+    (tmp_path / "other.args").write_text("--model pix2pix\n--lambda_A 5\n")  # a flag of no script with this model
+    code, _, err = exit_of("test", [f"@{shared}", f"@{tmp_path / 'other.args'}", *ck], capsys)
+    assert code == 2 and "unrecognized arguments: --lambda_A 5" in err

@@ -34,8 +34,25 @@ def norm(spec: str) -> str:
 def test_runtime_requirements_are_the_project_dependencies() -> None:
     deps = pyproject()["project"]["dependencies"]
     assert sorted(map(norm, deps)) == sorted(map(norm, requirement_lines("requirements.txt")))
-    assert all(not norm(d).startswith("visdom") for d in deps)  # an extra: its source package needs a build pin
     assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text().splitlines()
+
+
+@pytest.mark.parametrize("source", ["requirements.txt", "pyproject.toml"])
+def test_visdom_is_a_dependency_from_python_3_12_on(source: str) -> None:
+    """visdom (the default --display_id windows) installs with the runtime where it is a plain wheel (Python
+    3.12+); on 3.10/3.11 its source package needs a build constraint, so there it stays the extra of
+    docs/install.md (``.[visdom]``, with scripts/constraints.txt)."""
+    requirements = pytest.importorskip("packaging.requirements", reason="pip's requirement parser")
+    lines = requirement_lines(source) if source == "requirements.txt" else pyproject()["project"]["dependencies"]
+    visdom = [r for r in map(requirements.Requirement, lines) if r.name == "visdom"]
+    assert len(visdom) == 1 and visdom[0].marker is not None
+    marker = visdom[0].marker
+    for version, wanted in (("3.10", False), ("3.11", False), ("3.12", True), ("3.13", True)):
+        assert marker.evaluate({"python_version": version}) is wanted, version
+    assert pyproject()["project"]["optional-dependencies"]["visdom"] == ["visdom>=0.2.4"]  # the extra stays
+    install = (ROOT / "docs" / "install.md").read_text()
+    assert 'visdom; python_version >= "3.12"' in install and "scripts/constraints.txt" in install
+    assert "setuptools<81" in (ROOT / "scripts" / "constraints.txt").read_text()
 
 
 def test_dev_requirements_are_all_extras() -> None:

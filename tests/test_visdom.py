@@ -117,7 +117,7 @@ def test_visualizer_sends_images_and_losses(tmp_path, visdom_server, ncols) -> N
     assert plot["content"]["layout"]["yaxis"]["title"] == "loss"
     traces = {trace["name"]: trace for trace in plot["content"]["data"]}
     assert set(traces) == set(LOSSES)
-    assert traces["G_A"]["x"] == pytest.approx([1.0, 1 + 1 / 3, 1 + 2 / 3])
+    assert traces["G_A"]["x"] == pytest.approx([0.0, 1 / 3, 2 / 3])
     assert traces["G_A"]["y"] == pytest.approx([1.5, 2.5, 3.5])
 
 

@@ -142,7 +142,7 @@ def test_jsonl_one_record_per_print_and_plot_changes(tmp_path) -> None:
     assert lines[0]["session"] == "fresh" and lines[0]["epoch"] == 1 and lines[0]["total_iters"] == 0
     records = lines[1:]
     assert len(records) == 5
-    assert records[1]["epoch"] == 1 and records[1]["counter_ratio"] == 0.25 and records[1]["x"] == 1.25
+    assert records[1]["epoch"] == 1 and records[1]["counter_ratio"] == 0.25 and records[1]["x"] == 0.25
     assert records[1]["total_iters"] == 200 and isinstance(records[1]["time"], float)
     assert list(records[1]["losses"]) == list(LOSSES)
     assert records[1]["losses"]["G_A"] == pytest.approx(1.6)
@@ -159,7 +159,7 @@ def fake_records(names_values, epochs: int = 3, per_epoch: int = 4, key: str = "
         for i in range(1, per_epoch + 1):
             total += 1
             values = {k: float(v * (1 + 0.3 * rng.standard_normal())) for k, v in names_values.items()}
-            records.append({"epoch": epoch, "counter_ratio": i / per_epoch, "x": epoch + i / per_epoch,
+            records.append({"epoch": epoch, "counter_ratio": i / per_epoch, "x": epoch - 1 + i / per_epoch,
                             "total_iters": total, key: values})
     return records
 
@@ -179,7 +179,7 @@ def test_plot_has_one_panel_per_series_on_a_shared_epoch_axis(which: str, smooth
     assert len(figure.axes) == rows * columns and columns <= 4
     for ax in panels:
         assert ax.get_shared_x_axes().joined(ax, panels[0])
-        assert ax.get_xlim()[0] <= 1.25 and ax.get_xlim()[1] >= 4.0
+        assert ax.get_xlim()[0] <= 0.25 and ax.get_xlim()[1] >= 3.0  # epoch 1 spans 0-1, epoch 3 ends at 3.0
     bottoms = {ax for ax in panels if ax.get_xlabel() == "epoch"}
     assert len(bottoms) == min(columns, len(names))  # one x label per column, under its lowest panel
     for ax, (name, points) in zip(panels, series.items()):
@@ -331,7 +331,7 @@ def test_log_metrics(tmp_path, captured, monkeypatch) -> None:
     lines = (exp / "loss_log.jsonl").read_text().splitlines()
     loss_record, record = json.loads(lines[-2]), json.loads(lines[-1])
     assert record["metrics"] == {"FID": 42.5, "KID": 0.0123} and record["total_iters"] == 100
-    assert record["x"] == loss_record["x"] == 1.5 and record["counter_ratio"] == 0.5
+    assert record["x"] == loss_record["x"] == 0.5 and record["counter_ratio"] == 0.5
     assert "(epoch: 1, total_iters: 100) metrics: FID: 42.5000 KID: 0.0123 " in captured.messages(logging.INFO)
     assert Image.open(exp / "web" / "metrics_plot.png").format == "PNG"
     assert 'src="metrics_plot.png"' in (exp / "web" / "index.html").read_text()
@@ -788,7 +788,7 @@ def test_interrupted_and_twice_resumed_run_plots_one_curve(model: str, demo_root
     exp = tmp_path / "ck" / "run"
     plotted = drawn["loss_plot.png"]
     assert [r["total_iters"] for r in plotted] == list(range(1, 13))
-    assert [r["x"] for r in plotted] == [e + i / 4 for e in (1, 2, 3) for i in (1, 2, 3, 4)]
+    assert [r["x"] for r in plotted] == [e - 1 + i / 4 for e in (1, 2, 3) for i in (1, 2, 3, 4)]
     assert Image.open(exp / "web" / "loss_plot.png").format == "PNG"
     lines = [json.loads(line) for line in (exp / "loss_log.jsonl").read_text().splitlines()]
     assert [r["total_iters"] for r in lines if "session" not in r] == [*range(1, 9), *range(7, 13)]
@@ -837,3 +837,85 @@ def test_resume_over_a_damaged_loss_log(demo_root, tmp_path) -> None:
     jsonl.write_bytes(b"".join(lines[:2] + [b'{"epoch": 1, \xff\n'] + lines[2:]))
     run_train(argv[:-6] + ["--n_epochs", "2", "--n_epochs_decay", "0", "--print_freq", "1", "--continue_train"])
     assert [r["total_iters"] for r in read_history(str(jsonl))] == list(range(1, 9))
+
+
+# ---------------------------------------------------------------------------------------------------- epoch ends
+def short_run(tmp_path, name: str, *extra: str) -> str:
+    """train.py in a subprocess: 16 images, 2 epochs, the default frequencies unless ``extra`` sets them."""
+    from make_demo_dataset import make_demo_dataset
+
+    from conftest import ROOT, tiny_flags
+
+    root = tmp_path / "data16"
+    if not root.exists():
+        make_demo_dataset(root, size=32, n_train=16, n_test=2, seed=0)
+    proc = subprocess.run([sys.executable, "train.py", "--dataroot", str(root), *tiny_flags(name, tmp_path / "ck"),
+                           "--netG", "resnet_6blocks", "--n_epochs", "1", "--n_epochs_decay", "1", "--display_id", "0",
+                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return str(tmp_path / "ck" / name)
+
+
+def loss_lines(exp: str):
+    """The loss lines of loss_log.txt (its session headers left out)."""
+    with open(os.path.join(exp, "loss_log.txt")) as handle:
+        return [line for line in handle.read().splitlines() if line.startswith("(epoch: ")]
+
+
+def test_a_run_shorter_than_the_frequencies_reports_every_epoch_end(tmp_path) -> None:
+    """16 images with --print_freq 100 / --display_freq 400 (the defaults): each epoch still ends with its loss
+    line (iters 16), its images on the page, and the loss plot."""
+    exp = short_run(tmp_path, "short")
+    assert [re.match(r"\(epoch: (\d+), iters: (\d+),", line).groups() for line in loss_lines(exp)] == \
+        [("1", "16"), ("2", "16")]
+    web = os.path.join(exp, "web")
+    assert os.path.exists(os.path.join(web, "loss_plot.png"))
+    page = open(os.path.join(web, "index.html")).read()
+    assert "loss_plot.png" in page and "epoch [1]" in page and "epoch [2]" in page
+    for epoch in (1, 2):
+        for label in ("real_A", "fake_B", "rec_A", "real_B", "fake_A", "rec_B"):
+            assert os.path.exists(os.path.join(web, "images", "epoch%03d_%s.png" % (epoch, label)))
+            assert "images/epoch%03d_%s.png" % (epoch, label) in page
+    records = [r for r in read_history(os.path.join(exp, "loss_log.jsonl")) if "losses" in r]
+    assert [(r["epoch"], r["total_iters"], r["x"]) for r in records] == [(1, 16, 1.0), (2, 32, 2.0)]
+
+
+def test_the_plot_axis_counts_epochs_trained(tmp_path) -> None:
+    """A 2-epoch run printing every 4 of 16 images: the plot spans 0.25-2.0 (epoch 1 is 0-1, epoch 2 ends at
+    2.0), under the label "epoch"; a record written when x was epoch + fraction is drawn at the same place."""
+    exp = short_run(tmp_path, "axis", "--print_freq", "4")
+    records = read_history(os.path.join(exp, "loss_log.jsonl"))
+    series = collect_series(records)
+    xs = [x for x, _ in series["G_A"]]
+    assert xs == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    figure = build_figure(series, "t")
+    ax = figure.axes[0]
+    assert min(ax.get_xlim()) <= 0.25 and 2.0 <= max(ax.get_xlim()) < 2.5
+    assert {a.get_xlabel() for a in figure.axes if a.get_visible()} >= {"epoch"}
+    old_style = dict(records[-1], x=3.0)  # the x an earlier version wrote for the end of epoch 2
+    assert collect_series([old_style])["G_A"][0][0] == 2.0
+
+
+def test_an_epoch_end_already_reported_is_not_reported_twice(tmp_path) -> None:
+    """--print_freq 8 --display_freq 8: the last iteration of each epoch prints and displays; the epoch's end adds
+    nothing to it (two lines per epoch, at 8 and 16)."""
+    exp = short_run(tmp_path, "freq8", "--print_freq", "8", "--display_freq", "8")
+    assert [tuple(map(int, re.findall(r"epoch: (\d+), iters: (\d+)", line)[0])) for line in loss_lines(exp)] == \
+        [(1, 8), (1, 16), (2, 8), (2, 16)]
+
+
+@pytest.mark.slow
+def test_torchrun_loss_lines_count_the_whole_dataset(demo_root, tmp_path) -> None:
+    """2 processes x 2 images of a 4-image epoch: the loss lines say iters 2 and 4 and the plot 0.5 and 1.0, as
+    the progress bar (4/4), not each process's 1 and 2."""
+    from conftest import tiny_flags
+    from test_ddp import torchrun
+
+    ckpt = tmp_path / "checkpoints"
+    out, _ = torchrun(["--dataroot", str(demo_root / "demo"), "--netG", "resnet_6blocks", "--n_epochs", "1",
+                       "--n_epochs_decay", "0", "--max_dataset_size", "4", "--print_freq", "1", "--display_freq",
+                       "100"] + tiny_flags("ddp_count", ckpt), ckpt, tmp_path)
+    assert re.findall(r"\(epoch: 1, iters: (\d+),", out) == ["2", "4"]
+    assert "epoch 1/1: 4/4 (100%)" in out
+    records = [r for r in read_history(str(ckpt / "ddp_count" / "loss_log.jsonl")) if "losses" in r]
+    assert [(r["x"], r["total_iters"]) for r in records] == [(0.5, 1), (1.0, 2)]  # total_iters: one process's

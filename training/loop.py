@@ -68,6 +68,7 @@ class Run:
         self.evaluator.visualizer = self.visualizer
         self.total_iters = self.point.total_iters
         self.saved_at: Optional[Tuple[str, int]] = None  # (prefix, total_iters) of the last save
+        self.printed_at = self.displayed_at = -1  # total_iters of the last loss line / display
         restore_rng(self.point, opt)  # last: after everything that draws random numbers while being built
 
     # ------------------------------------------------------------------------------------------------ phase 5: save
@@ -98,20 +99,30 @@ class Run:
                                    f"--continue_train to go on") from None
 
     # ------------------------------------------------------------------------------------------------ phase 4: report
-    def report(self, epoch: int, epoch_iter: int, iter_start: float, t_data: float) -> None:
-        """Visuals every --display_freq images, losses every --print_freq, evaluation every --eval_freq."""
+    def images_seen(self, epoch_iter: int) -> int:
+        """Images of the epoch done by all processes (``epoch_iter`` counts one process's), as the progress bar."""
+        return min(epoch_iter * self.opt.world_size, self.dataset_size)
+
+    def report(self, epoch: int, epoch_iter: int, iter_start: float, t_data: float,
+               epoch_end: bool = False) -> None:
+        """Visuals every --display_freq images, losses every --print_freq, evaluation every --eval_freq; at the
+        epoch's end (``epoch_end``) the losses and the visuals in any case, unless already shown at this
+        iteration, so that a run shorter than the frequencies still leaves a loss line, images and the page."""
         opt, model, visualizer = self.opt, self.model, self.visualizer
-        if self.total_iters % opt.display_freq == 0:
-            save_result = self.total_iters % opt.update_html_freq == 0
+        seen = self.images_seen(epoch_iter)  # loss lines and the plot count the whole dataset (docs/distributed.md)
+        if (self.displayed_at != self.total_iters if epoch_end else self.total_iters % opt.display_freq == 0):
+            save_result = epoch_end or self.total_iters % opt.update_html_freq == 0
             model.compute_visuals()
             visualizer.display_current_results(model.get_current_visuals(), epoch, self.total_iters, save_result)
-        if self.total_iters % opt.print_freq == 0:
+            self.displayed_at = self.total_iters
+        if (self.printed_at != self.total_iters if epoch_end else self.total_iters % opt.print_freq == 0):
             losses = model.get_current_losses()
             t_comp = (time.time() - iter_start) / opt.batch_size
-            visualizer.print_current_losses(epoch, epoch_iter, losses, t_comp, t_data)
-            visualizer.plot_current_losses(epoch, float(epoch_iter) / self.dataset_size, losses, self.total_iters)
-        # every --eval_freq images (docs/evaluation.md), plotted at the losses' x
-        self.evaluator.maybe_evaluate(epoch, self.total_iters, float(epoch_iter) / self.dataset_size)
+            visualizer.print_current_losses(epoch, seen, losses, t_comp, t_data)
+            visualizer.plot_current_losses(epoch, float(seen) / self.dataset_size, losses, self.total_iters)
+            self.printed_at = self.total_iters
+        if not epoch_end:  # every --eval_freq images (docs/evaluation.md), plotted at the losses' x
+            self.evaluator.maybe_evaluate(epoch, self.total_iters, float(seen) / self.dataset_size)
 
     # ------------------------------------------------------------------------------------------------ phase 3: epochs
     def train_epoch(self, epoch: int, stop: GracefulStop) -> None:
@@ -122,7 +133,7 @@ class Run:
         if stop.agreed():
             raise self.stop_now(stop.signum, epoch, 0)
         epoch_iter = start_epoch(self.dataset, epoch, self.point)  # set_epoch (+ resumed skip)
-        t_data = 0.0
+        t_data, iter_start, trained = 0.0, time.time(), False
         self.visualizer.reset()
         # the bar counts the whole dataset (all processes' images), from the resumed position; ETA of the epoch and
         # of the run (the epochs after this one at this epoch's rate)
@@ -143,12 +154,15 @@ class Run:
             self.governor.tick()
             progress.update(opt.batch_size * world)
             self.report(epoch, epoch_iter, iter_start, t_data)
+            trained = True
             if self.total_iters % opt.save_latest_freq == 0:
                 log.info("saving the latest model (epoch %d, total_iters %d)", epoch, self.total_iters)
                 self.save("iter_%d" % self.total_iters if opt.save_by_iter else "latest", epoch, epoch_iter)
             iter_data_time = time.time()
             if stop.agreed():  # every process stops after the same iteration
                 raise self.stop_now(stop.signum, epoch, epoch_iter)
+        if trained:  # a loss line, the images and the page at every epoch's end, whatever the frequencies
+            self.report(epoch, epoch_iter, iter_start, t_data, epoch_end=True)
         model.update_learning_rate()
         if epoch % opt.save_epoch_freq == 0 or epoch == self.n_total:  # the last epoch always leaves a checkpoint
             log.info("saving the model at the end of epoch %d, iters %d", epoch, self.total_iters)

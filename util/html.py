@@ -3,13 +3,14 @@
 The structure follows the official pages (h3 headers; table > tr > td > p > a > img, br, p caption; relative
 ``images/<file>`` paths). Additions: a visible title, ``loading="lazy"`` on images, an optional figure block
 (e.g. the loss plot), pagination (``index.html``, ``index_2.html`` ...) for pages with many rows, and a style
-sheet that wraps each image row to the window width (8 CycleGAN visuals at 256 px would need ~2,100 px).
+sheet that wraps each image row to the window width (8 CycleGAN visuals at 256 px would need ~2,100 px), and a row
+(``tr``) per direction when the caller splits an input's images so (``row_sizes``: CycleGAN's A->B and B->A).
 """
 from __future__ import annotations
 
 import os
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import dominate
@@ -75,12 +76,18 @@ class HTML:
         """Add an h3 header (it stays on the same page as the image row that follows it)."""
         self._entries.append(("header", {"text": printable(str(text))}))
 
-    def add_images(self, ims: Sequence[str], txts: Sequence[str], links: Sequence[str], width: int = 400) -> None:
-        """Add one table row: per image a link to ``images/<link>``, the image ``images/<im>`` and a caption."""
+    def add_images(self, ims: Sequence[str], txts: Sequence[str], links: Sequence[str], width: int = 400,
+                   row_sizes: Optional[Sequence[int]] = None) -> None:
+        """Add one table: per image a link to ``images/<link>``, the image ``images/<im>`` and a caption; one row
+        (``tr``), or one per entry of ``row_sizes`` (images per row, e.g. ``[3, 3]``: a row per direction)."""
         if not (len(ims) == len(txts) == len(links)):
-            raise ValueError(f"add_images needs as many captions and links as images ({len(ims)}, {len(txts)}, {len(links)})")
+            raise ValueError(f"add_images needs as many captions and links as images ({len(ims)}, {len(txts)}, "
+                             f"{len(links)})")
+        sizes = [len(ims)] if row_sizes is None else [int(n) for n in row_sizes]
+        if sum(sizes) != len(ims) or any(n < 1 for n in sizes):
+            raise ValueError(f"add_images: row_sizes {list(sizes)} do not split {len(ims)} images")
         self._entries.append(("images", {"ims": list(ims), "txts": [printable(t) for t in txts], "links": list(links),
-                                         "width": int(width)}))
+                                         "width": int(width), "rows": sizes}))
 
     def add_figure(self, src: str, caption: str = "", width: int = 0) -> None:
         """Add a standalone image given relative to ``web_dir`` (e.g. ``loss_plot.png``), with an optional caption.
@@ -154,16 +161,21 @@ class HTML:
     @staticmethod
     def _render_row(data: Dict) -> None:
         """Render one official-style image table row into the current dominate context."""
+        cells = list(zip(data["ims"], data["txts"], data["links"]))
         t = table(border=1, style="table-layout: fixed;")
         with t:
-            with tr():
-                for im, txt, link in zip(data["ims"], data["txts"], data["links"]):
-                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
-                        with p():
-                            with a(href=_url("images/" + link)):
-                                img(style="width:%dpx" % data["width"], src=_url("images/" + im), loading="lazy", alt=txt)
-                            br()
-                            p(txt)
+            start = 0
+            for size in data.get("rows", [len(cells)]):
+                with tr():
+                    for im, txt, link in cells[start:start + size]:
+                        with td(style="word-wrap: break-word;", halign="center", valign="top"):
+                            with p():
+                                with a(href=_url("images/" + link)):
+                                    img(style="width:%dpx" % data["width"], src=_url("images/" + im), loading="lazy",
+                                        alt=txt)
+                                br()
+                                p(txt)
+                start += size
 
     def save(self) -> None:
         """Write ``index.html`` (and ``index_N.html`` for further pages) atomically; drop stale extra pages."""

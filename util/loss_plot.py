@@ -1,7 +1,8 @@
 """Draw loss (or metric) curves into a PNG with matplotlib: one small panel per series, x = epochs, shared.
 
 Each name found under ``record[key]`` gets its own panel with its own y scale (a G_L1 near 50 no longer flattens
-the GAN losses near 1); all panels share the x axis, ``epoch + fraction of the epoch`` (``record_x``). With a
+the GAN losses near 1); all panels share the x axis in epochs trained, ``epoch - 1 + fraction of the epoch``
+(``record_x``): epoch 1 spans 0-1, so an epoch ends where the axis says its number. With a
 smoothing weight > 0 the raw points are drawn faintly behind an exponential moving average. matplotlib is
 imported inside ``build_figure`` only (Agg canvas, no pyplot state), so a run that draws no plot never loads it.
 """
@@ -25,15 +26,17 @@ Series = Dict[str, List[Tuple[float, float]]]
 
 
 def position(epoch: int, counter_ratio: float) -> float:
-    """The x of a record: epoch + the fraction of that epoch done (``epoch_iter / dataset_size``)."""
-    return float(epoch) + float(counter_ratio)
+    """The x of a record, in epochs trained: ``epoch - 1`` + the fraction of that epoch done (``epoch_iter /
+    dataset_size``), so epoch 1 spans 0-1 and the end of epoch 3 is at 3.0."""
+    return float(epoch) - 1.0 + float(counter_ratio)
 
 
 def record_x(record: Mapping) -> float:
-    """Return the x position of a log record: ``x`` if present, else epoch + counter_ratio."""
-    if "x" in record:
-        return float(record["x"])
-    return position(record.get("epoch", 0), record.get("counter_ratio", 0.0))
+    """Return the x position of a log record: from its epoch and counter_ratio (also for a record written when
+    x was epoch + fraction), else its ``x``."""
+    if "epoch" in record and "counter_ratio" in record:
+        return position(record["epoch"], record["counter_ratio"])
+    return float(record.get("x", 0.0))
 
 
 def collect_series(records: Iterable[Mapping], key: str = "losses") -> Series:

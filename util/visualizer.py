@@ -108,6 +108,24 @@ def last_logged_step(records: Sequence[Mapping[str, Any]]) -> int:
     return last
 
 
+def direction_rows(labels: Sequence[str]) -> List[int]:
+    """Images per page row for one input's visuals: a row per direction when there are several.
+
+    A row starts at each ``real_*`` visual (a model lists a direction's visuals from its real input on:
+    cycle_gan's ``real_A fake_B rec_A idt_B | real_B fake_A rec_B idt_A``) when the row before it and the new row
+    both hold two images or more: pix2pix's ``real_A fake_B real_B`` (real_B is the target) and colorization's
+    ``real_A real_B_rgb fake_B_rgb`` stay one row.
+    """
+    rows: List[int] = []
+    for index, label in enumerate(labels):
+        new_row = (index > 0 and label.startswith("real_") and rows[-1] >= 2
+                   and index + 1 < len(labels) and not labels[index + 1].startswith("real_"))
+        if not rows or new_row:
+            rows.append(0)
+        rows[-1] += 1
+    return rows
+
+
 def _finite_or_none(value: Any) -> Optional[float]:
     """Return value as float, or None when it is NaN/inf (keeps the JSON log strict)."""
     number = float(value)
@@ -369,8 +387,8 @@ class Visualizer:
             if not shown:  # e.g. epochs before --epoch_count of a resumed run: no broken images
                 continue
             webpage.add_header("epoch [%d]" % n)
-            ims = [name for name, _ in shown]
-            webpage.add_images(ims, [label for _, label in shown], ims, width=self.win_size)
+            ims, txts = [name for name, _ in shown], [label for _, label in shown]
+            webpage.add_images(ims, txts, ims, width=self.win_size, row_sizes=direction_rows(txts))
         webpage.save()
 
     # ------------------------------------------------------------------ official API
@@ -401,7 +419,8 @@ class Visualizer:
 
     def plot_current_losses(self, epoch: int, counter_ratio: float, losses: Mapping[str, float],
                             total_iters: int = 0) -> None:
-        """Record the losses at x = epoch + counter_ratio: JSON line, visdom plot, loggers, web/loss_plot.png."""
+        """Record the losses at x = epoch - 1 + counter_ratio (epochs trained: epoch 1 ends at 1.0): JSON line,
+        visdom plot, loggers, web/loss_plot.png."""
         if not self.is_main:
             return
         values = OrderedDict((k, _finite_or_none(v)) for k, v in losses.items())
@@ -430,7 +449,7 @@ class Visualizer:
 
     def log_metrics(self, epoch: int, total_iters: int, metrics: Mapping[str, float],
                     counter_ratio: float = 0.0) -> None:
-        """Record evaluation metrics (FID, ...) at x = epoch + counter_ratio, as the losses: console line, JSON line,
+        """Record evaluation metrics (FID, ...) at x = epoch - 1 + counter_ratio, as the losses: console line, JSON line,
         loggers, visdom, web/metrics_plot.png."""
         if not self.is_main:
             return
@@ -465,7 +484,7 @@ def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str
                 aspect_ratio: float = 1.0, width: int = 256, use_wandb: bool = False,
                 name: Optional[str] = None, by_visual: bool = False) -> None:
     """Save one input's visuals as ``images/<stem>_<label>.png`` (``by_visual``: ``images/<label>/<stem>.png``,
-    one folder per visual) and add an h3 header plus one row to the page.
+    one folder per visual) and add an h3 header plus one row to the page (one per direction: ``direction_rows``).
 
     ``<stem>`` is ``name`` when given (test.py's unique names, util/result_names.py), else the input's file stem;
     one too long for the file system is shortened (``fit_stem``).
@@ -490,7 +509,7 @@ def save_images(webpage: HTML, visuals: Mapping[str, Any], image_path: Union[str
         txts.append(label)
         links.append(image_name)
         arrays[label] = image
-    webpage.add_images(ims, txts, links, width=width)
+    webpage.add_images(ims, txts, links, width=width, row_sizes=direction_rows(txts))  # a row per direction
     if use_wandb:
         try:
             import wandb  # noqa: PLC0415 - only with --use_wandb
