@@ -55,7 +55,7 @@ def results_dir(opt) -> str:
     web_dir = os.path.join(opt.results_dir, opt.name, "{}_{}".format(opt.phase, opt.epoch))
     if opt.load_iter > 0:
         web_dir = "{:s}_iter{:d}".format(web_dir, opt.load_iter)
-    return web_dir + (getattr(opt, "model_suffix", "") if opt.model == "test" else "")
+    return web_dir + (opt.model_suffix if opt.model == "test" else "")
 
 
 def checkpoint_record(opt: Any, model: Any) -> Dict[str, Any]:

@@ -64,7 +64,7 @@ def apply_direction(opt: argparse.Namespace, explicit: Set[str], recorded: Dict[
         log.info("--direction %s, as the checkpoint was trained (%s)", trained, path)
         return
     a, b = trained.split("to")
-    if not getattr(opt, "force_direction", False):
+    if not opt.force_direction:
         raise InvalidInputError(
             f"--direction {opt.direction}: the checkpoint was trained with --direction {trained} ({path}), so it "
             f"translates {a} to {b}; drop --direction (the recorded one is used), or add --force_direction to "
