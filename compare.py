@@ -65,8 +65,12 @@ class Run:
     visuals: Dict[str, Dict[str, Path]] = field(default_factory=dict)  # label -> stem -> file
 
     def folders(self) -> List[Path]:
-        """The run's own folders (nothing may be written inside them)."""
-        return [p for p in (self.experiment, self.results) if p is not None]
+        """The run's own folders (nothing may be written inside them): also results/<name>, where a page written
+        beside test_latest would be taken for the run's latest results."""
+        folders = [p for p in (self.experiment, self.results) if p is not None]
+        if self.results is not None and self.results.resolve().parent.name == self.label:
+            folders.append(self.results.resolve().parent)
+        return folders
 
 
 def build_parser() -> OptionParser:
