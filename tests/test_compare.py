@@ -144,3 +144,19 @@ def test_page_renders_in_chromium(compared) -> None:
         browser.full_page_screenshot(driver, shot)
     with Image.open(shot) as im:
         assert im.format == "PNG" and len(im.convert("RGB").getcolors(1 << 24) or []) > 100
+
+
+def test_experiment_folder_without_real_dir(runs, tmp_path) -> None:
+    """An experiment folder finds its latest results; unpaired runs without --real_dir get no metrics, and a line
+    says what to pass."""
+    res = compare(str(runs / "checkpoints" / "run_a"), "run_b", "--out", str(tmp_path / "o"), *where(runs))
+    assert res.returncode == 0, res.stderr
+    assert "pass --real_dir" in res.stdout
+    rows = json.loads((tmp_path / "o" / "compare.json").read_text())["rows"]
+    assert [r["run"] for r in rows] == ["run_a", "run_b"] and all(r["metrics"] == {} for r in rows)
+    assert Path(rows[0]["results"]).resolve() == (runs / "results" / "run_a" / "test_latest").resolve()
+
+
+def test_a_run_given_twice_is_refused(runs, tmp_path) -> None:
+    line = refusal(compare("run_a", str(runs / "checkpoints" / "run_a"), "--out", str(tmp_path / "o"), *where(runs)))
+    assert "give each run once" in line and "run_a" in line
