@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("util", "data", "models", "options", "training")
-ENTRY_SCRIPTS = ("train", "test", "evaluate", "export")
+ENTRY_SCRIPTS = ("train", "test", "evaluate", "export", "compare")
 # what each layer may import besides itself
 ALLOWED: Dict[str, Tuple[str, ...]] = {
     "util": (),
