@@ -1,11 +1,12 @@
-"""Export a trained generator to TorchScript (default) and ONNX, and check the files against the eager model.
+"""Export a trained generator with torch.export (.pt2, the default), TorchScript and ONNX, and check the files against the eager model.
 
 Example:
     python export.py --name maps_cyclegan --net G_A --format torchscript,onnx --out exported/
     python export.py --name horse2zebra_pretrained --net G --no_dropout --out exported/   # official checkpoint
 The generator is built from ``config.json`` beside the checkpoint (written by our train.py); official checkpoints
 have none and are described with the flags (``--netG --norm --no_dropout --ngf --input_nc --output_nc``), which
-also override the config. Both formats take any batch size, height and width. See docs/export.md.
+also override the config. TorchScript and ONNX take any batch size, height and width; the .pt2 program any batch
+size and heights and widths that are multiples of 4 (ResNets) or 2^depth (U-Nets). See docs/export.md.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models import arch_config, checkpoint_io, networks
+from models import checkpoint_io, networks
+from options import pretrained
 from options.cli import OptionParser
 from options.paths import check_epoch, check_experiment_files, check_folder, check_name
 from util.image_io import DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, ImageReadError, ImageSizeError, load_image
@@ -34,8 +36,8 @@ from util.ranges import Choice, Range
 
 log = get_logger("export")
 
-FORMATS = ("torchscript", "onnx")
-DEFAULT_FORMATS = "torchscript"  # needs only the runtime requirements; ONNX needs the `export` extra
+FORMATS = ("export", "torchscript", "onnx")
+SUFFIXES = {"export": ".pt2", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
 INSTALL_EXPORT = "pip install -e .[export] (or pip install -r requirements-dev.txt)"
 ONNX_EXPORTERS = ("dynamo", "legacy")
 DEFAULT_CHECK_SIZE = 256
@@ -107,101 +109,70 @@ def checkpoint_prefix(epoch: str, load_iter: int) -> str:
     return checkpoint_io.load_prefix(load_iter, epoch)
 
 
-def choose_net(save_dir: str, prefix: str, config: Optional[Dict[str, Any]], net: Optional[str]) -> str:
-    """The network to export: ``--net``, else the config's/files' ``G`` (pix2pix) or ``G_A`` (CycleGAN); a
-    discriminator or other non-generator ``--net`` is refused, listing the generators there are."""
-    known = [n for n, spec in (config or {}).get("networks", {}).items() if spec.get("kind") == "G"]
-    if net:
-        spec = (config or {}).get("networks", {}).get(net)
-        kind = spec.get("kind") if spec is not None else ("G" if net.startswith("G") else None)
-        if kind != "G":
-            what = {"D": "a discriminator", "F": "CUT's feature sampler"}.get(kind or net[:1], "not a generator")
-            listed = sorted(set(known) | set(generator_files(save_dir, prefix)))
-            raise ExportError(f"--net {net} is {what}: only generators export; "
-                              + (f"choose --net {' or '.join(listed)}" if listed else
-                                 f"{save_dir} has no {prefix}_net_G*.pth generator file"))
-        return net
-    for candidate in ("G", "G_A"):
-        if candidate in known or os.path.lexists(checkpoint_io.net_path(save_dir, prefix, candidate)):
-            return candidate
-    if known:
-        return sorted(known)[0]
-    raise ExportError(f"no generator checkpoint {prefix}_net_G.pth or {prefix}_net_G_A.pth in {save_dir}; "
-                      "check --name, --checkpoints_dir and --epoch, or name the network with --net")
-
-
-def generator_files(save_dir: str, prefix: str) -> List[str]:
-    """The generator names (``G``, ``G_A``, ...) with a ``<prefix>_net_<name>.pth`` file in ``save_dir``."""
-    head = f"{prefix}{checkpoint_io.NET_INFIX}"
-    names = [f[len(head):-len(checkpoint_io.NET_SUFFIX)] for f in os.listdir(save_dir)
-             if f.startswith(head) and f.endswith(checkpoint_io.NET_SUFFIX)] if os.path.isdir(save_dir) else []
-    return sorted(n for n in names if n.startswith("G"))
-
-
-def trained_with(config: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """What config.json records of the training run: model, --CUT_mode, direction and sizes (those present)."""
-    options = (config or {}).get("options", {})
-    return {k: options[k] for k in ("model", "CUT_mode", "direction", "preprocess", "load_size", "crop_size")
-            if k in options}
-
-
-def resolve_architecture(args: argparse.Namespace, config: Optional[Dict[str, Any]], net: str) -> Dict[str, Any]:
-    """Generator arguments: explicit flags, else the checkpoint's config.json entry, else the official defaults."""
-    stored: Dict[str, Any] = {}
-    entry = (config or {}).get("networks", {}).get(net)
-    if entry is not None:
-        stored = {"netG": entry["netG"], "norm": entry["norm"], "ngf": entry["ngf"], "input_nc": entry["input_nc"],
-                  "output_nc": entry["output_nc"], "no_dropout": not entry["use_dropout"],
-                  "upsample": entry.get("upsample", "deconv")}
-    elif config is not None:
-        log.warning("config.json has no network %s: using the flags and defaults for its architecture", net)
-    arch = {}
-    for key, default in ARCH_DEFAULTS.items():
-        given = getattr(args, key)
-        arch[key] = given if given is not None else stored.get(key, default)
-    from_config = sorted(k for k in stored if getattr(args, k) is None and stored[k] != ARCH_DEFAULTS[k])
-    if from_config:
-        log.info("using the architecture stored in config.json: %s",
-                 ", ".join(f"--{k} {arch[k]}" for k in from_config))
-    return arch
-
-
-def build_generator(arch: Dict[str, Any]) -> nn.Module:
-    """The generator on the CPU in eval mode; ``syncbatch`` is built as ``batch`` (same keys, same eval maths).
-
-    ``no_antialias``/``no_antialias_up`` (CUT's antialiased layout) default to the official layout.
-    """
-    norm = "batch" if arch["norm"] == "syncbatch" else arch["norm"]
-    net = networks.define_G(arch["input_nc"], arch["output_nc"], arch["ngf"], arch["netG"], norm,
-                            not arch["no_dropout"], upsample=arch["upsample"],
-                            no_antialias=arch.get("no_antialias", True),
-                            no_antialias_up=arch.get("no_antialias_up", True))
-    return net.eval()
-
-
 def load_generator(args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]:
-    """Build the generator named by the arguments and load its weights; return it and a description."""
+    """Build the generator named by the arguments and load its weights (options/pretrained.py, the Python API's
+    loader); return it and a description. The flags override config.json; without one the official defaults."""
     save_dir = os.path.join(args.checkpoints_dir, args.name)
     if not os.path.isdir(save_dir):
         raise ExportError(f"checkpoint folder not found: {save_dir} (check --name and --checkpoints_dir)")
-    prefix = checkpoint_prefix(args.epoch, args.load_iter)
-    config = arch_config.read_config(save_dir)
-    net_name = choose_net(save_dir, prefix, config, args.net)
-    arch = resolve_architecture(args, config, net_name)
-    path = checkpoint_io.require_net_file(save_dir, prefix, net_name)  # missing, or a FIFO: said by name
-    arch.update(checkpoint_io.antialias_layout(checkpoint_io.read_weights(path)))  # CUT's antialiased layers
-    net = build_generator(arch)
-    log.info("loading the model from %s", path)
-    checkpoint_io.load_network(net, path, name=net_name)
-    trained = trained_with(config)
-    if trained:
-        log.info("the checkpoint was trained with %s", " ".join(f"--{k} {v}" for k, v in trained.items()))
-    info = {"name": args.name, "net": net_name, "checkpoint": os.path.abspath(path), "prefix": prefix,
-            "architecture": arch, "config_json": config is not None, "trained": trained}
-    return net.eval(), info
+    given = {key: getattr(args, key) for key in ARCH_DEFAULTS}
+    try:
+        net, info = pretrained.load_weights(save_dir, checkpoint_prefix(args.epoch, args.load_iter), args.net,
+                                            architecture=given, defaults=ARCH_DEFAULTS, flag="--net ",
+                                            action="export")
+    except pretrained.PretrainedError as err:
+        raise ExportError(str(err)) from None
+    return net, dict(info, name=args.name)
 
 
 # ---------------------------------------------------------------------------------------------------- exporting
+def torch_export_unsupported() -> Optional[str]:
+    """Why the installed PyTorch cannot write ``--format export`` (.pt2), or None."""
+    needed = ("export", "save", "load", "Dim")
+    if not hasattr(torch, "export") or not all(hasattr(torch.export, n) for n in needed):
+        return f"torch {torch.__version__} has no torch.export.export/save/load: use --format torchscript"
+    return None
+
+
+# torch.export is the default where the installed PyTorch has it (torch.jit.load is deprecated from 2.x on)
+DEFAULT_FORMATS = "export" if torch_export_unsupported() is None else "torchscript"
+
+
+def size_multiple(net: nn.Module) -> int:
+    """What the generator's height and width must be a multiple of (4 for ResNets, 2^depth for U-Nets; else 1)."""
+    return int(getattr(net, "size_multiple", 1))
+
+
+def export_program(net: nn.Module, path: str, channels: int) -> str:
+    """``torch.export.export`` of the generator's network without its padding, saved as ``.pt2``.
+
+    Batch, height and width are dynamic; height and width are ``multiple * Dim`` (at least twice the multiple, the
+    smallest size every generator's normalisation takes): the any-size padding of the eager model makes
+    torch.export specialise on the example's padding, so the program takes padded sizes and the caller pads.
+    """
+    body = net.model if isinstance(getattr(net, "model", None), nn.Module) else net
+    m = size_multiple(net)
+    dim = torch.export.Dim
+    top = max(2, 65536 // m)
+    shapes = ({0: dim("batch", min=1, max=4096), 2: m * dim("h", min=2, max=top), 3: m * dim("w", min=2, max=top)},)
+    example = torch.zeros(2, channels, 3 * m, 2 * m)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        program = torch.export.export(body.eval(), (example,), dynamic_shapes=shapes)
+        torch.export.save(program, path)
+    return path
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` replicate-padded at the bottom and right to a multiple of ``multiple`` (at least twice it)."""
+    h, w = x.shape[-2:]
+    th, tw = max(2 * multiple, -(-h // multiple) * multiple), max(2 * multiple, -(-w // multiple) * multiple)
+    if (th, tw) == (h, w):
+        return x
+    return torch.nn.functional.pad(x, (0, tw - w, 0, th - h), mode="replicate")
+
+
 def export_torchscript(module: nn.Module, path: str) -> str:
     """Compile ``module`` with ``torch.jit.script`` (keeps H/W dynamic) and save it; return the path."""
     with warnings.catch_warnings():
@@ -309,6 +280,9 @@ def check_file(fmt: str, path: str, eager: nn.Module, inputs: Sequence[torch.Ten
 
         onnx.checker.check_model(path)
         run = lambda x: run_onnx(path, x)  # noqa: E731
+    elif fmt == "export":
+        run = torch.export.load(path).module()
+        inputs = [pad_to_multiple(x, size_multiple(eager)) for x in inputs]  # the program takes padded sizes
     else:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit.load: deprecated, still works
@@ -336,7 +310,7 @@ def check_file(fmt: str, path: str, eager: nn.Module, inputs: Sequence[torch.Ten
 # ---------------------------------------------------------------------------------------------------- command
 def make_parser() -> OptionParser:
     """The command-line flags of export.py (``@file`` arguments and "did you mean" from options/cli.py)."""
-    p = OptionParser(description="Export a trained generator to TorchScript and/or ONNX.",
+    p = OptionParser(description="Export a trained generator with torch.export, TorchScript and/or ONNX.",
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--name", required=True, help="experiment name (the folder under --checkpoints_dir)")
     p.add_argument("--checkpoints_dir", default="./checkpoints", help="models are saved here")
@@ -344,7 +318,8 @@ def make_parser() -> OptionParser:
     p.add_argument("--load_iter", type=int, default=0, help="if > 0, load iter_<load_iter> instead of --epoch")
     p.add_argument("--net", default=None, help="network to export (G_A, G_B, G, ...; default G, else G_A)")
     p.add_argument("--format", default=DEFAULT_FORMATS,
-                   help=f"comma-separated: torchscript, onnx (onnx needs the packages onnx, onnxscript, onnxruntime: "
+                   help=f"comma-separated: export (torch.export .pt2, for torch.export.load; the default where PyTorch has "
+                        f"it), torchscript, onnx (onnx needs the packages onnx, onnxscript, onnxruntime: "
                         f"{INSTALL_EXPORT})")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--check_image", default=None, help="image to compare exported and eager outputs on "
@@ -435,6 +410,8 @@ def validate(args: argparse.Namespace) -> None:
         problem = None if value is None else valid.problem(f"--{flag}", value)
         if problem:
             raise ExportError(problem)
+    if "export" in parse_formats(args.format) and torch_export_unsupported():
+        raise ExportError(f"--format export: {torch_export_unsupported()}")
     if "onnx" in parse_formats(args.format) and args.onnx_exporter in ONNX_EXPORTERS:
         reason = onnx_unsupported(args.onnx_exporter)
         if reason:
@@ -456,10 +433,13 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
     report: Dict[str, Any] = dict(info, files={}, checks={},
                                   io={"input": "input: float32 N x C x H x W in [-1, 1] (pixel / 127.5 - 1)",
                                       "output": "output: float32 N x C x H x W in [-1, 1] (tanh)",
-                                      "dynamic": ["batch", "height", "width"]})
+                                      "dynamic": ["batch", "height", "width"],
+                                      "pt2_size_multiple": size_multiple(net)})
     for fmt in formats:
         start = time.time()
-        if fmt == "torchscript":
+        if fmt == "export":
+            path = export_program(net, stem + SUFFIXES[fmt], info["architecture"]["input_nc"])
+        elif fmt == "torchscript":
             path = export_torchscript(module, stem + ".torchscript.pt")
         else:
             path = export_onnx(module, image, stem + ".onnx", exporter=args.onnx_exporter, opset=args.opset)
@@ -473,8 +453,8 @@ def export(args: argparse.Namespace) -> Dict[str, Any]:
         f.write("\n")
     log.info("wrote %s", report_path)
     if "onnx" not in formats:
-        log.info("for an ONNX file too, add --format torchscript,onnx (needs onnx, onnxscript, onnxruntime: %s)",
-                 INSTALL_EXPORT)
+        log.info("for an ONNX file too, add --format %s,onnx (needs onnx, onnxscript, onnxruntime: %s)",
+                 ",".join(formats), INSTALL_EXPORT)
     return report
 
 

@@ -251,8 +251,8 @@ def test_default_export_needs_only_the_runtime_install(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["exp_latest_net_G.json",
-                                                                  "exp_latest_net_G.torchscript.pt"]
-    assert "add --format torchscript,onnx" in proc.stdout and "pip install -e .[export]" in proc.stdout
+                                                                  "exp_latest_net_G.pt2"]
+    assert "add --format export,onnx" in proc.stdout and "pip install -e .[export]" in proc.stdout
 
 
 @pytest.mark.parametrize("blocked, extra, message", [
@@ -279,3 +279,51 @@ def test_onnx_without_its_packages_says_what_to_install(blocked, extra, message,
     last = capsys.readouterr().err.splitlines()[-1]
     assert stopped.value.code == 2 and message in last, last
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- torch.export
+def run_program(path: str, x: torch.Tensor) -> torch.Tensor:
+    """Load a .pt2 file with torch.export.load and run it."""
+    with torch.no_grad():
+        return torch.export.load(path).module()(x)
+
+
+def test_default_format_is_torch_export(export_module, tmp_path: Path) -> None:
+    """On this PyTorch the default writes a .pt2 that torch.export.load runs, equal to eager within TOLERANCE at
+    several batch sizes and heights/widths (multiples of 4 for a ResNet), checked by the command itself."""
+    assert hasattr(torch, "export") and export_module.DEFAULT_FORMATS == "export"
+    net = make_checkpoint(tmp_path / "ckpt", "exp", "G", "resnet_6blocks", norm="batch")
+    report = export_module.main(["--name", "exp", "--checkpoints_dir", str(tmp_path / "ckpt"), "--out",
+                                 str(tmp_path / "out"), "--check_image", str(check_image(tmp_path / "i.png"))])
+    assert list(report["files"]) == ["export"] and report["files"]["export"].endswith("exp_latest_net_G.pt2")
+    assert [c["input_shape"] for c in report["checks"]["export"]] == [[1, 3, 36, 52], [1, 3, 28, 44]]
+    assert report["io"]["pt2_size_multiple"] == 4
+    torch.manual_seed(2)
+    for batch, (h, w) in [(1, (32, 48)), (2, (40, 36)), (3, (100, 120))]:
+        x = torch.rand(batch, 3, h, w) * 2 - 1
+        with torch.no_grad():
+            ref = net(x)
+        out = run_program(report["files"]["export"], x)
+        assert out.shape == ref.shape and float((out - ref).abs().max()) < TOLERANCE, (batch, h, w)
+
+
+def test_torch_export_unet_takes_padded_sizes(export_module, tmp_path: Path) -> None:
+    """A U-Net's .pt2 takes multiples of 2^depth; the command's check pads its image to one."""
+    net = make_checkpoint(tmp_path / "ckpt", "u", "G", "unet_128")
+    report = export_module.main(["--name", "u", "--checkpoints_dir", str(tmp_path / "ckpt"), "--out",
+                                 str(tmp_path / "out"), "--format", "export", "--check_size", "40"])
+    assert [c["input_shape"] for c in report["checks"]["export"]] == [[1, 3, 256, 256]] * 2
+    x = torch.rand(1, 3, 256, 384) * 2 - 1
+    with torch.no_grad():
+        assert float((run_program(report["files"]["export"], x) - net(x)).abs().max()) < TOLERANCE
+
+
+def test_torchscript_and_onnx_still_selectable(export_module, tmp_path: Path) -> None:
+    """--format torchscript,onnx writes those two and no .pt2."""
+    pytest.importorskip("onnx", reason="onnx is in requirements-dev.txt")
+    make_checkpoint(tmp_path / "ckpt", "exp", "G", "resnet_6blocks")
+    report = export_module.main(["--name", "exp", "--checkpoints_dir", str(tmp_path / "ckpt"), "--out",
+                                 str(tmp_path / "out"), "--format", "torchscript,onnx", "--check_size", "24",
+                                 "--onnx_exporter", "legacy"])
+    assert sorted(report["files"]) == ["onnx", "torchscript"]
+    assert not list((tmp_path / "out").glob("*.pt2"))

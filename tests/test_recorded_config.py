@@ -207,7 +207,7 @@ def test_export_records_how_the_run_was_trained(cut_run: Path, tmp_path: Path) -
     report = json.loads((tmp_path / "cut_latest_net_G.json").read_text())
     assert report["trained"] == {"model": "cut", "CUT_mode": "FastCUT", "direction": "AtoB",
                                  "preprocess": "resize_and_crop", "load_size": 36, "crop_size": 32}
-    assert report["checks"]["torchscript"][0]["input_shape"] == [1, 3, 32, 32]
+    assert report["checks"]["export"][0]["input_shape"] == [1, 3, 32, 32]
     line = one_error(run("export.py", "--name", "cut", "--checkpoints_dir", str(cut_run), "--out",
                          str(tmp_path / "f"), "--net", "F"), "export.py")
     assert line == "export.py: error: --net F is CUT's feature sampler: only generators export; choose --net G"
