@@ -145,13 +145,13 @@ def test_cli(tmp_path: Path) -> None:
 
 
 def _opt(dataroot: Path, **kw) -> argparse.Namespace:
-    """Minimal options for the data loader."""
-    base = dict(dataroot=str(dataroot), phase="train", dataset_mode="unaligned", input_nc=3, output_nc=3,
-                direction="AtoB", serial_batches=False, num_threads=0, batch_size=2, load_size=SIZE,
-                crop_size=SIZE - 4, max_dataset_size=float("inf"), preprocess="resize_and_crop", no_flip=False,
-                isTrain=True)
+    """Complete default options for the data loader, with small sizes."""
+    from options.defaults import default_options
+
+    base = dict(dataroot=str(dataroot), phase="train", dataset_mode="unaligned", serial_batches=False,
+                num_threads=0, batch_size=2, load_size=SIZE, crop_size=SIZE - 4)
     base.update(kw)
-    return argparse.Namespace(**base)
+    return default_options("cycle_gan", is_train=True, **base)
 
 
 @pytest.mark.parametrize("mode", ["unaligned", "aligned"])

@@ -104,7 +104,7 @@ def test_preprocess_none_keeps_any_size(demo_root: Path, tmp_path: Path) -> None
                "--model_suffix", "_A", "--no_dropout", "--preprocess", "none", "--checkpoints_dir", str(ck),
                "--results_dir", str(tmp_path / "results"), "--gpu_ids", "-1")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    with Image.open(tmp_path / "results" / "maps_cyclegan" / "test_latest" / "images" / "odd_fake.png") as fake:
+    with Image.open(tmp_path / "results" / "maps_cyclegan" / "test_latest_A" / "images" / "odd_fake.png") as fake:
         assert fake.size == (50, 37)
     assert "--preprocess none" in (DOCS / "tips.md").read_text()
 

@@ -422,15 +422,16 @@ def poison_input(monkeypatch: pytest.MonkeyPatch, model_class: type, at_call: in
     monkeypatch.setattr(model_class, "set_input", set_input)
 
 
-def test_nan_stops_and_keeps_the_good_checkpoint(demo_root: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_stops_and_keeps_the_good_checkpoint(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
     from models.pix2pix_model import Pix2PixModel
-    from training.nonfinite import NonFiniteLossError
 
     poison_input(monkeypatch, Pix2PixModel, at_call=3)
     ckpt = tmp_path / "ck"
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(.*nan.*\) at epoch 1, iters 3: stopping"):
+    with pytest.raises(SystemExit) as stop:  # train.py: one line, exit status 1 (the run failed)
         run_train(train_flags("pix2pix", "nan", ckpt, demo_root, "--save_latest_freq", "2"))
+    assert stop.value.code == 1
+    assert re.search(r"error: non-finite loss \(.*nan.*\) at epoch 1, iters 3: stopping", capsys.readouterr().err)
     exp = ckpt / "nan"
     state = checkpoints.read_state(str(exp / "latest_train_state.pth"))
     assert state["total_iters"] == 2
