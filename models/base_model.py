@@ -139,12 +139,14 @@ class BaseModel(ABC):
         for optimizer in self.optimizers:
             allocate_adam_state(optimizer.optimizer if isinstance(optimizer, ManagedOptimizer) else optimizer)
 
-    def make_optimizer(self, params: Iterable[nn.Parameter]) -> ManagedOptimizer:
+    def make_optimizer(self, params: Iterable[nn.Parameter], single_backward: bool = False) -> ManagedOptimizer:
         """Adam(lr, betas=(beta1, beta2)) in its fused kernel (docs/performance.md), managed by the framework
-        (models/step_control.py); beta2 is 0.999 as in the official code unless the model has ``--beta2`` (cut)."""
+        (models/step_control.py); beta2 is 0.999 as in the official code unless the model has ``--beta2`` (cut).
+        ``single_backward``: the parameters get their gradient from one backward per step, so the framework may
+        apply each update as soon as that gradient is ready (less memory)."""
         betas = (self.opt.beta1, getattr(self.opt, "beta2", 0.999))
         return ManagedOptimizer(make_adam(params, lr=self.opt.lr, betas=betas, device=self.device),
-                                self.step_control)
+                                self.step_control, in_backward=single_backward)
 
     def manage_optimizers(self) -> None:
         """Put every optimizer the model created itself (a plain ``torch.optim`` one) under the framework's

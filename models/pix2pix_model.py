@@ -34,7 +34,8 @@ class Pix2PixModel(BaseModel):
             self.netD = self.build_discriminator("D", opt.input_nc + opt.output_nc)
             self.criterionGAN = networks.GANLoss(opt.gan_mode).to(self.device)
             self.criterionL1 = nn.L1Loss()
-            self.optimizer_G = self.make_optimizer(self.netG.parameters())
+            # G's weights get their gradient from one backward per step: each may be updated as soon as it is ready
+            self.optimizer_G = self.make_optimizer(self.netG.parameters(), single_backward=True)
             self.optimizer_D = self.make_optimizer(self.netD.parameters())
             self.optimizers = [self.optimizer_G, self.optimizer_D]
 

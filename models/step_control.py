@@ -10,12 +10,14 @@ optimizer the model creates itself, wrapped by ``BaseModel.setup``), which consu
   discriminator-only step (forward without gradients, ``backward_D``, step) on the others.
 * ``--amp fp16``: the optimizer steps through the ``GradScaler`` (the gradients were scaled where they entered
   each network, models/wrappers.py), and ``train_step`` updates the scale once per applied step.
-* Stepping inside backward: an optimizer whose parameters each receive their gradient from a single ``backward()``
-  per step (observed on its first step) applies the update to each parameter as soon as its gradient is final and
-  frees that gradient, so a network's gradients never all exist at once. The numbers are those of one step after
-  backward (Adam's update is per parameter). It is off when something watches the steps (a step hook), under
-  ``--accum_steps``, loss scaling or several processes; a model whose backward pattern later changes gets an error,
-  never a partial update.
+* Stepping inside backward: an optimizer made with ``single_backward=True`` (the model states that its parameters
+  each receive their gradient from one ``backward()`` per step, e.g. pix2pix's G) applies the update to each
+  parameter as soon as its gradient is final and frees that gradient, so the network's gradients never all exist
+  at once. The numbers are those of one step after backward (Adam's update is per parameter). It is off when
+  something watches the steps (a step hook), under ``--accum_steps``, loss scaling or several processes; a step in
+  which a parameter gets a second gradient is an error, never a partial update. (It is declared, not learned from a
+  first step: the first step would then set the peak memory it is meant to lower, and per-parameter updates cost
+  time where the gradients are small, e.g. a discriminator's.)
 """
 from __future__ import annotations
 
@@ -77,13 +79,12 @@ class ManagedOptimizer:
     ``.optimizer`` (LR schedulers and checkpoints use it directly).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, control: StepControl) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, control: StepControl, in_backward: bool = False) -> None:
         self.optimizer = optimizer
         self.control = control
         self.watch_handles: List[Any] = []  # step hooks registered through this wrapper
-        self.in_backward: Optional[bool] = None  # None: not yet observed; then whether it may step in backward
+        self.in_backward = in_backward  # the model's word: one backward per step, so updates may go inside it
         self._handles: List[Any] = []
-        self._mode = "off"
         self._counts: Dict[int, int] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -126,18 +127,15 @@ class ManagedOptimizer:
             return
         self._disarm()
         self.optimizer.zero_grad(set_to_none=set_to_none)
-        if self.in_backward is False or not self.control.may_step_in_backward() or self.watched():
-            return
-        self._arm("step" if self.in_backward else "observe")
+        if self.in_backward and self.control.may_step_in_backward() and not self.watched():
+            self._arm()
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """Apply the update at the last batch of an accumulation group (through the GradScaler under fp16), then
         free the gradients."""
-        mode, counts = self._disarm()
-        if mode == "observe" and counts:  # the first step with gradients: may later ones be applied in backward?
-            self.in_backward = max(counts.values()) == 1
+        armed = self._disarm()
         params = self.params()
-        if mode == "step" and all(p.grad is None for p in params):
+        if armed and all(p.grad is None for p in params):
             return None  # applied inside backward
         if not self.control.plan.last:
             return None
@@ -151,9 +149,9 @@ class ManagedOptimizer:
         return result
 
     # ------------------------------------------------------------------ stepping inside backward
-    def _arm(self, mode: str) -> None:
-        """Hook every trainable parameter: count its gradients ("observe") or update it at once ("step")."""
-        self._mode, self._counts = mode, {}
+    def _arm(self) -> None:
+        """Hook every trainable parameter: update it as soon as its gradient is final."""
+        self._counts = {}
         for p in self.params():
             if p.requires_grad:
                 self._handles.append(p.register_post_accumulate_grad_hook(self._on_gradient))
@@ -161,20 +159,18 @@ class ManagedOptimizer:
     def _on_gradient(self, param: torch.Tensor) -> None:
         n = self._counts.get(id(param), 0) + 1
         self._counts[id(param)] = n
-        if self._mode != "step":
-            return
         if n > 1:
             raise StepInBackwardError(
-                "a parameter received gradients from two backward() calls in one step, after the first step of "
-                "its optimizer had one; the update is applied inside backward, so this step would be wrong. "
-                "Give the model the same backward pattern at every step")
+                "a parameter of an optimizer made with single_backward=True received gradients from two backward() "
+                "calls in one step; its update is applied inside backward, so this step would be wrong: drop "
+                "single_backward=True for this optimizer (make_optimizer)")
         self.optimizer.step()  # every other parameter's gradient is None here, so only ``param`` is updated
         param.grad = None
 
-    def _disarm(self) -> tuple:
-        """Remove the hooks; return the mode and the gradient counts of the window that ends."""
+    def _disarm(self) -> bool:
+        """Remove the hooks; return whether they were armed."""
+        armed = bool(self._handles)
         for handle in self._handles:
             handle.remove()
-        done = (self._mode, self._counts)
-        self._handles, self._mode, self._counts = [], "off", {}
-        return done
+        self._handles, self._counts = [], {}
+        return armed

@@ -12,9 +12,9 @@ from models.step_control import ManagedOptimizer, StepControl, StepInBackwardErr
 from models.wrappers import MixedPrecision, unwrap
 
 
-def adam(net: nn.Module, control: StepControl) -> ManagedOptimizer:
+def adam(net: nn.Module, control: StepControl, single_backward: bool = False) -> ManagedOptimizer:
     """A managed fused Adam over ``net``."""
-    return ManagedOptimizer(torch.optim.Adam(net.parameters(), lr=1e-2, fused=True), control)
+    return ManagedOptimizer(torch.optim.Adam(net.parameters(), lr=1e-2, fused=True), control, single_backward)
 
 
 def net() -> nn.Module:
@@ -30,48 +30,56 @@ def step(model: nn.Module, optimizer: ManagedOptimizer, x: torch.Tensor, backwar
     optimizer.step()
 
 
+def updated_inside_backward(model: nn.Module, optimizer: ManagedOptimizer, x: torch.Tensor) -> bool:
+    """Whether the weights changed during backward (before ``step``)."""
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.zero_grad()
+    model(x).square().mean().backward()
+    changed = any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    optimizer.step()
+    return changed
+
+
 def test_step_in_backward_gives_the_numbers_of_a_step_after_backward() -> None:
     x = torch.randn(3, 4)
     a, b = net(), net()
-    opt_a, opt_b = adam(a, StepControl()), adam(b, StepControl(world_size=2))  # b: never inside backward
-    for _ in range(3):
+    opt_a, opt_b = adam(a, StepControl(), single_backward=True), adam(b, StepControl())
+    assert updated_inside_backward(a, opt_a, x) and not updated_inside_backward(b, opt_b, x)
+    for _ in range(2):
         step(a, opt_a, x)
         step(b, opt_b, x)
-    assert opt_a.in_backward is True and opt_b.in_backward is None
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb) and pa.grad is None and pb.grad is None
     sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
     assert all(torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"]) and float(sa[k]["step"]) == 3 for k in sa)
 
 
-def test_two_backward_calls_per_step_stay_after_backward() -> None:
-    model = net()
-    optimizer = adam(model, StepControl())
-    for _ in range(2):
-        step(model, optimizer, torch.randn(3, 4), backwards=2)
-    assert optimizer.in_backward is False
+def test_several_processes_accumulation_and_loss_scaling_step_after_backward() -> None:
+    x = torch.randn(3, 4)
+    for control in (StepControl(world_size=2), StepControl(accum_steps=2), StepControl(scaler=torch.amp.GradScaler("cpu", enabled=False))):
+        model = net()
+        assert not updated_inside_backward(model, adam(model, control, single_backward=True), x)
 
 
-def test_a_changed_backward_pattern_is_an_error_not_a_partial_update() -> None:
+def test_a_second_backward_in_one_step_is_an_error_not_a_partial_update() -> None:
     model = net()
-    optimizer = adam(model, StepControl())
-    step(model, optimizer, torch.randn(3, 4))
-    assert optimizer.in_backward is True
-    with pytest.raises(StepInBackwardError, match="two backward"):
+    optimizer = adam(model, StepControl(), single_backward=True)
+    with pytest.raises(StepInBackwardError, match="single_backward=True"):
         step(model, optimizer, torch.randn(3, 4), backwards=2)
 
 
 def test_a_step_hook_turns_stepping_inside_backward_off_and_sees_whole_steps() -> None:
     model = net()
-    optimizer = adam(model, StepControl())
+    optimizer = adam(model, StepControl(), single_backward=True)
     calls = []
     handle = optimizer.register_step_pre_hook(lambda *args: calls.append(1))
     assert optimizer.watched()
-    for _ in range(2):
-        step(model, optimizer, torch.randn(3, 4))
-    assert calls == [1, 1] and optimizer.in_backward is None
+    assert not updated_inside_backward(model, optimizer, torch.randn(3, 4))
+    step(model, optimizer, torch.randn(3, 4))
+    assert calls == [1, 1]
     handle.remove()
     assert not optimizer.watched()
+    assert updated_inside_backward(model, optimizer, torch.randn(3, 4))
 
 
 def test_accumulation_applies_the_mean_once_per_group() -> None:
