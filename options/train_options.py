@@ -139,6 +139,10 @@ class TrainOptions(BaseOptions):
         if opt.world_size > 1 and opt.norm == "batch":
             raise ValueError("--norm batch with several processes gives each process its own statistics; "
                              "use --norm syncbatch (or instance)")
+        if opt.amp == "fp16" and opt.gan_mode == "wgangp":  # the loss scale sits at the networks' boundaries, where
+            # the gradient penalty's second-order path into D would miss it (models/wrappers.py MixedPrecision)
+            raise ValueError("--amp fp16 cannot train --gan_mode wgangp (its gradient penalty would get unscaled "
+                             "gradients); use --amp bf16 or --amp none")
         check_pretrained(opt)
         if opt.use_ema and opt.ema <= 0:
             raise ValueError("--use_ema evaluates the generators' moving averages, which training keeps with --ema "

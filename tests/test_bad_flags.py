@@ -46,6 +46,9 @@ TRAIN_ERRORS = [
     (["--accum_steps", "0"], "--accum_steps"),
     (["--plot_smoothing", "1.0"], "--plot_smoothing must be in [0, 1)"),
     (["--plot_smoothing", "-0.5"], "--plot_smoothing must be in [0, 1)"),
+    (["--amp", "fp16", "--gan_mode", "wgangp"], "--amp fp16 cannot train --gan_mode wgangp"),
+    (["--keep_epochs", "5,x"], "--keep_epochs"),
+    (["--use_ema"], "--ema DECAY"),
 ]
 
 
