@@ -322,7 +322,8 @@ class BaseModel(ABC):
         generators' optimizers have no gradients, so they change nothing)."""
         with torch.no_grad():
             self.forward()
-        self.set_requires_grad(list(self.named_networks().values()), True)  # a step may have left D frozen
+        trained = [net for name, net in self.named_networks().items() if not name.endswith(ema.EMA_SUFFIX)]
+        self.set_requires_grad(trained, True)  # a step may have left D frozen (the averages stay frozen)
         for optimizer in self.optimizers:
             optimizer.zero_grad()
         self.backward_D()

@@ -160,6 +160,8 @@ def load_weights(save_dir: str, prefix: str, net: Optional[str] = None, *,
                  use_ema: bool = False, flag: str = "net=", action: str = "translate") -> Tuple[nn.Module, Dict[str, Any]]:
     """Build a checkpoint folder's generator and load ``<prefix>_net_<net>.pth`` (``use_ema``: its ``_ema``
     average) into it, on the CPU in eval mode; return it and a description (net, checkpoint, architecture, ...)."""
+    if net is not None and net.endswith(ema.EMA_SUFFIX):  # "G_A_ema": the average of G_A, with G_A's architecture
+        net, use_ema = net[: -len(ema.EMA_SUFFIX)], True
     config = arch_config.read_config(save_dir)
     net_name = choose_net(save_dir, prefix, config, net, flag=flag, action=action)
     arch = resolve_architecture(config, net_name, architecture, defaults, where=save_dir)
@@ -175,7 +177,7 @@ def load_weights(save_dir: str, prefix: str, net: Optional[str] = None, *,
     trained = trained_with(config)
     if trained:
         log.info("the checkpoint was trained with %s", " ".join(f"--{k} {v}" for k, v in trained.items()))
-    info = {"net": net_name, "checkpoint": os.path.abspath(path), "prefix": prefix, "architecture": arch,
+    info = {"net": file_name, "checkpoint": os.path.abspath(path), "prefix": prefix, "architecture": arch,
             "config_json": config is not None, "trained": trained}
     return generator.eval(), info
 

@@ -57,6 +57,11 @@ def test_averages_are_saved_resumed_exactly_and_used_by_test_py(demo_root: Path,
     proc = subprocess.run(test + ["--use_ema"], capture_output=True, text=True, timeout=300, cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "latest_net_G_A_ema.pth" in proc.stdout + proc.stderr
+    export = subprocess.run([sys.executable, str(ROOT / "export.py"), "--name", "straight", "--checkpoints_dir",
+                             str(ckpt), "--net", "G_A_ema", "--format", "torchscript", "--out", str(tmp_path / "x")],
+                            capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert export.returncode == 0, export.stderr[-2000:]
+    assert (tmp_path / "x" / "straight_latest_net_G_A_ema.torchscript.pt").is_file()  # beside G_A's, not over it
     run_train(data + CYCLE + tiny_flags("plain", ckpt) + ["--n_epochs", "1"])
     no_average = subprocess.run(test[:5] + ["plain"] + test[6:] + ["--use_ema"], capture_output=True, text=True,
                                 timeout=300, cwd=str(ROOT))
