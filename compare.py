@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from options.cli import OptionParser
+from training.record import last_logged
 from util.errors import InvalidInputError, MissingPathError, add_debug_flag, cli_main
 from util.logger import get_logger, setup_logging
 from util.loss_plot import DEFAULT_SMOOTHING, DPI, collect_series, smooth
 from util.metrics import compute_metrics, parse_metric_names
 from util.metrics.images import VISUAL_LABEL, load_images
 from util.util import atomic_write_bytes, atomic_write_text
-from util.visualizer import LOSS_LOG_JSONL, read_history, record_order
+from util.visualizer import LOSS_LOG_JSONL, read_history
 
 log = get_logger(__name__)
 
@@ -191,9 +192,9 @@ def run_info(run: Run) -> Dict[str, Any]:
         options = (_read_json(run.experiment / "config.json") or {}).get("options")
         if isinstance(options, dict):
             info["model"], info["dataset_mode"] = options.get("model"), options.get("dataset_mode")
-        history = read_history(str(run.experiment / LOSS_LOG_JSONL))
-        if history:
-            info["epoch"], info["total_iters"] = record_order(history[-1])
+        logged = last_logged(str(run.experiment))
+        if logged is not None:
+            info["epoch"], info["total_iters"] = logged.epoch, logged.total_iters
         info["best"] = _read_json(run.experiment / "best.json")
     if info["model"] is None and run.results is not None:
         info["model"] = (_read_json(run.results / "checkpoint.json") or {}).get("model")

@@ -31,8 +31,9 @@ PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "
 
 def check_preprocess(preprocess: str) -> None:
     """Raise ``ChoiceError`` naming ``--preprocess`` when ``preprocess`` is not one of ``PREPROCESS_MODES`` (a
-    dataset built in code, not through the options)."""
-    Choice(PREPROCESS_MODES).check("--preprocess", preprocess)
+    dataset built in code, not through the options); cheap when it is (called per sample)."""
+    if preprocess not in PREPROCESS_MODES:
+        Choice(PREPROCESS_MODES).check("--preprocess", preprocess)
 
 
 def check_load_crop(opt: Namespace) -> None:

@@ -64,7 +64,7 @@ def sample_randomness(seed: int) -> Iterator[None]:
     try:
         random.seed(seed)
         np.random.seed([seed & 0xFFFFFFFF, seed >> 32])
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's streams are not the data's
         yield
     finally:
         random.setstate(py_state)
@@ -130,7 +130,7 @@ class ResumableSampler(DistributedSampler):
         if n and total > n:
             indices += (indices * math.ceil((total - n) / n))[: total - n]
         mine = indices[self.rank:total:self.num_replicas]
-        return iter([SampleKey(i, sample_seed(self.seed, self.epoch, i)) for i in mine[self.start:]])
+        return (SampleKey(i, sample_seed(self.seed, self.epoch, i)) for i in mine[self.start:])  # seeds as drawn
 
     def __len__(self) -> int:
         """Number of indices the next iteration yields."""

@@ -13,7 +13,6 @@ and loads it strictly. When keys or shapes still do not match, the error names t
 """
 from __future__ import annotations
 
-import fcntl
 import io
 import os
 import pickle
@@ -23,6 +22,11 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import torch
 import torch.nn as nn
+
+try:  # POSIX file locks (load_shared); elsewhere reading takes no lock
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX
+    fcntl = None  # type: ignore[assignment]
 
 from util.errors import UserError
 from util.image_io import file_kind
@@ -123,7 +127,8 @@ def load_shared(path: str, **kwargs: Any) -> Any:
     """``torch.load`` under a shared lock on the file, so that ``--keep_last`` (training/retention.py) never removes
     a checkpoint while it is being read."""
     with open(path, "rb") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_SH)
         return torch.load(handle, **kwargs)
 
 

@@ -10,17 +10,22 @@ gave back.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from util.logger import get_logger
 
+from training.checkpoints import STATE_SUFFIX
+
+try:  # POSIX file locks; elsewhere nothing is locked (as training/experiment.py)
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX
+    fcntl = None  # type: ignore[assignment]
+
 log = get_logger(__name__)
 
 NUMBERED = re.compile(r"^(?P<prefix>(?:iter_)?\d+)_(?:net_.+\.pth|train_state\.pth)$")
-STATE_SUFFIX = "_train_state.pth"
 
 
 def numbered_sets(save_dir: str) -> Dict[str, List[str]]:
@@ -60,7 +65,8 @@ def _remove_locked(path: str) -> Optional[int]:
         return None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return None  # being read: left for the next save
         size = os.fstat(fd).st_size
