@@ -20,8 +20,9 @@ from typing import Any, Callable, Dict, Optional, Sequence
 import torch
 
 from data import create_dataset
-from models import checkpoint_io, create_model
+from models import checkpoint_io
 from options.base_options import options_file, write_options_file
+from options.pretrained import load_model
 from options.test_options import TestOptions
 from models.checkpoint_io import CheckpointError
 from training.checkpoints import load_prefix, read_state, state_path
@@ -155,15 +156,6 @@ def translate_all(opt: Any, model: Any, dataset: Any, webpage: Any,
     return done
 
 
-def check_checkpoint(opt: Any, model: Any) -> None:
-    """Before loading: every network file of the checkpoint is there and is a regular file (a FIFO or a link to
-    /dev/zero is named as such, never opened); else one ``CheckpointError`` listing what exists."""
-    prefix = load_prefix(opt)
-    checkpoint_io.check_regular_files(model.save_dir, prefix)
-    for name in model.model_names:
-        checkpoint_io.require_net_file(model.save_dir, prefix, name)
-
-
 def report_checkpoint(opt: Any, save_dir: str) -> None:
     """Say which epoch and iteration the loaded checkpoint comes from; warn when the run went on past it."""
     line, warning = checkpoint_origin(save_dir, load_prefix(opt))
@@ -188,9 +180,7 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options
     ``options_table`` is saved as ``test_opt.txt`` once the data and the checkpoint have loaded.
     """
     dataset = create_dataset(opt)
-    model = create_model(opt)
-    check_checkpoint(opt, model)
-    model.setup(opt)
+    model = load_model(opt)  # the Python API's loader (options/pretrained.py): files checked, NaN/Inf refused
     record = checkpoint_record(opt, model)
     if "best" in record:
         log.info("%s", describe_record(record))
@@ -202,8 +192,6 @@ def run_test(opt: Any, on_batch: Optional[Callable[[int], None]] = None, options
     write_record(web_dir, record)
     webpage = html.HTML(web_dir, "Experiment = %s, Phase = %s, Epoch = %s; %s" % (opt.name, opt.phase, opt.epoch,
                                                                                  describe_record(record)))
-    if opt.eval:
-        model.eval()
     total = int(min(opt.num_test, len(dataset)))
     # SIGTERM/SIGHUP/Ctrl-C: finish the batch, write the page of the images done, exit with the signal's status
     with GracefulStop(action="writing the results page of the images done after the current batch, then stopping",

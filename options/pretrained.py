@@ -1,29 +1,33 @@
-"""Use a trained generator from Python: ``load_generator`` then ``Translator.translate`` (docs/python_api.md).
+"""Use a trained model from Python: ``load_generator`` (one generator, ``Translator.translate``) or ``load_model``
+(the whole model test.py runs). docs/python_api.md.
 
-    from options.pretrained import load_generator
+    from options.pretrained import load_generator, load_model
     g = load_generator("maps_cyclegan", net="G_A")      # or a folder, or a <prefix>_net_<G>.pth file
     fake = g.translate(Image.open("photo.jpg"))          # a PIL image; a tensor -> a tensor; a folder -> paths
+    model = load_model("maps_cyclegan")                  # test.py's model: set_input, test, get_current_visuals
 
 The generator is built from the ``config.json`` beside the weights (our train.py writes it); without one the
 architecture must be given (``architecture={...}``), never guessed. Weights holding NaN/Inf are refused
 (models/checkpoint_io.py). Images are preprocessed as test.py does at test time for the sizes the run recorded
 (options/recorded.py ``test_sizes``; data transforms, no flip) and converted back with util's ``tensor2im``; the
-network runs in eval mode (test.py ``--eval``). export.py loads its generator with ``load_weights``.
+network runs in eval mode (test.py ``--eval``). export.py loads its generator with ``load_weights``; test.py loads
+its model with ``load_model``.
 This module sits in ``options`` because it needs both ``models`` and ``data`` (tests/test_layering.py).
 """
 from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from PIL import Image
 
 from data.base_dataset import get_transform
-from models import arch_config, checkpoint_io, ema, layers, networks
+from models import arch_config, checkpoint_io, create_model, ema, layers, networks
 from options.recorded import test_sizes
+from options.test_options import TestOptions
 from util import amp as amp_util
 from util.errors import UserError
 from util.image_io import DEFAULT_MAX_PIXELS, list_image_files, load_image
@@ -288,3 +292,45 @@ def load_generator(name_or_path: Union[str, os.PathLike], *, checkpoints_dir: Un
     if missing:
         raise PretrainedError(f"sizes= needs {', '.join(TEST_DEFAULT_SIZES)}; missing {', '.join(missing)}")
     return Translator(generator, info, chosen, dev, amp, max_pixels)
+
+
+# ---------------------------------------------------------------------------------------------------- whole models
+def model_options(name: str, *, checkpoints_dir: Union[str, os.PathLike] = "./checkpoints",
+                  epoch: Union[str, int] = "latest", flags: Sequence[str] = ()) -> argparse.Namespace:
+    """test.py's options for experiment ``name``: the model, direction, sizes and architecture its config.json
+    recorded (test.py's rule), the given test.py ``flags`` (e.g. ``["--eval", "--gpu_ids", "-1"]``) winning."""
+    argv = ["--dataroot", ".", "--name", str(name), "--checkpoints_dir", os.fspath(checkpoints_dir),
+            "--epoch", str(epoch), *[str(f) for f in flags]]
+    try:
+        return TestOptions().parse(argv, save=False)
+    except SystemExit:  # argparse has printed its one error line naming the flag
+        raise PretrainedError(f"flags={list(flags)!r}: not test.py flags (the line above says which)") from None
+    except ValueError as exc:
+        raise PretrainedError(str(exc)) from None
+
+
+def check_checkpoint(opt: argparse.Namespace, model: Any) -> None:
+    """Before loading: every network file of the checkpoint is there and is a regular file (a FIFO or a link to
+    /dev/zero is named as such, never opened); else one ``CheckpointError`` listing what exists."""
+    prefix = checkpoint_io.load_prefix(opt.load_iter, opt.epoch)
+    checkpoint_io.check_regular_files(model.save_dir, prefix)
+    for name in model.model_names:
+        checkpoint_io.require_net_file(model.save_dir, prefix, name)
+
+
+def load_model(name_or_opt: Union[str, argparse.Namespace], *,
+               checkpoints_dir: Union[str, os.PathLike] = "./checkpoints", epoch: Union[str, int] = "latest",
+               flags: Sequence[str] = ()) -> Any:
+    """The whole trained model as test.py runs it (e.g. CycleGAN's G_A and G_B: ``set_input``, ``test``,
+    ``get_current_visuals``): built from ``model_options`` (or test.py's parsed options), every network file
+    checked, loaded (NaN/Inf refused; ``--use_ema``: the averages), in eval mode with ``--eval``."""
+    if isinstance(name_or_opt, argparse.Namespace):
+        opt = name_or_opt
+    else:
+        opt = model_options(name_or_opt, checkpoints_dir=checkpoints_dir, epoch=epoch, flags=flags)
+    model = create_model(opt)
+    check_checkpoint(opt, model)
+    model.setup(opt)
+    if opt.eval:
+        model.eval()
+    return model

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, tiny_flags
-from options.pretrained import PretrainedError, Translator, load_generator
+from options.pretrained import PretrainedError, Translator, load_generator, load_model
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,47 @@ def test_without_config_the_architecture_is_required(trained: Path, tmp_path: Pa
     arch = {"netG": "resnet_6blocks", "norm": "instance", "ngf": 8, "input_nc": 3, "output_nc": 3,
             "no_dropout": True}
     assert load_generator(official, architecture=arch).info["architecture"]["ngf"] == 8
+
+
+def test_load_model_gives_test_py_visuals(trained: Path, demo_root: Path, tmp_path: Path) -> None:
+    """``load_model`` builds what config.json recorded (cycle_gan, both generators) and its visuals are test.py's
+    PNGs, which test.py wrote through the same ``load_model``."""
+    folder = demo_root / "demo"
+    res = subprocess.run([sys.executable, "test.py", "--dataroot", str(folder), "--eval", "--results_dir",
+                          str(tmp_path / "r"), "--num_test", "2"] + tiny_flags("api", trained),
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    images = tmp_path / "r" / "api" / "test_latest" / "images"
+    model = load_model("api", checkpoints_dir=trained, flags=["--eval"])
+    assert model.opt.model == "cycle_gan" and sorted(model.model_names) == ["G_A", "G_B"]
+    g = load_generator("api", checkpoints_dir=trained)
+    a, b = sorted((folder / "testA").iterdir())[0], sorted((folder / "testB").iterdir())[0]
+    model.set_input({"A": g.preprocess(Image.open(a)), "B": g.preprocess(Image.open(b)),
+                     "A_paths": [str(a)], "B_paths": [str(b)]})
+    with torch.inference_mode():
+        model.test()
+    visuals = model.get_current_visuals()
+    for key in ("fake_B", "rec_A", "fake_A"):
+        got = np.rint((visuals[key][0].float().numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.int16)
+        expected = np.asarray(Image.open(images / f"{a.stem}_{key}.png"), dtype=np.int16)
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= 1, key
+
+
+def test_test_py_loads_through_the_api(trained: Path, demo_root: Path, tmp_path: Path, monkeypatch) -> None:
+    """test.py's model comes from ``options.pretrained.load_model`` (one loader for the API and the script)."""
+    import test as test_script
+    calls = []
+
+    def spy(opt):
+        calls.append(opt.name)
+        return load_model(opt)
+    monkeypatch.setattr(test_script, "load_model", spy)
+    test_script.main(["--dataroot", str(demo_root / "demo"), "--results_dir", str(tmp_path / "r"), "--num_test", "1"]
+                     + tiny_flags("api", trained))
+    assert calls == ["api"]
+
+
+def test_load_model_bad_flag_is_one_error(trained: Path) -> None:
+    """A flag test.py does not know is a PretrainedError, not a SystemExit."""
+    with pytest.raises(PretrainedError, match="not test.py flags"):
+        load_model("api", checkpoints_dir=trained, flags=["--no_such_flag", "1"])
