@@ -302,12 +302,13 @@ class BaseModel(ABC):
         ``--accum_steps`` and the fp16 loss scale."""
         plan = self.step_control.begin()
         try:
-            if plan.update_G:
-                self.optimize_parameters()
-                if plan.last and self.isTrain and self.opt.ema > 0:
-                    self.update_averages()
-            else:
-                self.discriminator_step()
+            with amp.weight_cache_scope(self.amp_mode, self.device):  # --amp: each weight cast once per step
+                if plan.update_G:
+                    self.optimize_parameters()
+                    if plan.last and self.isTrain and self.opt.ema > 0:
+                        self.update_averages()
+                else:
+                    self.discriminator_step()
         finally:
             self.step_control.end()
 

@@ -26,6 +26,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 
+from util import amp
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -145,6 +147,7 @@ class ManagedOptimizer:
                     p.grad.div_(self.control.accum_steps)
         scaler = self.control.scaler
         result = scaler.step(self.optimizer) if scaler is not None else self.optimizer.step(closure)
+        amp.clear_weight_cache()  # the weights changed: a later call in this step must cast them anew
         self.optimizer.zero_grad(set_to_none=True)  # the gradients are not needed until the next backward
         return result
 
@@ -165,6 +168,7 @@ class ManagedOptimizer:
                 "calls in one step; its update is applied inside backward, so this step would be wrong: drop "
                 "single_backward=True for this optimizer (make_optimizer)")
         self.optimizer.step()  # every other parameter's gradient is None here, so only ``param`` is updated
+        amp.clear_weight_cache()
         param.grad = None
 
     def _disarm(self) -> bool:

@@ -381,3 +381,24 @@ def test_linear_policy_official_epochs() -> None:
 def test_unknown_lr_policy_raises() -> None:
     with pytest.raises(ValueError, match="cosine"):
         lrs_over_epochs(sched_opt(lr_policy="exponential"), 1)
+
+
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1), (3, 3, 3, 3), (2, 1, 0, 3)])
+def test_half_precision_reflection_pad_backward_is_the_native_one(pad) -> None:
+    """The CPU's faster backward of bf16 reflection pads (models/layers.py) gives the native gradients: exactly in
+    float64 (also through a second backward), to bf16 rounding in bf16."""
+    from models.layers import ReflectionPad2dKeepDtype, _ReflectionPad2dFold
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _ReflectionPad2dFold.apply(t, pad), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: _ReflectionPad2dFold.apply(t, pad), (x,))
+    layer = ReflectionPad2dKeepDtype(pad)
+    xb = x.detach().to(torch.bfloat16).requires_grad_()
+    g = torch.randn(2, 3, 7 + pad[2] + pad[3], 6 + pad[0] + pad[1], dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(xb)
+    assert y.dtype == torch.bfloat16 and y.grad_fn.name().endswith("_ReflectionPad2dFoldBackward")
+    (ours,) = torch.autograd.grad(y, xb, g)
+    (native,) = torch.autograd.grad(nn.functional.pad(xb, pad, mode="reflect"), xb, g)
+    assert torch.equal(y, nn.functional.pad(xb, pad, mode="reflect"))
+    torch.testing.assert_close(ours.float(), native.float(), rtol=2e-2, atol=2e-2)

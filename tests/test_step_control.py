@@ -121,3 +121,41 @@ def test_loss_scale_at_the_network_boundary_scales_only_the_parameter_gradients(
     torch.testing.assert_close(x1.grad, x2.grad)
     for pw, pp in zip(inner.parameters(), plain.parameters()):
         torch.testing.assert_close(pw.grad, pp.grad * 1024.0)
+
+
+@pytest.mark.parametrize("single_backward", [False, True])
+def test_the_step_weight_cache_never_serves_weights_an_optimizer_changed(single_backward: bool) -> None:
+    """--amp keeps autocast's cast weights for a whole step (util/amp.weight_cache_scope); a network called again
+    after its optimizer stepped (after backward or inside it) sees the new weights, as without the cache."""
+    from util import amp
+    control = StepControl()
+    model = MixedPrecision(net(), "bf16", "cpu")
+    optimizer = adam(unwrap(model), control, single_backward=single_backward)
+    x = torch.randn(3, 4)
+    control.begin()
+    with amp.weight_cache_scope("bf16", "cpu"):
+        optimizer.zero_grad()
+        before = model(x)
+        before.square().mean().backward()
+        optimizer.step()
+        after = model(x)  # in the same step: must use the updated weights
+    control.end()
+    fresh = model(x)  # a new step: casts anew in any case
+    assert not torch.equal(before, fresh)
+    assert torch.equal(after, fresh)
+
+
+def test_the_step_weight_cache_casts_a_network_once_per_step() -> None:
+    """Inside the scope, three calls of one network share one cast of its weights (the point of the scope)."""
+    from util import amp
+    model = MixedPrecision(net(), "bf16", "cpu")
+    x = torch.randn(3, 4)
+    with torch.profiler.profile() as prof:
+        with amp.weight_cache_scope("bf16", "cpu"):
+            for _ in range(3):
+                model(x)
+    casts = sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")
+    with torch.profiler.profile() as prof:
+        for _ in range(3):
+            model(x)
+    assert casts < sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy")

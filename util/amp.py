@@ -37,6 +37,21 @@ def autocast(mode: str, device: torch.device) -> ContextManager:
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+def weight_cache_scope(mode: str, device: torch.device) -> ContextManager:
+    """Under ``--amp``: one region around a training step in which autocast keeps its low-precision copies of the
+    weights, so a network called three times in a step (CycleGAN's G_A: fake, reconstruction, identity) casts its
+    weights once. It is a disabled autocast context: autocast clears its cache only on leaving the outermost one.
+    Whatever changes weights in place must call ``clear_weight_cache`` (models/step_control.py does after a step)."""
+    if amp_dtype(mode) is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
+def clear_weight_cache() -> None:
+    """Drop autocast's cast copies of the weights (after an optimizer changed them in place)."""
+    torch.clear_autocast_cache()
+
+
 def to_float(value: Any) -> Any:
     """A bf16/fp16 tensor as float32 (autocast outputs, for losses, pools and images); anything else unchanged."""
     if isinstance(value, torch.Tensor) and value.dtype in (torch.bfloat16, torch.float16):
