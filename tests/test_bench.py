@@ -325,3 +325,18 @@ def test_the_real_official_code_runs_when_present(tmp_path: Path) -> None:
         pytest.skip(f"no official checkout at {folder}")
     result = run_official(parse_config("tiny_cycle_gan"), folder, "cpu", 1, 2, str(tmp_path / "data"), 600)
     assert len(result["s_per_iter"]) == 2 and all(t > 0 for t in result["s_per_iter"])
+
+
+def test_roofline_reports_rates_and_conv_share(tmp_path: Path) -> None:
+    """bench/roofline.py: FLOPs from the counter, rates and the convolution share for each dtype asked."""
+    out = tmp_path / "roofline.json"
+    res = subprocess.run([sys.executable, "bench/roofline.py", "--size", "32", "--ngf", "8", "--repeats", "1",
+                          "--rounds", "1", "--dtype", "fp32", "--dtype", "bf16", "--json", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    figures = json.loads(out.read_text())
+    assert sorted(figures) == ["bf16", "fp32"]
+    for r in figures.values():
+        assert r["forward_gflop"] > 0 and r["forward_gflops"] > 0 and 0 < r["conv_share"] <= 1
+        assert abs(r["matmul_gflop"] - 2 * 2048 ** 3 / 1e9) < 1e-6  # the counter counts a multiply-add as 2
+    assert "| fp32 |" in res.stdout and "| bf16 |" in res.stdout
