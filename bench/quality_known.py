@@ -66,6 +66,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -696,6 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=float, default=100.0, help="training wall-clock seconds per run")
     p.add_argument("--threads", type=int, default=0,
                    help="OMP_NUM_THREADS of each training and of scoring (0: leave the default)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once, in the alternating order (each needs its own cores for equal wall-clock: "
+                        "--threads must be set and jobs x threads at most the cores this process may use)")
     p.add_argument("--gpu_ids", default="-1", help="train.py --gpu_ids (-1 = CPU; also hides GPUs from the "
                                                    "official code)")
     p.add_argument("--startup_timeout", type=float, default=300.0,
@@ -724,6 +728,15 @@ def check_args(args: argparse.Namespace) -> None:
         raise BenchError(f"--size must be a multiple of 4 and >= 16, got {args.size}")
     if args.test_num < 1 or args.seeds < 1 or not args.budget > 0 or args.threads < 0:
         raise BenchError("--test_num and --seeds must be >= 1, --budget > 0 and --threads >= 0")
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > 1:
+        from util.threads import available_cores
+
+        cores = available_cores()
+        if args.threads < 1 or args.jobs * args.threads > cores:
+            raise BenchError(f"--jobs {args.jobs} needs --threads T with jobs x T <= {cores} (the cores this process "
+                             f"may use), so that every run has its own cores; got --threads {args.threads}")
     if args.official is not None:
         from bench.official import check_checkout
 
@@ -762,15 +775,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "command": command.strip(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "dataroot": str(dataroot),
         "data": {k: meta[k] for k in ("photos", "size", "test_num", "data_seed", "counts")},
         "transform": transform.describe(), "budget_s": args.budget, "net_flags": args.net_flags,
-        "threads": args.threads, "gpu_ids": args.gpu_ids, "load_before": os.getloadavg()[0],
+        "threads": args.threads, "jobs": args.jobs, "gpu_ids": args.gpu_ids, "load_before": os.getloadavg()[0],
         "configs": [{"label": c.label, "flags": c.flags, "official": c.official} for c in configs],
         "baselines": base, "runs": []}
     log.info("T: hue %+g°, chroma x%g, gamma %g; baselines: identity L1 %.2f, best affine L1 %.2f", args.hue,
              args.chroma, args.gamma, base["identity"]["l1"], base["affine"]["l1"])
     started = time.time()
-    for seed in range(args.seeds):  # alternating: seed 0 of every config, then seed 1, ...
-        for config in configs:
-            results["runs"].append(one_run(config, seed, args, dataroot, out, data))
+    plan = [(seed, config) for seed in range(args.seeds) for config in configs]  # seed 0 of every config, ...
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # --jobs: that many runs at once, in this order
+        pending = [pool.submit(one_run, config, seed, args, dataroot, out, data) for seed, config in plan]
+        for future in pending:
+            results["runs"].append(future.result())
             (out / "quality_known.json").write_text(json.dumps(_json_safe(results), indent=1) + "\n")
     results["wall_s"] = time.time() - started
     results["load_after"] = os.getloadavg()[0]
@@ -781,7 +796,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     note = (f"T: hue rotation {args.hue:g}°, chroma x{args.chroma:g}, gamma {args.gamma:g}; {meta['counts']['test']} "
             f"test photos, {meta['counts']['A']} A / {meta['counts']['B']} B training photos at {args.size} px; "
             f"{args.budget:g} s of training per run, {args.net_flags}; threads "
-            f"{args.threads or 'default'}; load average {results['load_before']:.2f} before, "
+            f"{args.threads or 'default'}, {args.jobs} run(s) at once; load average {results['load_before']:.2f} before, "
             f"{results['load_after']:.2f} after; total {results['wall_s'] / 60:.1f} min. L1 in grey levels "
             f"[0, 255] against the known answer T(x); spread = standard deviation over seeds.")
     lines = comparison_lines(pairs)

@@ -166,9 +166,13 @@ def tiny_args(tmp_path: Path, *extra: str) -> list:
 
 @pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path: Path) -> None:
-    """Two configs, one seed, a few seconds each: stopped by SIGTERM, saved, scored, tabulated."""
+    """Two configs, one seed, a few seconds each (at once where there are two cores: --jobs): stopped by SIGTERM,
+    saved, scored, tabulated in the alternating order."""
+    from util.threads import available_cores
+    jobs = str(min(2, available_cores()))
     res = qk.main(tiny_args(tmp_path, "--config", "cycle_gan ema: --model cycle_gan --ema 0.9", "--config",
-                            "fastcut: --model cut --CUT_mode FastCUT --num_patches 16 --netF_nc 16"))
+                            "fastcut: --model cut --CUT_mode FastCUT --num_patches 16 --netF_nc 16", "--jobs", jobs))
+    assert res["jobs"] == int(jobs)
     runs = {r["config"]: r for r in res["runs"]}
     assert [r["error"] for r in res["runs"]] == [None, None]
     cyc, fast = runs["cycle_gan ema"], runs["fastcut"]
@@ -189,6 +193,15 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     assert not list((out / "checkpoints").rglob("*.pth"))  # deleted after scoring
     assert (out / "samples" / "fastcut_seed0.png").is_file()
     assert "--seed 0" in " ".join(cyc["argv"]) and "--n_epochs_decay 0" in " ".join(cyc["argv"])
+
+
+def test_jobs_need_their_own_cores(tmp_path: Path) -> None:
+    """--jobs without --threads, or more threads in all than cores, is one error: runs sharing cores would not
+    get equal wall-clock time."""
+    with pytest.raises(qk.BenchError, match="--jobs 2 needs --threads T"):
+        qk.main(tiny_args(tmp_path, "--jobs", "2", "--threads", "0"))
+    with pytest.raises(qk.BenchError, match="--jobs 2 needs --threads T"):
+        qk.main(tiny_args(tmp_path, "--jobs", "2", "--threads", "4096"))
 
 
 @pytest.mark.slow
