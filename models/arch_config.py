@@ -32,7 +32,7 @@ FORMAT_VERSION = 1
 # Flags test.py may take from the config (docs/testing.md); explicit flags win. normG .. no_antialias_up exist
 # for --model cut only.
 INFERABLE = ("netG", "norm", "no_dropout", "ngf", "ndf", "input_nc", "output_nc", "upsample", "netD",
-             "n_layers_D", "normG", "normD", "no_antialias", "no_antialias_up")
+             "n_layers_D", "normG", "normD", "no_antialias", "no_antialias_up", "stylegan2_G_num_downsampling")
 # The schema: the type of each option (all optional) and the keys of each network entry ("upsample" optional).
 # model, CUT_mode, direction and the sizes tell test.py and export.py how the run was trained (options/recorded.py).
 OPTION_TYPES: Dict[str, type] = {"model": str, "netG": str, "netD": str, "n_layers_D": int, "norm": str,
@@ -40,9 +40,9 @@ OPTION_TYPES: Dict[str, type] = {"model": str, "netG": str, "netD": str, "n_laye
                                  "upsample": str, "init_type": str, "init_gain": float, "direction": str,
                                  "dataset_mode": str, "normG": str, "normD": str, "no_antialias": bool,
                                  "no_antialias_up": bool, "CUT_mode": str, "load_size": int, "crop_size": int,
-                                 "preprocess": str}
+                                 "preprocess": str, "stylegan2_G_num_downsampling": int}
 # data.base_dataset.PREPROCESS_MODES (models may not import data: tests/test_layering.py; a test keeps them equal)
-PREPROCESS_NAMES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+PREPROCESS_NAMES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none", "zoom_and_patch")
 SIZE_RANGE = Range(int, 1, 65536)  # --load_size and --crop_size (options/ranges.py)
 # Options that describe the model as a whole (copied as they were at training time): those of the schema.
 MODEL_OPTIONS = tuple(OPTION_TYPES)
@@ -50,9 +50,11 @@ NETWORK_KEYS: Dict[str, Dict[str, type]] = {
     "G": {"netG": str, "input_nc": int, "output_nc": int, "ngf": int, "norm": str, "use_dropout": bool},
     "D": {"netD": str, "input_nc": int, "ndf": int, "n_layers_D": int, "norm": str},
 }
+# (the StyleGAN2 networks' numbers: models/networks.py network_extras)
 OPTIONAL_NETWORK_KEYS: Dict[str, Dict[str, type]] = {"G": {"upsample": str, "no_antialias": bool,
-                                                            "no_antialias_up": bool},
-                                                      "D": {"no_antialias": bool}}
+                                                            "no_antialias_up": bool, "stylegan2_size": int,
+                                                            "stylegan2_G_num_downsampling": int},
+                                                      "D": {"no_antialias": bool, "stylegan2_size": int}}
 
 
 class ConfigError(UserError, ValueError):
@@ -84,7 +86,8 @@ def value_problem(key: str, value: Any, kind: type) -> Optional[str]:
             return f"must be a string, got {value!r}"
         valid = Choice(model_names()) if key == "model" else CHOICES.get(key)
         return None if valid is None or valid.contains(value) else f"'{value}' {valid.requirement(value)}"
-    valid_range = SIZE_RANGE if key in ("load_size", "crop_size") else networks.ARCH_RANGES.get(key, Range(kind))
+    ranges = {**networks.ARCH_RANGES, **networks.EXTRA_RANGES}
+    valid_range = SIZE_RANGE if key in ("load_size", "crop_size") else ranges.get(key, Range(kind))
     return None if valid_range.contains(value) else f"{valid_range.requirement(value)}, got {value!r}"
 
 

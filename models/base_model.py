@@ -114,9 +114,11 @@ class BaseModel(ABC):
                 "norm": norm or o.norm, "use_dropout": bool(use_dropout), "upsample": o.upsample}
         if not (no_antialias and no_antialias_up):  # recorded only when used: other configs stay as they were
             spec.update(no_antialias=bool(no_antialias), no_antialias_up=bool(no_antialias_up))
+        extras = self.network_extras("G", o.netG, name)  # e.g. the StyleGAN2 channel table's resolution
+        spec.update(extras)
         net = networks.define_G(input_nc, output_nc, o.ngf, o.netG, spec["norm"], use_dropout, o.init_type,
                                 o.init_gain, upsample=spec["upsample"], no_antialias=no_antialias,
-                                no_antialias_up=no_antialias_up)
+                                no_antialias_up=no_antialias_up, **extras)
         self.net_specs[name] = spec
         return net.to(self.device)
 
@@ -129,10 +131,23 @@ class BaseModel(ABC):
                 "norm": norm or o.norm}
         if not no_antialias:
             spec["no_antialias"] = False
+        extras = self.network_extras("D", o.netD, name)
+        spec.update(extras)
         net = networks.define_D(input_nc, o.ndf, o.netD, o.n_layers_D, spec["norm"], o.init_type, o.init_gain,
-                                no_antialias=no_antialias)
+                                no_antialias=no_antialias, **extras)
         self.net_specs[name] = spec
         return net.to(self.device)
+
+    def network_extras(self, kind: str, arch: str, name: str) -> Dict[str, int]:
+        """``networks.network_extras`` of the network ``arch`` (--netG/--netD) from the options; at test time the
+        values the checkpoint's config.json records for the network ``name`` win (e.g. the resolution of the
+        StyleGAN2 channel table, which the options derive from the training sizes)."""
+        extras = networks.network_extras(kind, arch, self.opt)
+        if extras and not self.isTrain:
+            recorded = (arch_config.read_config(self.save_dir) or {}).get("networks", {}).get(name, {})
+            if recorded.get(f"net{kind}") == arch:
+                extras.update({k: recorded[k] for k in extras if k in recorded})
+        return extras
 
     def allocate_optimizer_state(self) -> None:
         """Create the optimizers' state before the first step (after any resume); see ``allocate_adam_state``."""

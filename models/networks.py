@@ -17,6 +17,9 @@ checkpoints load with ``strict=True``. Additions of ours keep the official layou
   ``define_G`` and ``define_D``; models/antialias.py) with the CUT code's indices and keys; omitted, the official
   layout. The ResNet generator also returns encoder features (``net(x, layers, encode_only=True)``), and
   ``define_F`` builds CUT's patch sampler ``PatchSampleF``.
+* SinCUT's StyleGAN2-style networks (``--netG stylegan2`` / ``smallstylegan2``, ``--netD stylegan2``;
+  models/stylegan2.py) with the CUT code's keys; the numbers they take beyond the flags come from
+  ``network_extras`` and are recorded in config.json.
 """
 from __future__ import annotations
 
@@ -43,7 +46,11 @@ ARCH_RANGES: Dict[str, Range] = {
     "input_nc": Range(int, 1, 64), "output_nc": Range(int, 1, 64),
     "ngf": Range(int, 1, 1024), "ndf": Range(int, 1, 1024),
     "n_layers_D": Range(int, 1, 8), "init_gain": Range(float, 0, 100, open_low=True),
+    "stylegan2_G_num_downsampling": Range(int, 0, 8),
 }
+# Numbers of config.json's network entries that are not flags (network_extras): the resolution of the StyleGAN2
+# networks' channel table.
+EXTRA_RANGES: Dict[str, Range] = {"stylegan2_size": Range(int, 4, 65536)}
 
 
 ###############################################################################
@@ -132,6 +139,8 @@ def init_net(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02,
     """Initialize the weights and move the network to the first GPU in ``gpu_ids`` (if any)."""
     if gpu_ids:
         net.to(torch.device(f"cuda:{gpu_ids[0]}"))
+    if getattr(net, "initializes_itself", False):  # the StyleGAN2 networks (as the CUT code: no --init_type)
+        return net
     return init_weights(net, init_type, init_gain)
 
 
@@ -381,12 +390,49 @@ def _resnet(n_blocks: int) -> GeneratorBuilder:
     return build
 
 
+def _stylegan2(variant: str) -> GeneratorBuilder:
+    """Builder of SinCUT's StyleGAN2-style generator (models/stylegan2.py); ``stylegan2_size`` and
+    ``stylegan2_G_num_downsampling`` come from ``network_extras`` (without them: 256, the resolution of the flags'
+    defaults, and 1). It has no normalization and no dropout (--norm and --no_dropout do not apply, as in the CUT
+    code) and its own upsampling (--upsample is refused)."""
+    def build(i: int, o: int, ngf: int, norm: Callable[..., nn.Module], drop: bool, up: str,
+              no_antialias: bool = True, no_antialias_up: bool = True, stylegan2_size: int = 256,
+              stylegan2_G_num_downsampling: int = 1) -> nn.Module:
+        from . import stylegan2
+
+        if up != "deconv":
+            raise ValueError(f"--upsample {up}: --netG {variant} upsamples with its own blurred transposed "
+                             f"convolutions; drop --upsample")
+        return stylegan2.StyleGAN2Generator(i, o, ngf, stylegan2_size, stylegan2_G_num_downsampling,
+                                            **stylegan2.GENERATOR_VARIANTS[variant])
+    return build
+
+
 GENERATORS: Dict[str, GeneratorBuilder] = {
     "resnet_9blocks": _resnet(9),
     "resnet_6blocks": _resnet(6),
     "unet_128": _unet(7),
     "unet_256": _unet(8),
+    "stylegan2": _stylegan2("stylegan2"),
+    "smallstylegan2": _stylegan2("smallstylegan2"),
 }
+STYLEGAN2_GENERATORS = ("stylegan2", "smallstylegan2")
+STYLEGAN2_DISCRIMINATORS = ("stylegan2",)
+
+
+def network_extras(kind: str, name: str, opt: Any) -> Dict[str, int]:
+    """Architecture numbers a network takes beyond the official flags, from the run's options (recorded in
+    config.json with the network): for the StyleGAN2 networks the resolution of their channel table
+    (``stylegan2_size``, from ``--load_size``/``--crop_size`` as in the CUT code) and the generator's
+    ``--stylegan2_G_num_downsampling``; nothing for the other networks."""
+    from .stylegan2 import resolution_for
+
+    if kind == "G" and name in STYLEGAN2_GENERATORS:
+        return {"stylegan2_size": resolution_for(opt.load_size, opt.crop_size),
+                "stylegan2_G_num_downsampling": int(opt.stylegan2_G_num_downsampling)}
+    if kind == "D" and name in STYLEGAN2_DISCRIMINATORS:
+        return {"stylegan2_size": resolution_for(opt.load_size, opt.crop_size)}
+    return {}
 
 
 def list_generators() -> List[str]:
@@ -397,16 +443,18 @@ def list_generators() -> List[str]:
 def define_G(input_nc: int, output_nc: int, ngf: int, netG: str, norm: str = "batch", use_dropout: bool = False,
              init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = (),
              upsample: str = "deconv", *, no_antialias: bool = True, no_antialias_up: bool = True,
-             opt: Any = None) -> nn.Module:
+             opt: Any = None, **extras: int) -> nn.Module:
     """Create and initialize a generator by name (official signature; the keyword arguments are extras).
 
     ``no_antialias`` / ``no_antialias_up`` False select CUT's antialiased down/up-sampling (ResNets only);
-    omitted, the official layout. ``opt`` is accepted for the CUT code's signature and not used.
+    omitted, the official layout. ``extras``: the numbers ``network_extras`` gives (the StyleGAN2 generators'
+    ``stylegan2_size`` and ``stylegan2_G_num_downsampling``). ``opt`` is accepted for the CUT code's signature
+    and not used.
     """
     if netG not in GENERATORS:
         raise _unknown("generator", netG, list_generators(), "--netG")
     net = GENERATORS[netG](input_nc, output_nc, ngf, get_norm_layer(norm), use_dropout, upsample,
-                           no_antialias=no_antialias, no_antialias_up=no_antialias_up)
+                           no_antialias=no_antialias, no_antialias_up=no_antialias_up, **extras)
     return init_net(net, init_type, init_gain, gpu_ids)
 
 
@@ -473,11 +521,21 @@ class PixelDiscriminator(nn.Module):
         return self.net(x)
 
 
+def _stylegan2_D(i: int, ndf: int, n: int, norm: Callable[..., nn.Module], aa: bool,
+                 stylegan2_size: int = 256) -> nn.Module:
+    """SinCUT's StyleGAN2-style discriminator (models/stylegan2.py) for ``stylegan2_size`` inputs; --n_layers_D,
+    the norm and the antialiasing do not apply."""
+    from .stylegan2 import StyleGAN2Discriminator
+
+    return StyleGAN2Discriminator(i, ndf, stylegan2_size)
+
+
 DISCRIMINATORS: Dict[str, Callable[..., nn.Module]] = {
     "basic": lambda i, ndf, n, norm, aa: NLayerDiscriminator(i, ndf, n_layers=3, norm_layer=norm, no_antialias=aa),
     "n_layers": lambda i, ndf, n, norm, aa: NLayerDiscriminator(i, ndf, n_layers=n, norm_layer=norm,
                                                                 no_antialias=aa),
     "pixel": lambda i, ndf, n, norm, aa: PixelDiscriminator(i, ndf, norm_layer=norm),  # no striding to antialias
+    "stylegan2": _stylegan2_D,
 }
 
 
@@ -488,19 +546,23 @@ def list_discriminators() -> List[str]:
 
 def define_D(input_nc: int, ndf: int, netD: str, n_layers_D: int = 3, norm: str = "batch",
              init_type: str = "normal", init_gain: float = 0.02, gpu_ids: Sequence[int] = (), *,
-             no_antialias: bool = True, opt: Any = None) -> nn.Module:
+             no_antialias: bool = True, opt: Any = None, **extras: int) -> nn.Module:
     """Create and initialize a discriminator by name (official signature; the keyword arguments are extras).
 
     ``no_antialias=False`` selects CUT's antialiased layout for ``basic``/``n_layers``; omitted, the official one.
+    ``extras``: the numbers ``network_extras`` gives (the StyleGAN2 discriminator's ``stylegan2_size``).
     """
     if netD not in DISCRIMINATORS:
         raise _unknown("discriminator", netD, list_discriminators(), "--netD")
-    net = DISCRIMINATORS[netD](input_nc, ndf, n_layers_D, get_norm_layer(norm), no_antialias)
+    net = DISCRIMINATORS[netD](input_nc, ndf, n_layers_D, get_norm_layer(norm), no_antialias, **extras)
     return init_net(net, init_type, init_gain, gpu_ids)
 
 
 def discriminator_geometry(net: nn.Module, input_size: int = 256) -> Dict[str, int]:
-    """Receptive field (pixels) and output-map side of a feed-forward conv discriminator for a square input."""
+    """Receptive field (pixels) and output-map side of a feed-forward conv discriminator for a square input (a
+    discriminator that judges the whole image, ``judges_whole_image``: the input, and one output)."""
+    if getattr(net, "judges_whole_image", False):
+        return {"receptive_field": input_size, "output_size": 1}
     rf, jump, size = 1, 1, input_size
     for m in net.modules():
         conv = _conv_shape(m)
@@ -556,19 +618,19 @@ def min_input_side(net: nn.Module, limit: int = 1 << 16) -> int:
 
 
 def min_side_for(kind: str, name: str, norm: str = "instance", n_layers_D: int = 3, no_antialias: bool = True,
-                 no_antialias_up: bool = True) -> int:
+                 no_antialias_up: bool = True, **extras: int) -> int:
     """Smallest image side the generator (``kind`` "G") or discriminator ("D") ``name`` takes, in the official or
-    CUT's antialiased layout; the network is built with one channel per layer to ask it (the channel counts do
-    not change the answer)."""
+    CUT's antialiased layout (``extras``: ``network_extras``); the network is built with one channel per layer to
+    ask it (the channel counts do not change the answer)."""
     norm_layer = get_norm_layer(norm)
     if kind == "G":
         if name not in GENERATORS:
             raise _unknown("generator", name, list_generators(), "--netG")
         return min_input_side(GENERATORS[name](1, 1, 1, norm_layer, False, "deconv", no_antialias=no_antialias,
-                                               no_antialias_up=no_antialias_up))
+                                               no_antialias_up=no_antialias_up, **extras))
     if name not in DISCRIMINATORS:
         raise _unknown("discriminator", name, list_discriminators(), "--netD")
-    return min_input_side(DISCRIMINATORS[name](1, 1, n_layers_D, norm_layer, no_antialias))
+    return min_input_side(DISCRIMINATORS[name](1, 1, n_layers_D, norm_layer, no_antialias, **extras))
 
 
 ###############################################################################
@@ -690,11 +752,13 @@ def define_F(input_nc: int, netF: str, norm: str = "batch", use_dropout: bool = 
 ###############################################################################
 
 
-GAN_MODES = ("lsgan", "vanilla", "wgangp")
+GAN_MODES = ("lsgan", "vanilla", "wgangp", "nonsaturating")
 
 
 class GANLoss(nn.Module):
-    """The GAN objective: ``lsgan`` (MSE), ``vanilla`` (BCE with logits) or ``wgangp`` (-/+ mean)."""
+    """The GAN objective: ``lsgan`` (MSE), ``vanilla`` (BCE with logits), ``wgangp`` (-/+ mean) or
+    ``nonsaturating`` (the CUT code's name for StyleGAN2's loss: the mean of softplus(-D) for real, of softplus(D)
+    for fake; the same values as ``vanilla``)."""
 
     def __init__(self, gan_mode: str, target_real_label: float = 1.0, target_fake_label: float = 0.0) -> None:
         super().__init__()
@@ -719,6 +783,8 @@ class GANLoss(nn.Module):
         """Loss of the discriminator output ``prediction`` against real/fake."""
         if self.gan_mode == "wgangp":
             return -prediction.mean() if target_is_real else prediction.mean()
+        if self.gan_mode == "nonsaturating":
+            return F.softplus(-prediction if target_is_real else prediction).mean()
         return self.loss(prediction, self.get_target_tensor(prediction, target_is_real))
 
 

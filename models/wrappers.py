@@ -38,7 +38,9 @@ def to_channels_last(net: nn.Module) -> nn.Module:
     Its instance norms must be ``FastInstanceNorm2d`` (``use_fast_kernels``), which keeps activations
     channels-last and avoids the channels-last instance-norm bug described there.
     """
-    return use_fast_kernels(net).to(memory_format=torch.channels_last)
+    # only the 4-D tensors: ``Module.to(memory_format=...)`` refuses the 5-D weights of the StyleGAN2 convolutions
+    return use_fast_kernels(net)._apply(lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4
+                                        else t)
 
 
 def compile_network(net: nn.Module) -> nn.Module:

@@ -27,11 +27,13 @@ def input_floor(opt: argparse.Namespace) -> Tuple[int, str]:
     kinds = model.network_kinds(opt.isTrain)
     if "G" in kinds:
         floors.append((networks.min_side_for("G", opt.netG, norms["G"], no_antialias=layout["no_antialias"],
-                                             no_antialias_up=layout["no_antialias_up"]), f"--netG {opt.netG}"))
+                                             no_antialias_up=layout["no_antialias_up"],
+                                             **networks.network_extras("G", opt.netG, opt)), f"--netG {opt.netG}"))
     if "D" in kinds:
         by = f"--netD {opt.netD}" + (f" --n_layers_D {opt.n_layers_D}" if opt.netD == "n_layers" else "")
         floors.append((networks.min_side_for("D", opt.netD, norms["D"], opt.n_layers_D,
-                                             no_antialias=layout["no_antialias"]), by))
+                                             no_antialias=layout["no_antialias"],
+                                             **networks.network_extras("D", opt.netD, opt)), by))
     return max(floors, key=lambda f: f[0])
 
 
@@ -40,7 +42,7 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
     ``opt.min_input_side`` and ``opt.min_input_side_by``."""
     budget = opt.max_pixels
     used = {"load_size": "resize" in opt.preprocess or "scale_width" in opt.preprocess,
-            "crop_size": "crop" in opt.preprocess}
+            "crop_size": "crop" in opt.preprocess or "patch" in opt.preprocess}
     sides = {"load_size": opt.load_size, "crop_size": opt.crop_size}
     for flag, side in sides.items():
         if used[flag] and side * side > budget:
@@ -48,7 +50,7 @@ def check_image_sizes(opt: argparse.Namespace) -> None:
                              f"--max_pixels {budget:,}; use a smaller --{flag}")
     side, by = input_floor(opt)
     opt.min_input_side, opt.min_input_side_by = side, by
-    final = {"crop": "crop_size", "scale_width": "load_size"}
+    final = {"crop": "crop_size", "patch": "crop_size", "scale_width": "load_size"}
     flag = next((f for key, f in final.items() if key in opt.preprocess), None)
     if flag is not None and sides[flag] < side:
         raise RangeError(f"--{flag} {sides[flag]} is smaller than {by} can take ({side}x{side} at least); "
