@@ -2,7 +2,8 @@
 
 The steps of the chain live in data/transforms.py.
 
-The transform order and semantics follow the official ``get_transform``; two deliberate differences:
+The transform order and semantics follow the official ``get_transform`` (and, for ``zoom_and_patch``, the CUT
+code's); two deliberate differences:
 
 * every step is a small picklable callable class (no lambdas or closures), so DataLoader workers also start
   under the ``spawn`` method (Windows, macOS) — official issues #203 and #947;
@@ -26,7 +27,8 @@ from util.image_io import (DEFAULT_MAX_PIXELS, ImageReadError, ImageSizeError, e
                            has_alpha, load_image, to_rgb)
 from util.ranges import Choice
 
-PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none",
+                                     "zoom_and_patch")
 
 
 def check_preprocess(preprocess: str) -> None:
@@ -106,11 +108,19 @@ def preprocess_sizes(size: tuple[int, int], opt: Namespace) -> list[tuple[str, t
     if "crop" in opt.preprocess and max(w, h) > opt.crop_size:
         w, h = opt.crop_size, opt.crop_size
         steps.append(("the crop to --crop_size", (w, h)))
+    if "zoom" in opt.preprocess:  # at most the image itself (factors <= 1), at least --crop_size per side
+        w, h = max(w, opt.crop_size), max(h, opt.crop_size)
+        steps.append(("the random zoom of --preprocess zoom_and_patch", (w, h)))
+    if "patch" in opt.preprocess:
+        w, h = opt.crop_size, opt.crop_size
+        steps.append(("the patch of --crop_size", (w, h)))
     return steps
 
 
 def get_params(opt: Namespace, size: tuple[int, int]) -> dict[str, Any]:
-    """Draw the random crop position and flip for an image of ``size`` = (w, h), shared by paired images."""
+    """Draw the random crop position and flip for an image of ``size`` = (w, h), shared by paired images; for
+    ``--preprocess zoom_and_patch`` also the zoom factors (``scale_factor``), the grid cell (``patch_index``) and
+    the grid's offset (``patch_offset``, fractions of the margin)."""
     check_preprocess(opt.preprocess)
     w, h = size
     new_w, new_h = w, h
@@ -122,7 +132,14 @@ def get_params(opt: Namespace, size: tuple[int, int]) -> dict[str, Any]:
     x = random.randint(0, int(np.maximum(0, new_w - opt.crop_size)))
     y = random.randint(0, int(np.maximum(0, new_h - opt.crop_size)))
     flip = random.random() > 0.5
-    return {"crop_pos": (x, y), "flip": flip}
+    params: dict[str, Any] = {"crop_pos": (x, y), "flip": flip}
+    if "zoom" in opt.preprocess:
+        low = 1.0 / opt.random_scale_max
+        params["scale_factor"] = (random.uniform(low, 1.0), random.uniform(low, 1.0))
+    if "patch" in opt.preprocess:
+        params["patch_index"] = random.randrange(1 << 30)
+        params["patch_offset"] = (random.random(), random.random())
+    return params
 
 
 def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grayscale: bool = False,
@@ -145,6 +162,12 @@ def get_transform(opt: Namespace, params: Optional[dict[str, Any]] = None, grays
             steps.append(transforms.RandomCrop(opt.crop_size))
         else:
             steps.append(CropAt(tuple(params["crop_pos"]), opt.crop_size))
+    if "zoom" in opt.preprocess:
+        factors = None if params is None else params.get("scale_factor")
+        steps.append(transforms.RandomZoom(opt.crop_size, opt.random_scale_max, method, budget, factors))
+    if "patch" in opt.preprocess:
+        given = params or {}
+        steps.append(transforms.Patch(opt.crop_size, given.get("patch_index"), given.get("patch_offset")))
     # preprocess 'none': no rounding to a multiple of 4 (deliberate fix, see the module docstring).
     if not opt.no_flip:
         if params is None:

@@ -6,7 +6,9 @@ same results as ``torchvision.transforms`` for PIL images, bit for bit, and draw
 generator in the same way (``RandomCrop`` two ``torch.randint`` calls, ``RandomHorizontalFlip`` one
 ``torch.rand``), so a seed gives the same crops and flips as the official code; tests/test_transforms.py compares
 each with torchvision. ``ScaleWidth``, ``CropAt`` and ``HorizontalFlip`` are the official code's own steps (scale
-to a width, crop at the position and flip as decided by ``get_params``, shared by paired images). Every transform
+to a width, crop at the position and flip as decided by ``get_params``, shared by paired images). ``RandomZoom`` and
+``Patch`` are the CUT code's ``--preprocess zoom_and_patch`` for single-image translation (random per-side zoom,
+then one cell of a grid of crop-sized patches). Every transform
 is a picklable class (DataLoader workers under ``spawn``).
 
 The resizing steps check the size they would produce against the pixel budget (``max_pixels``, the
@@ -228,3 +230,76 @@ class HorizontalFlip:
     def __repr__(self) -> str:
         """Readable description for printed transforms."""
         return "HorizontalFlip()"
+
+
+class RandomZoom:
+    """Scale the width and the height by factors between ``1 / scale_max`` and 1 (each side its own factor, drawn
+    from torch's generator unless ``factors`` = (fw, fh) is given), never below ``crop_size`` (the first half of
+    the CUT code's ``--preprocess zoom_and_patch``)."""
+
+    def __init__(self, crop_size: int, scale_max: float, method: Method = BICUBIC,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, factors: Union[Sequence[float], None] = None) -> None:
+        """Remember the floor, the largest shrink, the resampling method, the pixel budget and fixed factors."""
+        self.crop_size = int(crop_size)
+        self.scale_max = float(scale_max)
+        self.resample = pil_resample(method)
+        self.max_pixels = int(max_pixels)
+        self.factors = None if factors is None else (float(factors[0]), float(factors[1]))
+
+    def output_size(self, size: tuple[int, int], factors: tuple[float, float]) -> tuple[int, int]:
+        """The (w, h) an image of ``size`` gets with the factors (fw, fh)."""
+        w, h = size
+        return (int(round(max(self.crop_size, w * factors[0]))), int(round(max(self.crop_size, h * factors[1]))))
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the zoomed image (``ImageSizeError`` when it would be over the pixel budget)."""
+        factors = self.factors
+        if factors is None:
+            low = 1.0 / self.scale_max
+            drawn = low + (1.0 - low) * torch.rand(2, dtype=torch.float64)
+            factors = (float(drawn[0]), float(drawn[1]))
+        w, h = self.output_size(img.size, factors)
+        check_pixels((w, h), self.max_pixels, source_of(img), "the random zoom of --preprocess zoom_and_patch")
+        return img.resize((w, h), self.resample)
+
+    def __repr__(self) -> str:
+        """Readable description."""
+        return f"RandomZoom(crop_size={self.crop_size}, scale_max={self.scale_max}, factors={self.factors})"
+
+
+class Patch:
+    """One ``size`` x ``size`` cell of a grid of such cells laid over the image at an offset within the leftover
+    margin: cell ``index`` modulo the number of cells, counted down the columns (the second half of
+    ``--preprocess zoom_and_patch``). ``index`` and ``offset`` (fractions of the margin, each in [0, 1)) are drawn
+    from torch's generator unless given."""
+
+    def __init__(self, size: int, index: Union[int, None] = None,
+                 offset: Union[Sequence[float], None] = None) -> None:
+        """Remember the side, and a fixed cell and offset if given."""
+        self.size = int(size)
+        self.index = None if index is None else int(index)
+        self.offset = None if offset is None else (float(offset[0]), float(offset[1]))
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        """Return the cell; ``ImageSizeError`` when the image is smaller than one cell."""
+        w, h = img.size
+        s = self.size
+        cols, rows = w // s, h // s
+        if cols == 0 or rows == 0:
+            raise ImageSizeError(f"{source_of(img)}: {w}x{h} is smaller than a {s}x{s} patch of --preprocess "
+                                 f"zoom_and_patch; use a smaller --crop_size")
+        room_x, room_y = w - cols * s, h - rows * s
+        if self.offset is None:
+            x0 = int(torch.randint(0, room_x + 1, size=(1,)).item())
+            y0 = int(torch.randint(0, room_y + 1, size=(1,)).item())
+        else:
+            x0 = min(room_x, int(self.offset[0] * (room_x + 1)))
+            y0 = min(room_y, int(self.offset[1] * (room_y + 1)))
+        index = self.index if self.index is not None else int(torch.randint(0, cols * rows, size=(1,)).item())
+        index %= cols * rows
+        left, top = x0 + (index // rows) * s, y0 + (index % rows) * s
+        return img.crop((left, top, left + s, top + s))
+
+    def __repr__(self) -> str:
+        """Readable description."""
+        return f"Patch(size={self.size}, index={self.index}, offset={self.offset})"

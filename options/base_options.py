@@ -167,6 +167,9 @@ class BaseOptions:
                                 help="scaling factor for normal, xavier and orthogonal.")
             parser.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=False,
                                 help="no dropout for the generator (also --no_dropout True/False)")
+            parser.add_argument("--stylegan2_G_num_downsampling", type=int, default=1,
+                                help="number of downsampling layers of the StyleGAN2 generator (--netG stylegan2, "
+                                     "smallstylegan2; the CUT code's flag)")
         with parser.section(DATA_SECTION):
             parser.add_argument("--dataset_mode", type=str, default="unaligned",
                                 help="chooses how datasets are loaded. [" + " | ".join(data.list_dataset_modes())
@@ -189,6 +192,9 @@ class BaseOptions:
                                 help=f"scaling and cropping of images at load time {preprocess.listing()}")
             parser.add_argument("--no_flip", action="store_true",
                                 help="if specified, do not flip the images for data augmentation")
+            parser.add_argument("--random_scale_max", type=float, default=3.0,
+                                help="--preprocess zoom_and_patch scales each side by a random factor between "
+                                     "1/random_scale_max and 1 (the CUT code's flag, for single-image translation)")
         with parser.section(REPORTS_SECTION):
             parser.add_argument("--display_winsize", type=int, default=256,
                                 help="display window size for both visdom and HTML")

@@ -28,6 +28,7 @@ FLAG_RANGES: Dict[str, Range] = {
     "load_iter": Range(int, 0, note="0 loads --epoch"),
     "seed": Range(int, -1, 2 ** 32 - 1, note="-1: not seeded"),
     "max_pixels": Range(int, 1, MAX_PIXELS_LIMIT),
+    "random_scale_max": Range(float, 1, 1000),
     # training (options/train_options.py)
     "display_freq": Range(int, 1),
     "display_ncols": Range(int, 0, 256, note="0: one window per image"),

@@ -20,7 +20,7 @@ log = get_logger(__name__)
 SIZE_FLAGS = ("preprocess", "load_size", "crop_size")
 # The training preprocessing and the one that tests at the same scale without the random crop.
 TEST_PREPROCESS = {"resize_and_crop": "resize_and_crop", "crop": "none", "scale_width": "scale_width",
-                   "scale_width_and_crop": "scale_width", "none": "none"}
+                   "scale_width_and_crop": "scale_width", "none": "none", "zoom_and_patch": "none"}
 
 
 def recorded_options(checkpoints_dir: str, name: str) -> Dict[str, Any]:
@@ -45,7 +45,7 @@ def test_sizes(recorded: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 def used_sizes(preprocess: str) -> tuple:
     """The size flags that ``preprocess`` reads."""
     return ("preprocess",) + (("load_size",) if "resize" in preprocess or "scale_width" in preprocess else ()) + \
-        (("crop_size",) if "crop" in preprocess else ())
+        (("crop_size",) if "crop" in preprocess or "patch" in preprocess else ())
 
 
 def flags_text(values: Dict[str, Any]) -> str:

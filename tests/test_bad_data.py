@@ -247,13 +247,19 @@ def dataset_opt(root: Path, mode: str, **kw) -> argparse.Namespace:
     return TrainOptions().parse(argv, save=False)
 
 
-def universal_root(root: Path, bad: str) -> Dict[str, Path]:
+# Good files per folder, by dataset mode (default 2): singleimage reads exactly one image per folder; and the flags
+# that keep its epoch (100,000 patches) short.
+GOOD_FILES = {"singleimage": 1}
+MODE_FLAGS: Dict[str, Dict[str, object]] = {"singleimage": {"max_dataset_size": 4}}
+
+
+def universal_root(root: Path, bad: str, mode: str = "") -> Dict[str, Path]:
     """A layout every dataset mode can read (train/, trainA/, trainB/), one bad file in each folder."""
     bad_files = {}
     for sub in ("train", "trainA", "trainB"):
         folder = root / sub
         folder.mkdir(parents=True)
-        for i in range(2):
+        for i in range(GOOD_FILES.get(mode, 2)):
             Image.fromarray(np.tile(gradient(), (1, 2, 1))).save(folder / f"good{i}.png")
         REPORTED[bad][0](folder / f"broken_{sub}.png")
         bad_files[sub] = folder / f"broken_{sub}.png"
@@ -268,8 +274,8 @@ def mode_root(root: Path, mode: str) -> Path:
 
 @pytest.mark.parametrize("mode", data.list_dataset_modes())
 def test_every_dataset_mode_stops_on_bad_files(mode: str, tmp_path: Path) -> None:
-    bad = universal_root(tmp_path, "zero_bytes.png")
-    opt = dataset_opt(mode_root(tmp_path, mode), mode, checkpoints_dir=tmp_path / "ck")
+    bad = universal_root(tmp_path, "zero_bytes.png", mode)
+    opt = dataset_opt(mode_root(tmp_path, mode), mode, checkpoints_dir=tmp_path / "ck", **MODE_FLAGS.get(mode, {}))
     with pytest.raises(BadDataError) as err:
         data.create_dataset(opt)
     message = str(err.value)
@@ -279,9 +285,10 @@ def test_every_dataset_mode_stops_on_bad_files(mode: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("mode", data.list_dataset_modes())
 def test_every_dataset_mode_skips_bad_files(mode: str, tmp_path: Path, caplog) -> None:
-    bad = universal_root(tmp_path, "truncated.png")
+    bad = universal_root(tmp_path, "truncated.png", mode)
     caplog.set_level("INFO", logger="img2img")
-    opt = dataset_opt(mode_root(tmp_path, mode), mode, bad_data="skip", checkpoints_dir=tmp_path / "ck")
+    opt = dataset_opt(mode_root(tmp_path, mode), mode, bad_data="skip", checkpoints_dir=tmp_path / "ck",
+                      **MODE_FLAGS.get(mode, {}))
     loader = data.create_dataset(opt)
     assert "--bad_data skip: left out" in caplog.text
     for paths in (v for k, v in vars(loader.dataset).items() if k.endswith("_paths") and isinstance(v, list)):

@@ -51,7 +51,8 @@ def save_noise(path: Path, w: int, h: int, seed: int) -> np.ndarray:
 
 @pytest.fixture()
 def root(tmp_path: Path) -> Path:
-    """A dataroot with every layout: train/ (A|B pairs), trainA/ (4, one nested), trainB/ (3)."""
+    """A dataroot with every layout: train/ (A|B pairs), trainA/ (4, one nested), trainB/ (3); and beside them
+    single_image/ (one image in trainA/ and in trainB/)."""
     r = tmp_path / "root"
     for i in range(3):
         save_noise(r / "train" / f"{i}.png", 2 * W, H, i)
@@ -60,17 +61,26 @@ def root(tmp_path: Path) -> Path:
     save_noise(r / "trainA" / "sub" / "a9.jpg", W, H, 19)
     for i in range(3):
         save_noise(r / "trainB" / f"b{i}.png", W, H, 20 + i)
+    save_noise(r / "single_image" / "trainA" / "a.png", W, H, 30)
+    save_noise(r / "single_image" / "trainB" / "b.png", W, H, 31)
     return r
 
 
 def dataroot_for(mode: str, r: Path) -> Path:
-    """The --dataroot a mode reads: 'single' points at one folder, the others at the root."""
+    """The --dataroot a mode reads: 'single' points at one folder, 'singleimage' at the root's single_image/ (one
+    image per domain) where there is one, the others at the root."""
+    if mode == "singleimage" and (r / "single_image").is_dir():
+        return r / "single_image"
     return r / "trainA" if mode == "single" else r
+
+
+# Options a mode needs here, by mode: singleimage's epoch (100,000 patches of its one pair) cut to 4.
+MODE_OPTIONS = {"singleimage": {"max_dataset_size": 4}}
 
 
 def mode_opt(mode: str, r: Path, **overrides) -> argparse.Namespace:
     """Options for ``mode`` with its dataset's flags and defaults (``default_options`` parses them)."""
-    return make_opt(dataroot_for(mode, r), dataset_mode=mode, **overrides)
+    return make_opt(dataroot_for(mode, r), dataset_mode=mode, **{**MODE_OPTIONS.get(mode, {}), **overrides})
 
 
 def load_script(name: str):
@@ -182,6 +192,8 @@ def expected_size(mode: str, w: int, h: int, load: int, crop: int) -> tuple[int,
         return load, int(max(load * h / w, crop))
     if mode == "none":
         return w, h
+    if mode == "zoom_and_patch":  # zoomed to at least crop_size per side, then one crop_size patch
+        return crop, crop
     raise AssertionError(f"add the expected output size of preprocess mode {mode} to this test")
 
 
@@ -279,6 +291,7 @@ OUTPUT_KEYS = {
     "unaligned": {"A", "B", "A_paths", "B_paths"},
     "colorization": {"A", "B", "A_paths", "B_paths"},
     "single": {"A", "A_paths"},
+    "singleimage": {"A", "B", "A_paths", "B_paths"},
     "template": {"data_A", "data_B", "path"},
 }
 

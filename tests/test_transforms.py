@@ -30,7 +30,8 @@ from util.image_io import DEFAULT_MAX_PIXELS  # noqa: E402 (the helpers below ne
 
 def make_opt(**overrides) -> argparse.Namespace:
     """The transform-related options with small sizes."""
-    opt = dict(preprocess="resize_and_crop", load_size=40, crop_size=32, no_flip=False, max_pixels=DEFAULT_MAX_PIXELS)
+    opt = dict(preprocess="resize_and_crop", load_size=40, crop_size=32, no_flip=False, max_pixels=DEFAULT_MAX_PIXELS,
+               random_scale_max=3.0)
     opt.update(overrides)
     return argparse.Namespace(**opt)
 
@@ -60,6 +61,9 @@ def torchvision_chain(opt: argparse.Namespace, params: dict | None, grayscale: b
             s = opt.crop_size
             steps.append(tv.Lambda(lambda img: img.crop((x, y, x + s, y + s))
                                    if img.size[0] > s or img.size[1] > s else img))
+    if opt.preprocess == "zoom_and_patch":  # the CUT code's steps, with our draws (torch's generator, in this order)
+        steps.append(tv.Lambda(lambda img: cut_zoom(img, opt, params)))
+        steps.append(tv.Lambda(lambda img: cut_patch(img, opt.crop_size, params)))
     if not opt.no_flip:
         if params is None:
             steps.append(tv.RandomHorizontalFlip())
@@ -68,6 +72,33 @@ def torchvision_chain(opt: argparse.Namespace, params: dict | None, grayscale: b
     steps.append(tv.ToTensor())
     steps.append(tv.Normalize((0.5,) * (1 if grayscale else 3), (0.5,) * (1 if grayscale else 3)))
     return tv.Compose(steps)
+
+
+def cut_zoom(img: Image.Image, opt: argparse.Namespace, params: dict | None) -> Image.Image:
+    """The CUT code's random zoom: each side times its factor in [1 / random_scale_max, 1], at least crop_size."""
+    if params is None:
+        low = 1 / opt.random_scale_max
+        fw, fh = (low + (1 - low) * torch.rand(2, dtype=torch.float64)).tolist()
+    else:
+        fw, fh = params["scale_factor"]
+    w, h = img.size
+    size = (int(round(max(opt.crop_size, w * fw))), int(round(max(opt.crop_size, h * fh))))
+    return img.resize(size, Image.Resampling.BICUBIC)
+
+
+def cut_patch(img: Image.Image, s: int, params: dict | None) -> Image.Image:
+    """The CUT code's patch: grid of s x s cells at an offset in the margin, cell index // rows, index % rows."""
+    w, h = img.size
+    cols, rows = w // s, h // s
+    if params is None:
+        x0, y0 = torch.randint(0, w - cols * s + 1, (1,)).item(), torch.randint(0, h - rows * s + 1, (1,)).item()
+        index = torch.randint(0, cols * rows, (1,)).item()
+    else:
+        (u, v), index = params["patch_offset"], params["patch_index"]
+        x0, y0 = min(w - cols * s, int(u * (w - cols * s + 1))), min(h - rows * s, int(v * (h - rows * s + 1)))
+    index %= cols * rows
+    x, y = x0 + (index // rows) * s, y0 + (index % rows) * s
+    return img.crop((x, y, x + s, y + s))
 
 
 @pytest.mark.parametrize("preprocess", PREPROCESS_MODES)
