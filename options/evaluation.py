@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import List, Sequence
 
+from data import find_dataset_using_name
 from util.metrics import METRICS, metric_for_key, needing, parse_metric_names
 from util.metrics.inception import resolve_weights_path
 
@@ -19,6 +20,12 @@ UNPAIRED_DEFAULT_BEST = "swd"
 PAIRED_DEFAULT_BEST = "l1"
 # --eval_best: a metric's headline key, or the metric's name for it (classifier -> domain_score)
 BEST_KEYS = tuple(dict.fromkeys([m.key for m in METRICS.values()] + list(METRICS)))
+
+
+def has_test_split(dataset_mode: str) -> bool:
+    """Whether the data of ``--dataset_mode`` can hold a test split for --eval_freq (its class's ``test_split``;
+    singleimage, one training pair, cannot)."""
+    return bool(getattr(find_dataset_using_name(dataset_mode), "test_split", True))
 
 
 def is_unpaired(opt: argparse.Namespace) -> bool:
@@ -68,6 +75,9 @@ def resolve_best(opt: argparse.Namespace, metrics: Sequence[str]) -> str:
 def check_eval_options(opt: argparse.Namespace) -> None:
     """Validate the evaluation flags at parse time (clear one-line errors naming the flag; the ranges of
     --eval_freq and --eval_num are in options/ranges.py)."""
+    if opt.eval_freq > 0 and not has_test_split(opt.dataset_mode):
+        raise ValueError(f"--eval_freq scores a held-out test split, which --dataset_mode {opt.dataset_mode} does not "
+                         f"have (it trains on one image pair); drop --eval_freq and judge test.py's translation")
     metrics = resolve_metrics(opt)
     resolve_best(opt, metrics)
     if opt.eval_freq > 0 and needing(metrics, "inception"):

@@ -43,6 +43,10 @@ def demo_root(tmp_path_factory) -> Path:
     color = base / "color"
     for split, src in (("train", "trainA"), ("test", "testA")):
         shutil.copytree(base / "demo" / src, color / split)
+    for domain in ("A", "B"):  # one image pair (--dataset_mode singleimage)
+        first = sorted((base / "demo" / f"train{domain}").iterdir())[0]
+        (base / "single_image" / f"train{domain}").mkdir(parents=True)
+        shutil.copy(first, base / "single_image" / f"train{domain}" / first.name)
     return base
 
 
@@ -58,9 +62,13 @@ def tiny_flags(name: str, checkpoints: Path, size: int = 32) -> List[str]:
 # network and option name: a new model needs no entry; a new dataset mode or generator family might.
 
 # The demo data (``demo_root``) of each dataset mode: a model trains (or, test-only, tests) on its default one.
-DEMO_DATA = {"unaligned": "demo", "aligned": "demo_pix2pix", "colorization": "color", "single": "demo/testA"}
+DEMO_DATA = {"unaligned": "demo", "aligned": "demo_pix2pix", "colorization": "color", "single": "demo/testA",
+             "singleimage": "single_image"}
+# Flags that keep an epoch of a dataset mode CPU-sized, by mode: singleimage's epoch is 100,000 patches of its one
+# pair (here 8, the demo's training-set size), in SinCUT's batches of 16 (here 1, as for the other models).
+SMALL_DATA = {"singleimage": ["--max_dataset_size", "8", "--batch_size", "1"]}
 # A smaller generator of the family of a model's default --netG (the 32 px demo images need no deeper one).
-SMALL_NETG = {"unet_256": "unet_128", "resnet_9blocks": "resnet_6blocks"}
+SMALL_NETG = {"unet_256": "unet_128", "resnet_9blocks": "resnet_6blocks", "stylegan2": "smallstylegan2"}
 # Options that size a model's extra work (CUT's patch sampler: --num_patches, --netF_nc), by option name: passed
 # to every model whose parser has them.
 SMALL_OPTIONS = {"num_patches": "16", "netF_nc": "16"}
@@ -89,9 +97,10 @@ def model_data(demo_root: Path, model: str, is_train: bool = True) -> Path:
 
 
 def small_flags(model: str, is_train: bool = True) -> List[str]:
-    """``--model model`` with a smaller generator of its default family and its sizing options at small values."""
+    """``--model model`` with a smaller generator of its default family, its sizing options at small values and
+    (training) a small epoch of its default dataset mode."""
     opt = model_defaults(model, is_train)
-    flags = ["--model", model]
+    flags = ["--model", model] + (SMALL_DATA.get(opt.dataset_mode, []) if is_train else [])
     if opt.netG in SMALL_NETG:
         flags += ["--netG", SMALL_NETG[opt.netG]]
     for name, value in SMALL_OPTIONS.items():

@@ -37,14 +37,18 @@ def planned_test_runs(model: str, extra: List[str], demo_root: Path,
     return runs
 
 
-def labels_and_layout(argv: List[str]) -> Tuple[List[str], bool]:
-    """The visuals a test run writes (the test-time model's ``visual_names``) and whether it writes them per
-    visual (``images/<visual>/<stem>.png``) or per image (``images/<stem>_<visual>.png``)."""
+def labels_and_layout(argv: List[str]) -> Tuple[List[str], bool, int]:
+    """The visuals a test run writes (the test-time model's ``visual_names``), whether it writes them per
+    visual (``images/<visual>/<stem>.png``) or per image (``images/<stem>_<visual>.png``), and how many inputs it
+    translates (``--num_test``, or fewer when the test data has fewer: singleimage has its one pair)."""
+    from data import find_dataset_using_name
     from models import create_model
     from options.test_options import TestOptions
 
-    instance = create_model(TestOptions().parse(argv, save=False))
-    return list(instance.visual_names), type(instance).results_by_visual
+    opt = TestOptions().parse(argv, save=False)
+    instance = create_model(opt)
+    count = min(opt.num_test, len(find_dataset_using_name(opt.dataset_mode)(opt)))
+    return list(instance.visual_names), type(instance).results_by_visual, count
 
 
 @pytest.mark.slow
@@ -78,23 +82,23 @@ def test_train_then_test(case: str, demo_root: Path, tmp_path: Path, capsys) -> 
     for flags, test_root in planned_test_runs(model, extra, demo_root, instance):
         test_argv = flags + ["--dataroot", str(test_root), "--name", case, "--checkpoints_dir", str(ckpt),
                              "--results_dir", str(tmp_path / "results"), "--num_test", "3", "--gpu_ids", "-1"]
-        labels, by_visual = labels_and_layout(test_argv)
+        labels, by_visual, count = labels_and_layout(test_argv)
         web_dir = Path(run_test(test_argv))
         suffix = flags[flags.index("--model_suffix") + 1] if "--model_suffix" in flags else ""
         assert web_dir == tmp_path / "results" / case / f"test_latest{suffix}"  # each generator its own folder
-        assert re.search(r"^test: 3/3 \(100%\) \[\d\d:\d\d<00:00, ", capsys.readouterr().out, re.M)
+        assert re.search(rf"^test: {count}/{count} \(100%\) \[\d\d:\d\d<00:00, ", capsys.readouterr().out, re.M)
         html = (web_dir / "index.html").read_text()
         assert f"Experiment = {case}, Phase = test, Epoch = latest" in html
         if by_visual:  # images/<visual>/<stem>.png
             assert sorted(p.name for p in (web_dir / "images").iterdir()) == sorted(labels)
             stems = {label: sorted(p.name for p in (web_dir / "images" / label).iterdir()) for label in labels}
-            assert all(len(files) == 3 and files == stems[labels[0]] for files in stems.values()), stems
+            assert all(len(files) == count and files == stems[labels[0]] for files in stems.values()), stems
             assert all(f"images/{label}/{f}" in html for label, files in stems.items() for f in files)
             continue
         images = sorted(p.name for p in (web_dir / "images").iterdir())
         stems = sorted({name[: -len(f"_{label}.png")] for name in images for label in labels
                         if name.endswith(f"_{label}.png") and not name.endswith(f"_B_{label}.png")})
-        assert len(stems) == 3
+        assert len(stems) == count
         for stem in stems:
             for label in labels:
                 assert f"{stem}_{label}.png" in images

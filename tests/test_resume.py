@@ -196,10 +196,11 @@ def test_extending_a_finished_run_equals_the_longer_run(model: str, demo_root: P
     caplog.clear()
     run_train(train_flags(model, "split", ckpt, demo_root, *common, "--n_epochs", "2", "--continue_train"))
     resumed = LR_LINE.findall(caplog.text)
-    assert straight == [("0.0002000", "0.0002000"), ("0.0002000", "0.0000000")]
-    assert first == [("0.0002000", "0.0000000")]  # epoch 1 at --lr as in the straight run; then the 1-epoch end
+    lr = f"{model_defaults(model).lr:.7f}"  # the model's --lr (0.0002; SinCUT 0.002)
+    assert straight == [(lr, lr), (lr, "0.0000000")]
+    assert first == [(lr, "0.0000000")]  # epoch 1 at --lr as in the straight run; then the 1-epoch end
     assert resumed == straight[1:], caplog.text
-    assert "learning rate 0.0002000 for epoch 2: the --lr_policy linear schedule of the current flags; the " \
+    assert f"learning rate {lr} for epoch 2: the --lr_policy linear schedule of the current flags; the " \
            "checkpoint's schedule was at 0.0000000" in caplog.text
     a, b = load_dir(ckpt / "straight"), load_dir(ckpt / "split")
     for key in ("optimizers", "schedulers", "image_pools", "rng", "total_iters", "epoch", "micro_step"):
