@@ -25,7 +25,7 @@ import torch.nn as nn
 from PIL import Image
 
 from data.base_dataset import get_transform
-from models import arch_config, checkpoint_io, create_model, ema, layers, networks
+from models import arch_config, checkpoint_io, create_model, ema, layers, networks, stylegan2
 from options.recorded import test_sizes
 from options.test_options import TestOptions
 from util import amp as amp_util
@@ -38,6 +38,9 @@ from util.util import save_image, tensor2im
 log = get_logger(__name__)
 
 ARCH_KEYS = ("netG", "norm", "ngf", "input_nc", "output_nc", "no_dropout", "upsample")
+# Numbers some generators take beyond those (models/networks.py network_extras): config.json's entry gives them,
+# else they are read from the weights (the StyleGAN2 generators: models/stylegan2.py infer_extras).
+EXTRA_KEYS = ("stylegan2_size", "stylegan2_G_num_downsampling")
 # test.py's size flags when a checkpoint records none (an official download): its --preprocess defaults
 TEST_DEFAULT_SIZES = {"preprocess": "resize_and_crop", "load_size": 256, "crop_size": 256}
 
@@ -106,9 +109,10 @@ def resolve_architecture(config: Optional[Dict[str, Any]], net: str, given: Opti
     """The generator's arguments: ``given`` values, else config.json's entry for ``net``, else ``defaults``; a
     ``PretrainedError`` when a value is known from none of them (the architecture is never guessed)."""
     given = {k: v for k, v in (given or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(ARCH_KEYS))
+    unknown = sorted(set(given) - set(ARCH_KEYS) - set(EXTRA_KEYS))
     if unknown:
-        raise PretrainedError(f"architecture: unknown key(s) {', '.join(unknown)}; the keys are {', '.join(ARCH_KEYS)}")
+        raise PretrainedError(f"architecture: unknown key(s) {', '.join(unknown)}; the keys are "
+                              f"{', '.join(ARCH_KEYS + EXTRA_KEYS)}")
     stored: Dict[str, Any] = {}
     entry = (config or {}).get("networks", {}).get(net)
     if entry is not None:
@@ -132,6 +136,7 @@ def resolve_architecture(config: Optional[Dict[str, Any]], net: str, given: Opti
                               f"{{'netG': 'resnet_9blocks', 'norm': 'instance', 'ngf': 64, 'input_nc': 3, "
                               f"'output_nc': 3, 'no_dropout': True}} for the official CycleGAN models)")
     arch.setdefault("upsample", "deconv")
+    arch.update({k: given[k] if k in given else entry[k] for k in EXTRA_KEYS if k in given or k in (entry or {})})
     from_config = sorted(k for k in stored if k not in given and stored[k] != (defaults or {}).get(k))
     if from_config:
         log.info("using the architecture stored in config.json: %s",
@@ -148,7 +153,8 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
     net = networks.define_G(arch["input_nc"], arch["output_nc"], arch["ngf"], arch["netG"], norm,
                             not arch["no_dropout"], upsample=arch["upsample"],
                             no_antialias=arch.get("no_antialias", True),
-                            no_antialias_up=arch.get("no_antialias_up", True))
+                            no_antialias_up=arch.get("no_antialias_up", True),
+                            **{k: arch[k] for k in EXTRA_KEYS if k in arch})
     return net.eval()
 
 
@@ -174,7 +180,10 @@ def load_weights(save_dir: str, prefix: str, net: Optional[str] = None, *,
         raise PretrainedError(f"{checkpoint_io.net_path(save_dir, prefix, file_name)} not found: use_ema loads the "
                               f"generator's moving average, which training writes with --ema DECAY; drop use_ema")
     path = checkpoint_io.require_net_file(save_dir, prefix, file_name)  # missing, or a FIFO: said by name
-    arch.update(checkpoint_io.antialias_layout(checkpoint_io.read_weights(path)))  # CUT's antialiased layers
+    weights = checkpoint_io.read_weights(path)
+    arch.update(checkpoint_io.antialias_layout(weights))  # CUT's antialiased layers
+    if arch["netG"] in networks.STYLEGAN2_GENERATORS:  # a CUT-code SinCUT checkpoint has no config.json
+        arch.update({k: v for k, v in stylegan2.infer_extras(weights, arch["ngf"]).items() if k not in arch})
     generator = build_generator(arch)
     log.info("loading the model from %s", path)
     checkpoint_io.load_network(generator, path, name=file_name)  # refuses NaN/Inf weights
