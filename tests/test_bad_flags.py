@@ -65,9 +65,10 @@ def test_train_flag_errors_name_the_flag(flags: List[str], expected: str, tmp_pa
 
 
 @pytest.mark.parametrize("flag,value,names,hint", [
-    ("--netG", "resnet_9block", "resnet_9blocks, resnet_6blocks, unet_128, unet_256", "did you mean resnet_9blocks?"),
+    ("--netG", "resnet_9block", "resnet_9blocks, resnet_6blocks, unet_128, unet_256, stylegan2, smallstylegan2",
+     "did you mean resnet_9blocks?"),
     ("--norm", "Instance", "batch, instance, syncbatch, none", "did you mean instance?"),
-    ("--gan_mode", "hinge", "lsgan, vanilla, wgangp", None),
+    ("--gan_mode", "hinge", "lsgan, vanilla, wgangp, nonsaturating", None),
     ("--eval_best", "psnrr", "fid, kid, swd, domain_score, psnr, ssim, l1, classifier (or empty)",
      "did you mean psnr?"),
 ])

@@ -186,7 +186,7 @@ def test_check_fails_when_the_file_differs(export_module, tmp_path: Path) -> Non
     (["--format", "tflite"], "--format 'tflite'"),
     (["--onnx_exporter", "magic"], "argument --onnx_exporter: 'magic' is not valid; choose one of: dynamo, legacy"),
     (["--netG", "unet_64"], "argument --netG: 'unet_64' is not valid; choose one of: resnet_9blocks, resnet_6blocks, "
-                            "unet_128, unet_256; did you mean unet_256?"),
+                            "unet_128, unet_256, stylegan2, smallstylegan2; did you mean unet_256?"),
     (["--tolerance", "-1"], "--tolerance must be >= 0"),
 ])
 def test_bad_flags_are_named(argv: List[str], message: str, export_module, tmp_path: Path,

@@ -272,3 +272,17 @@ def test_train_test_export_on_one_image_pair(pair: Path, tmp_path: Path) -> None
     report = json.loads((out / "pair_latest_net_G.json").read_text())
     assert Path(report["files"]["export"]).is_file() and report["architecture"]["stylegan2_size"] == 32
     assert all(check["max_abs_diff"] <= 1e-3 for check in report["checks"]["export"])
+
+
+def test_make_single_image_dataset_lays_out_a_pair(pair: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "datasets"))
+    from make_single_image_dataset import make_single_image_dataset
+
+    out = tmp_path / "made"
+    written = make_single_image_dataset(str(pair / "trainA" / "a.png"), str(pair / "trainB" / "b.png"), str(out))
+    assert written == {"A": str(out / "trainA" / "a.png"), "B": str(out / "trainB" / "b.png")}
+    assert len(data.find_dataset_using_name("singleimage")(train_opt(out, tmp_path))) == PATCHES_PER_EPOCH
+    with pytest.raises(UserError, match="already holds a.png"):  # one image per folder
+        make_single_image_dataset(str(pair / "trainB" / "b.png"), str(pair / "trainB" / "b.png"), str(out))
+    with pytest.raises(UserError, match="file not found"):
+        make_single_image_dataset(str(pair / "missing.png"), str(pair / "trainB" / "b.png"), str(tmp_path / "x"))
