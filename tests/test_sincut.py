@@ -286,3 +286,27 @@ def test_make_single_image_dataset_lays_out_a_pair(pair: Path, tmp_path: Path) -
         make_single_image_dataset(str(pair / "trainB" / "b.png"), str(pair / "trainB" / "b.png"), str(out))
     with pytest.raises(UserError, match="file not found"):
         make_single_image_dataset(str(pair / "missing.png"), str(pair / "trainB" / "b.png"), str(tmp_path / "x"))
+
+
+def test_resume_with_the_stylegan2_networks_and_r1_is_bit_exact(pair: Path, tmp_path: Path) -> None:
+    """tests/test_resume.py resumes every model with a PatchGAN; here SinCUT's own networks, noise and R1."""
+    from conftest import run_train
+    from test_resume import assert_same, copy_checkpoint, load_dir
+
+    ckpt = tmp_path / "ck"
+
+    def flags(name: str, *extra: str) -> list:
+        return ["--dataroot", str(pair), "--model", "sincut", "--name", name, "--checkpoints_dir", str(ckpt), *TINY,
+                "--max_dataset_size", "4", "--batch_size", "1", "--n_epochs", "1", "--n_epochs_decay", "1",
+                "--seed", "0", "--print_freq", "1000", "--display_freq", "1000", "--no_html", *extra]
+
+    run_train(flags("straight", "--save_by_iter", "--save_latest_freq", "6"))
+    noise = torch.load(ckpt / "straight" / "latest_net_G.pth", weights_only=True)["decoder.convs.3.noise.weight"]
+    assert noise.abs().item() > 0  # the noise is on, so its draws must resume too
+    copy_checkpoint(ckpt / "straight", ckpt / "resumed", "iter_6")
+    run_train(flags("resumed", "--continue_train", "--load_iter", "6"))
+    a, b = load_dir(ckpt / "straight"), load_dir(ckpt / "resumed")
+    for key in ("optimizers", "schedulers", "rng", "total_iters", "epoch"):
+        assert_same(a["state"][key], b["state"][key], key)
+    for net in ("G", "D", "F"):
+        assert_same(a[net], b[net], net)
