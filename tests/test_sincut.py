@@ -89,6 +89,10 @@ def test_bad_combinations_are_refused(pair: Path, tmp_path: Path) -> None:
         train_opt(pair, tmp_path, "--eval_freq", "4")
     with pytest.raises(ValueError, match="--upsample"):
         networks.define_G(3, 3, 4, "stylegan2", upsample="bilinear")
+    with pytest.raises(ValueError, match="--upsample bilinear: --netG stylegan2"):
+        train_opt(pair, tmp_path, "--upsample", "bilinear")
+    with pytest.raises(ValueError, match="--stylegan2_G_num_downsampling 6"):  # 32 px halve 5 times at most
+        train_opt(pair, tmp_path, "--stylegan2_G_num_downsampling", "6")
     fp16 = default_options("sincut", amp="fp16")
     with pytest.raises(ValueError, match="--amp fp16"):
         SinCUTModel.validate_options(fp16)  # (the CPU refuses fp16 earlier: checked on the model's rule)
