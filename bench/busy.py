@@ -48,6 +48,10 @@ from util.threads import available_cores  # noqa: E402
 log = get_logger("bench.busy")
 
 SPIN = "while True: pass"
+# --busy_kind torch: another user's PyTorch job, torch's default threads (all cores, OpenMP's spin-waiting barriers)
+TORCH_LOOP = ("import torch\nconv = torch.nn.Conv2d(64, 64, 3, padding=1)\nx = torch.randn(1, 64, 64, 64)\n"
+              "with torch.no_grad():\n    while True:\n        conv(x)\n")
+BUSY_CODE = {"spin": SPIN, "torch": TORCH_LOOP}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -58,6 +62,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="a workload and extra flags (repeatable); default: demo, demo --official_runtime (our "
                         "step, the official runtime settings) and demo --plain (the official step and runtime)")
     p.add_argument("--busy", type=int, default=3, help="competing busy processes")
+    p.add_argument("--busy_kind", choices=sorted(BUSY_CODE), default="spin",
+                   help="what each busy process runs: spin (one Python busy loop) or torch (convolutions with "
+                        "torch's default threads, like another user's training; the fair share then assumes one "
+                        "process's worth of cores each)")
     p.add_argument("--iters", type=int, default=0, help="timed iterations per run (0: the workload's default)")
     p.add_argument("--warmup", type=int, default=2, help="untimed iterations per run")
     p.add_argument("--rounds", type=int, default=3, help="repetitions, alternating configs and conditions")
@@ -87,16 +95,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 class Spinners:
-    """Busy processes (one busy loop each, as another user's jobs would be), started and stopped on demand."""
+    """Busy processes (one busy loop each, or a PyTorch loop: ``--busy_kind``), started and stopped on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str = "spin") -> None:
         """None running."""
         self.procs: List[subprocess.Popen] = []
+        self.code = BUSY_CODE[kind]
 
     def set(self, n: int) -> None:
         """Make ``n`` of them run."""
         while len(self.procs) < n:
-            self.procs.append(subprocess.Popen([sys.executable, "-c", SPIN]))
+            self.procs.append(subprocess.Popen([sys.executable, "-c", self.code]))
         while len(self.procs) > n:
             proc = self.procs.pop()
             proc.kill()
@@ -104,8 +113,8 @@ class Spinners:
 
 
 def run_with_load(config: Config, runner: Runner, busy: int, args: argparse.Namespace) -> Dict[str, Any]:
-    """One run of ``config`` while ``busy`` spinning processes compete (0: quiet)."""
-    spinners = Spinners()
+    """One run of ``config`` while ``busy`` busy processes compete (0: quiet)."""
+    spinners = Spinners(args.busy_kind)
     spinners.set(busy)
     try:
         return runner(config, args)
@@ -125,7 +134,7 @@ def run_phased(config: Config, runner: Runner, args: argparse.Namespace) -> Dict
     The iteration running while the load switches is labelled "switch" (it saw both) and left out of the phases.
     """
     plan = phase_plan(args.phases, args.warmup, args.iters)
-    spinners = Spinners()
+    spinners = Spinners(args.busy_kind)
     switched: List[int] = []
 
     def on_iteration(done: int) -> None:
@@ -246,7 +255,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         text = table(rows, args.busy, n_cores)
     print(text)
     out = {"command": "python bench/busy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "cores": n_cores, "busy": args.busy, "rounds": args.rounds, "phases": args.phases, "rows": rows,
+           "cores": n_cores, "busy": args.busy, "busy_kind": args.busy_kind, "rounds": args.rounds, "phases": args.phases, "rows": rows,
            "runs": runs, "load_before": load_before, "wall_s": time.time() - start}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -139,6 +139,28 @@ def test_busy_bench_reports_the_fair_share(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["busy"] == 1
 
 
+def test_torch_busy_processes_run_convolutions_and_stop() -> None:
+    """--busy_kind torch: the busy processes are PyTorch loops that run (use CPU) and are gone after ``set(0)``."""
+    import time
+
+    from bench import busy
+    spinners = busy.Spinners("torch")
+    spinners.set(1)
+    try:
+        proc = spinners.procs[0]
+        deadline = time.time() + 60
+        used = 0.0
+        while time.time() < deadline and used < 0.5:
+            time.sleep(0.5)
+            assert proc.poll() is None, "the torch busy loop exited"
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        assert used >= 0.5
+    finally:
+        spinners.set(0)
+    assert proc.poll() is not None
+
+
 def test_cut_preset_compares_cut_fastcut_and_cycle_gan() -> None:
     labels = PRESETS["cut"]
     for size in (128, 256):
