@@ -324,7 +324,7 @@ def test_phases_switch_the_load_between_iterations_and_split_the_times(monkeypat
         return {"s_per_iter": [1.0] * 3 + [2.0] * 3 + [1.0] * 3, "cpu_s_per_iter": [1.5] * 9,
                 "threads_per_iter": [2] * 3 + [1] * 3 + [2] * 3}
 
-    args = argparse.Namespace(phases=["quiet", "busy", "quiet"], warmup=1, iters=3, busy=3)
+    args = argparse.Namespace(phases=["quiet", "busy", "quiet"], warmup=1, iters=3, busy=3, busy_kind="spin")
     result = busy.run_phased(parse_config("demo"), runner, args)
     assert calls == [0, 3, 0, 0]  # start quiet; busy after 1 + 3 iterations; quiet after 7; all stopped at the end
     assert result["phase_of_iter"] == ["1:quiet"] * 3 + ["switch", "2:busy", "2:busy", "switch", "3:quiet",
