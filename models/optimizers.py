@@ -58,3 +58,22 @@ def allocate_adam_state(optimizer: torch.optim.Optimizer) -> int:
     if count:
         optimizer.load_state_dict(state_dict)
     return count
+
+
+def match_state_layout(optimizer: torch.optim.Optimizer) -> int:
+    """Give every per-parameter state tensor of ``optimizer`` its parameter's memory layout (strides), in place.
+
+    A restored state keeps the layout it was saved with, which differs from the parameters' when a run is resumed
+    with another ``--channels_last`` (or its default changed). The fused Adam kernel assumes equal layouts and
+    otherwise updates with the moments of the wrong elements, silently (seen in PyTorch 2.14 on the CPU); the
+    other kernels are unaffected. Values are unchanged. Returns the number of tensors converted.
+    """
+    count = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+                    count += 1
+    return count

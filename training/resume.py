@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from models.checkpoint_io import CheckpointError, check_regular_files, net_path
+from models.optimizers import match_state_layout
 from util.errors import UserError
 from util.logger import get_logger
 from util.seed import restore_rng_state
@@ -114,6 +115,7 @@ def restore(model: Any, dataset: Any, opt: argparse.Namespace, state: Optional[M
     try:
         _load_list(model.optimizers, state["optimizers"], "optimizers")
         for optimizer in model.optimizers:  # they have stepped before: spare the scheduler's call-order warning
+            match_state_layout(optimizer)
             if optimizer.state:
                 optimizer._opt_called = True  # type: ignore[attr-defined]
         _check_count(model.schedulers, state["schedulers"], "LR schedulers")  # follow_schedule sets them
