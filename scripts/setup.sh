@@ -23,7 +23,11 @@ pip_install=(.venv/bin/python -m pip install --disable-pip-version-check -r "$re
 if [ -t 1 ]; then
   "${pip_install[@]}"
 else
-  (while sleep "${SETUP_HEARTBEAT_S:-30}"; do echo "setup: pip still working ($((SECONDS - start)) s)"; done) &
+  # one-second sleeps: a killed heartbeat's last sleep keeps our stdout open for at most a second after pip ends
+  (ticks=0; while sleep 1; do
+     ticks=$((ticks + 1))
+     if [ $((ticks % ${SETUP_HEARTBEAT_S:-30})) -eq 0 ]; then echo "setup: pip still working ($((SECONDS - start)) s)"; fi
+   done) &
   heartbeat=$!
   trap 'kill "$heartbeat" 2>/dev/null || true' EXIT
   # pip's errors go to stderr unfiltered; of its stdout only the steps, as they happen (unbuffered)
