@@ -21,9 +21,11 @@ _PLAIN_CLASSES = (nn.InstanceNorm2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
 
 
 def plain_kernels(model: Any) -> None:
-    """Put every swapped layer class (fast instance norm, dtype-keeping pads) back to the official class."""
+    """Put every swapped layer class (fast instance norm, dtype-keeping pads) back to the official class and the
+    weights back to the official (contiguous) memory layout."""
     for name in model.model_names:
-        for module in unwrap(getattr(model, "net" + name)).modules():
+        net = unwrap(getattr(model, "net" + name)).to(memory_format=torch.contiguous_format)
+        for module in net.modules():
             for cls in _PLAIN_CLASSES:
                 if isinstance(module, cls) and type(module) is not cls:
                     module.__class__ = cls

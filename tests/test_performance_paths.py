@@ -115,6 +115,7 @@ CYCLE_CASES = {  # norm, batch size, extra flags
     "batchnorm": ("batch", 1, []),
     "batchnorm-batch2": ("batch", 2, []),
     "instance-channels_last": ("instance", 1, ["--channels_last"]),
+    "instance-batch2-channels_last": ("instance", 2, ["--channels_last"]),  # norms split per sample
     "batchnorm-channels_last": ("batch", 2, ["--channels_last"]),
 }
 # Channels-last runs other convolution kernels, so its rounding differs from the plain fp32 reference's; those
@@ -129,10 +130,11 @@ def test_cycle_gan_step_equals_reference(case: str, demo_root: Path, tmp_path: P
     torch.manual_seed(0)
     model = create_model(opt)
     assert per_sample(model.netD_A) == (norm != "batch")  # discriminators: batched wherever the norm allows
-    ref_dtype, rtol = (torch.float64, 1e-3) if "--channels_last" in extra else (torch.float32, 1e-4)
+    assert opt.channels_last == ("--channels_last" in extra)
+    ref_dtype, rtol = (torch.float64, 1e-3) if opt.channels_last else (torch.float32, 1e-4)
     nets = {name: copy.deepcopy(net).to(ref_dtype) for name, net in model.named_networks().items()}
     model.setup(opt)  # the opt-in wrappers (channels-last) apply here; the reference stays plain
-    if "--channels_last" in extra:
+    if opt.channels_last:
         conv = next(m for m in model.netG_A.modules() if isinstance(m, torch.nn.Conv2d))
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     model.set_input(noise_batch(opt))
@@ -417,3 +419,31 @@ def test_channels_last_inference_equals_contiguous(netG: str, norm: str) -> None
     with torch.inference_mode():
         expected, actual = net(x), other(x)
     assert_close(actual.contiguous(), expected, f"{netG}/{norm}", rtol=1e-4)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_instance_norm_equals_instance_norm(affine: bool, batch: int, channels_last: bool) -> None:
+    """FastInstanceNorm2d's output and its input, weight and bias gradients are the official layer's (float64
+    reference with a contiguous incoming gradient), in both memory formats, the layout kept."""
+    from models.layers import use_fast_kernels
+
+    torch.manual_seed(0)
+    official = torch.nn.InstanceNorm2d(6, affine=affine).double()
+    if affine:
+        torch.nn.init.normal_(official.weight)
+        torch.nn.init.normal_(official.bias)
+    fast = use_fast_kernels(copy.deepcopy(official).float())
+    x = torch.randn(batch, 6, 5, 7, dtype=torch.float64) * 3 + 1
+    g = torch.randn_like(x)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x64, x32 = x.clone().requires_grad_(), x.float().contiguous(memory_format=fmt).requires_grad_()
+    expected, actual = official(x64), fast(x32)
+    expected.backward(g)
+    actual.backward(g.float().contiguous(memory_format=fmt))
+    assert actual.is_contiguous(memory_format=fmt)
+    assert_close(actual, expected, "output", rtol=1e-5)
+    assert_close(x32.grad, x64.grad, "input gradient", rtol=1e-5)
+    for name, p in official.named_parameters():
+        assert_close(dict(fast.named_parameters())[name].grad, p.grad, f"{name} gradient", rtol=1e-5)
