@@ -465,7 +465,7 @@ def test_nan_skip_leaves_the_step_out_and_goes_on(model: str, demo_root: Path, t
 
 
 def test_resume_with_another_memory_layout(demo_root: Path, tmp_path: Path) -> None:
-    """A run saved with ``--channels_last off`` and resumed with it on (the CPU default) continues as it would have
+    """A run saved with ``--channels_last off`` and resumed with it on continues as it would have
     with it off: the same weights to float rounding. Adam's moments were saved in the other layout; used as they
     are, the fused kernel would pair them with the wrong weights (models/optimizers.py ``match_state_layout``)."""
     ckpt = tmp_path / "ck"
