@@ -2,9 +2,9 @@
 
 test.py's time per image is one generator forward pass plus reading and writing the images; the forward pass is
 almost all convolutions. This measures, in one run: the forward pass's FLOPs (``torch.utils.flop_counter``), its
-time (median of ``--repeats``) and rate, the share of that time spent in convolutions (``torch.profiler``), and two
-references run the same way: the generator's most frequent convolution alone (its residual blocks' 3x3 conv) and
-a large matrix product. The gap between the forward pass's rate and the references bounds what any change outside
+time (median of ``--repeats``) and rate, the share of that time spent in convolutions (``torch.profiler``), and
+references run the same way: the generator's most frequent convolution alone (its residual blocks' 3x3 conv), a
+ResNet's last convolution alone (7x7 to 3 channels, slow for its few outputs) and a large matrix product. The gap between the forward pass's rate and the references bounds what any change outside
 the convolution kernels can still gain (docs/performance.md).
 
 Example:
@@ -88,6 +88,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     side = args.size // 4
     conv = torch.nn.Conv2d(width, width, 3).eval()
     conv_x = torch.randn(1, width, side + 2, side + 2)
+    # the ResNet's last convolution (7x7 to 3 channels): few output channels fill few vector lanes
+    last = torch.nn.Conv2d(args.ngf, 3, 7).eval()
+    last_x = torch.randn(1, args.ngf, args.size + 6, args.size + 6)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     results: Dict[str, Dict[str, float]] = {}
     samples: Dict[str, Dict[str, List[float]]] = {}
@@ -102,7 +105,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
                                                             enabled=dtype is not None):
                     return fn()
             return call
-        calls = {"forward": under(lambda: net(x)), "conv": under(lambda: conv(conv_x)), "matmul": under(lambda: a @ b)}
+        calls = {"forward": under(lambda: net(x)), "conv": under(lambda: conv(conv_x)),
+                 "last_conv": under(lambda: last(last_x)), "matmul": under(lambda: a @ b)}
         results[name] = {f"{k}_gflop": flops(c) / 1e9 for k, c in calls.items()}
         results[name]["conv_share"] = conv_share(calls["forward"])
         samples[name] = {k: [] for k in calls}
@@ -112,16 +116,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     print(f"{args.netG}, ngf {args.ngf}, {args.size}x{args.size}, batch 1, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}\n")
     print("| dtype | forward s (min-max) | GFLOP | GFLOP/s | conv share of time | residual conv alone GFLOP/s "
-          "| 2048² matmul GFLOP/s | forward rate / conv alone | forward rate / matmul |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| last conv alone ms (GFLOP/s) | 2048² matmul GFLOP/s | forward rate / conv alone "
+          "| forward rate / matmul |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        for key in ("forward", "conv", "matmul"):
+        for key in ("forward", "conv", "last_conv", "matmul"):
             r[f"{key}_s"] = statistics.median(samples[name][key])
             r[f"{key}_gflops"] = r[f"{key}_gflop"] / r[f"{key}_s"]
         s = samples[name]["forward"]
         print(f"| {name} | {r['forward_s']:.3f} ({min(s):.3f}-{max(s):.3f}) | {r['forward_gflop']:.1f} | "
               f"{r['forward_gflops']:.0f} | {r['conv_share']:.0%} | {r['conv_gflops']:.0f} | "
-              f"{r['matmul_gflops']:.0f} | {r['forward_gflops'] / r['conv_gflops']:.2f} | "
+              f"{1e3 * r['last_conv_s']:.1f} ({r['last_conv_gflops']:.0f}) | {r['matmul_gflops']:.0f} | {r['forward_gflops'] / r['conv_gflops']:.2f} | "
               f"{r['forward_gflops'] / r['matmul_gflops']:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

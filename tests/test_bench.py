@@ -362,3 +362,13 @@ def test_roofline_reports_rates_and_conv_share(tmp_path: Path) -> None:
         assert r["forward_gflop"] > 0 and r["forward_gflops"] > 0 and 0 < r["conv_share"] <= 1
         assert abs(r["matmul_gflop"] - 2 * 2048 ** 3 / 1e9) < 1e-6  # the counter counts a multiply-add as 2
     assert "| fp32 |" in res.stdout and "| bf16 |" in res.stdout
+
+
+def test_norm_kernels_times_every_kernel_in_both_layouts(capsys) -> None:
+    """bench/norm_kernels.py: one row per shape, dtype and layout, a positive time for every kernel."""
+    from bench import norm_kernels
+
+    rows = norm_kernels.main(["--shape", "2,4,6,6", "--dtype", "bf16", "--repeats", "1", "--rounds", "1"])
+    assert [(r["dtype"], r["layout"]) for r in rows] == [("bf16", "nchw"), ("bf16", "channels_last")]
+    assert all(r[name] > 0 for r in rows for name in norm_kernels.KERNELS)
+    assert capsys.readouterr().out.count("| 2,4,6,6 | bf16 |") == 2
