@@ -255,8 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         text = table(rows, args.busy, n_cores)
     print(text)
     out = {"command": "python bench/busy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "cores": n_cores, "busy": args.busy, "busy_kind": args.busy_kind, "rounds": args.rounds, "phases": args.phases, "rows": rows,
-           "runs": runs, "load_before": load_before, "wall_s": time.time() - start}
+           "cores": n_cores, "busy": args.busy, "busy_kind": args.busy_kind, "rounds": args.rounds,
+           "phases": args.phases, "rows": rows, "runs": runs, "load_before": load_before, "wall_s": time.time() - start}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

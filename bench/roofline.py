@@ -4,8 +4,9 @@ test.py's time per image is one generator forward pass plus reading and writing 
 almost all convolutions. This measures, in one run: the forward pass's FLOPs (``torch.utils.flop_counter``), its
 time (median of ``--repeats``) and rate, the share of that time spent in convolutions (``torch.profiler``), and
 references run the same way: the generator's most frequent convolution alone (its residual blocks' 3x3 conv), a
-ResNet's last convolution alone (7x7 to 3 channels, slow for its few outputs) and a large matrix product. The gap between the forward pass's rate and the references bounds what any change outside
-the convolution kernels can still gain (docs/performance.md).
+ResNet's last convolution alone (7x7 to 3 channels, slow for its few outputs) and a large matrix product. The gap
+between the forward pass's rate and the references bounds what any change outside the convolution kernels can
+still gain (docs/performance.md).
 
 Example:
     python bench/roofline.py                                  # resnet_9blocks, 256 px, fp32 and bf16
@@ -126,7 +127,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
         s = samples[name]["forward"]
         print(f"| {name} | {r['forward_s']:.3f} ({min(s):.3f}-{max(s):.3f}) | {r['forward_gflop']:.1f} | "
               f"{r['forward_gflops']:.0f} | {r['conv_share']:.0%} | {r['conv_gflops']:.0f} | "
-              f"{1e3 * r['last_conv_s']:.1f} ({r['last_conv_gflops']:.0f}) | {r['matmul_gflops']:.0f} | {r['forward_gflops'] / r['conv_gflops']:.2f} | "
+              f"{1e3 * r['last_conv_s']:.1f} ({r['last_conv_gflops']:.0f}) | {r['matmul_gflops']:.0f} | "
+              f"{r['forward_gflops'] / r['conv_gflops']:.2f} | "
               f"{r['forward_gflops'] / r['matmul_gflops']:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -91,9 +91,7 @@ class CustomDatasetDataLoader:
         check_outputs_apart(opt.dataroot, output_folders(opt), read_folders(self.dataset, opt))
         log.info(f"dataset [{type(self.dataset).__name__}] was created")
         preflight(self.dataset, opt)  # unreadable/too-small images: error or skip (--bad_data)
-        after_preflight = getattr(self.dataset, "after_preflight", None)
-        if callable(after_preflight):  # checks of the files that remain (singleimage: one image per folder)
-            after_preflight()
+        self.dataset.after_preflight()  # checks of the files that remain (singleimage: one image per folder)
         # Seeded per-epoch order (DistributedSampler rules, one process included) that a resumed run can
         # start part-way; it never draws from the global RNGs (data/sampler.py).
         world = _distributed_world_size()

@@ -71,6 +71,10 @@ class BaseDataset(data.Dataset, ABC):
         """``load_image`` (8-bit RGB, errors naming the file) with this run's pixel budget ``--max_pixels``."""
         return load_image(path, max_pixels(self.opt))
 
+    def after_preflight(self) -> None:
+        """Checks of the files left after the loader's pre-flight scan (``--bad_data skip`` may have dropped
+        some); the base class has none."""
+
     @abstractmethod
     def __len__(self) -> int:
         """Return the number of samples."""

@@ -60,7 +60,6 @@ class SingleImageDataset(BaseDataset):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         """{'A', 'B', 'A_paths', 'B_paths'}: two independent random patches in training, the whole pair at test
         time (``index`` only numbers the sample)."""
-        self.after_preflight()
         nc_A, nc_B = direction_nc(self.opt)
         out: Dict[str, Any] = {}
         for key, path, channels in (("A", self.A_paths[0], nc_A), ("B", self.B_paths[0], nc_B)):

@@ -5,7 +5,7 @@ import argparse
 import os
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -350,16 +350,20 @@ class BaseModel(ABC):
         """The discriminators' losses and gradients (GAN models; ``--d_steps`` needs it)."""
         raise NotImplementedError(f"{type(self).__name__} has no backward_D(); --d_steps needs a discriminator step")
 
-    def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                         fake_first: bool = False) -> DiscriminatorLoss:
+    def backward_D_basic(self, netD: nn.Module, real: torch.Tensor, fake: torch.Tensor, fake_first: bool = False,
+                         real_penalty: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
+                         ) -> DiscriminatorLoss:
         """The discriminator's GAN loss, back-propagated: ``0.5 * (GAN(D(real), True) + GAN(D(fake.detach()),
-        False))``, plus the gradient penalty under ``--gan_mode wgangp``. Needs ``self.criterionGAN``.
+        False))``, plus the gradient penalty under ``--gan_mode wgangp``, plus ``real_penalty(D(real), real)`` when
+        given (``real`` then requires grad: e.g. an R1 penalty). Needs ``self.criterionGAN``.
 
         Where D normalizes each sample on its own (no batch norm), real and fake go through D in one call (the same
         numbers, fewer calls); otherwise in two calls, fake first if ``fake_first`` (batch-norm statistics follow
         the calls' order).
         """
         fake = fake.detach()
+        if real_penalty is not None:
+            real = real.detach().requires_grad_(True)
         order = [fake, real] if fake_first else [real, fake]
         if per_sample(netD) and order[0].shape[1:] == order[1].shape[1:]:
             first, second = netD(torch.cat(order, 0)).split([order[0].shape[0], order[1].shape[0]], 0)
@@ -370,7 +374,10 @@ class BaseModel(ABC):
         loss_fake = self.criterionGAN(pred_fake, False).mean()
         loss = (loss_real + loss_fake) * 0.5
         if self.opt.gan_mode == "wgangp":
-            loss = loss + networks.cal_gradient_penalty(netD, real, fake, self.device, lambda_gp=self.opt.lambda_gp)[0]
+            loss = loss + networks.cal_gradient_penalty(netD, real.detach(), fake, self.device,
+                                                        lambda_gp=self.opt.lambda_gp)[0]
+        if real_penalty is not None:
+            loss = loss + real_penalty(pred_real, real)
         loss.backward()
         return DiscriminatorLoss(loss.detach(), loss_real.detach(), loss_fake.detach())
 

@@ -400,9 +400,7 @@ def _stylegan2(variant: str) -> GeneratorBuilder:
               stylegan2_G_num_downsampling: int = 1) -> nn.Module:
         from . import stylegan2
 
-        if up != "deconv":
-            raise ValueError(f"--upsample {up}: --netG {variant} upsamples with its own blurred transposed "
-                             f"convolutions; drop --upsample")
+        check_upsample(variant, up)
         return stylegan2.StyleGAN2Generator(i, o, ngf, stylegan2_size, stylegan2_G_num_downsampling,
                                             **stylegan2.GENERATOR_VARIANTS[variant])
     return build
@@ -418,6 +416,13 @@ GENERATORS: Dict[str, GeneratorBuilder] = {
 }
 STYLEGAN2_GENERATORS = ("stylegan2", "smallstylegan2")
 STYLEGAN2_DISCRIMINATORS = ("stylegan2",)
+
+
+def check_upsample(netG: str, upsample: str) -> None:
+    """A one-line ``ValueError`` when ``--upsample`` asks ``--netG`` for an upsampling it does not have."""
+    if netG in STYLEGAN2_GENERATORS and upsample != "deconv":
+        raise ValueError(f"--upsample {upsample}: --netG {netG} upsamples with its own blurred transposed "
+                         f"convolutions; drop --upsample")
 
 
 def network_extras(kind: str, name: str, opt: Any) -> Dict[str, int]:

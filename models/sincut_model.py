@@ -91,19 +91,12 @@ class SinCUTModel(CUTModel):
     def backward_D(self) -> None:
         """CUT's discriminator loss 0.5 * (GAN(D(fake_B.detach()), False) + GAN(D(real_B), True)) [+ the WGAN-GP
         penalty under wgangp], plus the R1 penalty at the real images."""
-        real_B = self.real_B.detach().requires_grad_(self.opt.lambda_R1 > 0.0)
-        pred_fake = self.netD(self.fake_B.detach())
-        pred_real = self.netD(real_B)
-        self.loss_D_fake = self.criterionGAN(pred_fake, False).mean()
-        self.loss_D_real = self.criterionGAN(pred_real, True).mean()
-        self.loss_D = (self.loss_D_fake + self.loss_D_real) * 0.5
-        if self.opt.gan_mode == "wgangp":
-            self.loss_D = self.loss_D + networks.cal_gradient_penalty(
-                self.netD, self.real_B, self.fake_B.detach(), self.device, lambda_gp=self.opt.lambda_gp)[0]
-        if self.opt.lambda_R1 > 0.0:
-            self.loss_D_R1 = self.r1_penalty(pred_real, real_B)
-            self.loss_D = self.loss_D + self.loss_D_R1
-        self.loss_D.backward()
+        def r1(pred_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+            self.loss_D_R1 = self.r1_penalty(pred_real, real)
+            return self.loss_D_R1
+
+        self.loss_D, self.loss_D_real, self.loss_D_fake = self.backward_D_basic(
+            self.netD, self.real_B, self.fake_B, fake_first=True, real_penalty=r1 if self.opt.lambda_R1 > 0.0 else None)
 
     def r1_penalty(self, pred_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """R1 (Mescheder et al. 2018): ``lambda_R1 / 2`` times the squared gradient norm of D's summed output with

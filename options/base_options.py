@@ -360,9 +360,7 @@ class BaseOptions:
                 and opt.crop_size > opt.load_size:
             raise ValueError(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                              f"with --preprocess {opt.preprocess} the crop must fit the resized image")
-        if opt.netG in networks.STYLEGAN2_GENERATORS and opt.upsample != "deconv":
-            raise ValueError(f"--upsample {opt.upsample}: --netG {opt.netG} upsamples with its own blurred transposed "
-                             f"convolutions; drop --upsample")
+        networks.check_upsample(opt.netG, opt.upsample)
         models.find_model_using_name(opt.model).validate_options(opt)  # the model's own checks
         check_image_sizes(opt)  # the pixel budget, and what the networks can take (options/sizes.py)
 
