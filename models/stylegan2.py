@@ -31,7 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-BLUR_TAPS = (1.0, 3.0, 3.0, 1.0)  # the binomial filter of every blurred resampling
+from .antialias import binomial_kernel
+
+BLUR_TAPS = 4  # per side: the 4-tap binomial filter (1, 3, 3, 1) of every blurred resampling
 # Generator variants of the CUT code: residual blocks (split evenly between encoder and decoder) and whether the
 # upsampling convolutions add noise.
 GENERATOR_VARIANTS = {"stylegan2": {"n_blocks": 6, "inject_noise": True},
@@ -94,16 +96,14 @@ class Blur(nn.Module):
 
     def __init__(self, pad: Tuple[int, int], gain: float = 1.0) -> None:
         super().__init__()
-        taps = torch.tensor(BLUR_TAPS)
-        kernel = taps[:, None] * taps[None, :]
-        self.register_buffer("kernel", kernel / kernel.sum() * gain)
+        self.register_buffer("kernel", binomial_kernel(BLUR_TAPS) * gain)
         self.pad = (int(pad[0]), int(pad[1]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The blurred map (a depthwise convolution; the kernel is symmetric, so correlation = convolution)."""
         channels = x.shape[1]
         p0, p1 = self.pad
-        weight = self.kernel.flip([0, 1]).to(x.dtype)[None, None].expand(channels, 1, -1, -1)
+        weight = self.kernel.to(x.dtype)[None, None].expand(channels, 1, -1, -1)
         return F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, groups=channels)
 
 
@@ -159,7 +159,7 @@ class ConvLayer(nn.Sequential):
                  bias: bool = True, activate: bool = True) -> None:
         layers: List[nn.Module] = []
         if downsample:
-            extra = (len(BLUR_TAPS) - 2) + (kernel_size - 1)
+            extra = (BLUR_TAPS - 2) + (kernel_size - 1)
             layers.append(Blur(((extra + 1) // 2, extra // 2)))
             stride, padding = 2, 0
         else:
@@ -223,7 +223,7 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         self.upsample, self.demodulate = upsample, demodulate
         if upsample:
-            extra = (len(BLUR_TAPS) - 2) - (kernel_size - 1)
+            extra = (BLUR_TAPS - 2) - (kernel_size - 1)
             self.blur = Blur(((extra + 1) // 2 + 1, extra // 2 + 1), gain=4.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
