@@ -4,7 +4,9 @@ test.py's time per image is one generator forward pass plus reading and writing 
 almost all convolutions. This measures, in one run: the forward pass's FLOPs (``torch.utils.flop_counter``), its
 time (median of ``--repeats``) and rate, the share of that time spent in convolutions (``torch.profiler``), and
 references run the same way: the generator's most frequent convolution alone (its residual blocks' 3x3 conv), a
-ResNet's last convolution alone (7x7 to 3 channels, slow for its few outputs) and a large matrix product. The gap
+ResNet's last convolution alone (7x7 to 3 channels, slow for its few outputs: as ``nn.Conv2d`` and as the network
+runs it, ``FewOutputsConv2d``) and a large matrix product. Tensors are laid out as test.py lays them out on the CPU
+(channels-last; ``--layout nchw`` for the official layout). The gap
 between the forward pass's rate and the references bounds what any change outside the convolution kernels can
 still gain (docs/performance.md).
 
@@ -15,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -42,6 +45,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--netG", default="resnet_9blocks", choices=sorted(networks.GENERATORS))
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--size", type=int, default=256, help="image side (test.py's --load_size/--crop_size)")
+    p.add_argument("--layout", choices=("channels_last", "nchw"), default="channels_last",
+                   help="memory layout of weights and inputs (test.py on the CPU: channels_last)")
     p.add_argument("--dtype", action="append", choices=sorted(DTYPES), help="repeatable (default: fp32 and bf16)")
     p.add_argument("--repeats", type=int, default=7, help="timed calls per measurement (after one warm-up)")
     p.add_argument("--rounds", type=int, default=2, help="repetitions of every measurement, alternating")
@@ -82,16 +87,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     args = parse_args(argv)
     limit_torch_threads()
     torch.manual_seed(0)
+    fmt = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
     net = layers.use_fast_kernels(networks.define_G(3, 3, args.ngf, args.netG, "instance", False)).eval()
-    x = torch.randn(1, 3, args.size, args.size)
+    net = net.to(memory_format=fmt)
+    x = torch.randn(1, 3, args.size, args.size).contiguous(memory_format=fmt)
     # the generator's residual-block convolution and a matrix product with about as many FLOPs per call
     width = args.ngf * 4
     side = args.size // 4
-    conv = torch.nn.Conv2d(width, width, 3).eval()
-    conv_x = torch.randn(1, width, side + 2, side + 2)
+    conv = torch.nn.Conv2d(width, width, 3).eval().to(memory_format=fmt)
+    conv_x = torch.randn(1, width, side + 2, side + 2).contiguous(memory_format=fmt)
     # the ResNet's last convolution (7x7 to 3 channels): few output channels fill few vector lanes
-    last = torch.nn.Conv2d(args.ngf, 3, 7).eval()
-    last_x = torch.randn(1, args.ngf, args.size + 6, args.size + 6)
+    last = torch.nn.Conv2d(args.ngf, 3, 7).eval().to(memory_format=fmt)
+    last_rows = layers.use_fast_kernels(copy.deepcopy(last))
+    last_x = torch.randn(1, args.ngf, args.size + 6, args.size + 6).contiguous(memory_format=fmt)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     results: Dict[str, Dict[str, float]] = {}
     samples: Dict[str, Dict[str, List[float]]] = {}
@@ -107,27 +115,29 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
                     return fn()
             return call
         calls = {"forward": under(lambda: net(x)), "conv": under(lambda: conv(conv_x)),
-                 "last_conv": under(lambda: last(last_x)), "matmul": under(lambda: a @ b)}
+                 "last_conv": under(lambda: last(last_x)), "last_conv_fast": under(lambda: last_rows(last_x)),
+                 "matmul": under(lambda: a @ b)}
         results[name] = {f"{k}_gflop": flops(c) / 1e9 for k, c in calls.items()}
         results[name]["conv_share"] = conv_share(calls["forward"])
         samples[name] = {k: [] for k in calls}
         for _ in range(args.rounds):
             for key, call in calls.items():
                 samples[name][key].extend(timed(call, args.repeats))
-    print(f"{args.netG}, ngf {args.ngf}, {args.size}x{args.size}, batch 1, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}\n")
+    print(f"{args.netG}, ngf {args.ngf}, {args.size}x{args.size}, batch 1, {args.layout}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
     print("| dtype | forward s (min-max) | GFLOP | GFLOP/s | conv share of time | residual conv alone GFLOP/s "
-          "| last conv alone ms (GFLOP/s) | 2048² matmul GFLOP/s | forward rate / conv alone "
-          "| forward rate / matmul |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| last conv alone ms (GFLOP/s) | last conv as the network runs it ms | 2048² matmul GFLOP/s "
+          "| forward rate / conv alone | forward rate / matmul |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        for key in ("forward", "conv", "last_conv", "matmul"):
+        for key in ("forward", "conv", "last_conv", "last_conv_fast", "matmul"):
             r[f"{key}_s"] = statistics.median(samples[name][key])
             r[f"{key}_gflops"] = r[f"{key}_gflop"] / r[f"{key}_s"]
         s = samples[name]["forward"]
         print(f"| {name} | {r['forward_s']:.3f} ({min(s):.3f}-{max(s):.3f}) | {r['forward_gflop']:.1f} | "
               f"{r['forward_gflops']:.0f} | {r['conv_share']:.0%} | {r['conv_gflops']:.0f} | "
-              f"{1e3 * r['last_conv_s']:.1f} ({r['last_conv_gflops']:.0f}) | {r['matmul_gflops']:.0f} | "
+              f"{1e3 * r['last_conv_s']:.1f} ({r['last_conv_gflops']:.0f}) | {1e3 * r['last_conv_fast_s']:.1f} | "
+              f"{r['matmul_gflops']:.0f} | "
               f"{r['forward_gflops'] / r['conv_gflops']:.2f} | "
               f"{r['forward_gflops'] / r['matmul_gflops']:.2f} |")
     if args.json:

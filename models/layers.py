@@ -4,6 +4,8 @@
 checkpoints stay official:
 
 * ``FastInstanceNorm2d``: the instance norm computed by other kernels (always on).
+* ``FewOutputsConv2d``: a convolution to a few channels (a ResNet's last 7x7 to RGB) computed by other kernels at
+  inference (always on; it changes nothing where it does not apply).
 * ``ReflectionPad2dKeepDtype`` / ``ReplicationPad2dKeepDtype``: padding that keeps bf16/fp16 activations under
   ``--amp`` instead of upcasting them (and, for reflection on the CPU, a faster backward).
 * ``CPUSyncBatchNorm``: ``--norm syncbatch`` for CPU processes under torchrun (gloo).
@@ -53,11 +55,60 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+# ---------------------------------------------------------------------------------------------------- narrow convolutions
+FEW_OUTPUTS_ROWS = 32  # out_channels * kernel height up to which the row form is used (bench/roofline.py)
+
+
+class FewOutputsConv2d(nn.Conv2d):
+    """Conv2d to a few output channels, computed at inference on channels-last fp32 CPU inputs as one convolution
+    with a (1, kw) kernel and ``out_channels * kh`` outputs (one per output channel and kernel row), followed by
+    the sum of its ``kh`` row results, each shifted down by its row.
+
+    The same function summed in another order (fp32 rounding). The CPU's convolution kernels fill their vector
+    lanes with output channels, so a convolution to 3 channels runs as slowly as one to 16; the row form gives
+    them ``3 * kh`` channels of a ``kh`` times smaller kernel. Training (gradients on), other devices, dtypes and
+    layouts run the official ``Conv2d``. Parameters, state_dict keys and the printed name stay those of Conv2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution; by kernel rows where that is faster (see the class docstring)."""
+        if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 \
+                or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu") \
+                or not _is_channels_last(x):
+            return super().forward(x)
+        out_ch, in_ch, kh, kw = self.weight.shape
+        # rows[ky * out + o, i, 0, kx] = weight[o, i, ky, kx]
+        rows = self.weight.permute(2, 0, 1, 3).reshape(kh * out_ch, in_ch, 1, kw)
+        z = F.conv2d(x, rows.contiguous(memory_format=torch.channels_last), None, 1, self.padding)
+        height = z.shape[2] - kh + 1
+        out = z[:, :out_ch, :height]
+        out = out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out.clone()
+        for ky in range(1, kh):
+            out += z[:, ky * out_ch:(ky + 1) * out_ch, ky:ky + height]
+        return out
+
+    def _get_name(self) -> str:
+        """Print as the official layer."""
+        return "Conv2d"
+
+
+def _few_outputs(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` can run as ``FewOutputsConv2d`` and gains by it: a plain, dense, stride-1 convolution with
+    zero (or no) padding, a kernel of several rows and few output channels."""
+    kh = conv.kernel_size[0]
+    return (conv.groups == 1 and conv.stride == (1, 1) and conv.dilation == (1, 1) and kh > 1
+            and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and conv.out_channels * kh <= FEW_OUTPUTS_ROWS)
+
+
 def use_fast_kernels(net: nn.Module) -> nn.Module:
-    """Switch every plain InstanceNorm2d of ``net`` to ``FastInstanceNorm2d`` (in place; same weights and keys)."""
+    """Switch every plain InstanceNorm2d of ``net`` to ``FastInstanceNorm2d`` and every plain Conv2d to few output
+    channels to ``FewOutputsConv2d`` (in place; same weights and keys)."""
     for module in net.modules():
         if type(module) is nn.InstanceNorm2d and not module.track_running_stats:
             module.__class__ = FastInstanceNorm2d
+        elif type(module) is nn.Conv2d and _few_outputs(module):
+            module.__class__ = FewOutputsConv2d
     return net
 
 

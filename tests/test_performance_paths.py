@@ -447,3 +447,59 @@ def test_fast_instance_norm_equals_instance_norm(affine: bool, batch: int, chann
     assert_close(x32.grad, x64.grad, "input gradient", rtol=1e-5)
     for name, p in official.named_parameters():
         assert_close(dict(fast.named_parameters())[name].grad, p.grad, f"{name} gradient", rtol=1e-5)
+
+
+class _ConvWeights(torch.overrides.TorchFunctionMode):
+    """Records the weight shape of every ``F.conv2d`` call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: List[tuple] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: D105 - the mode's hook
+        if func is torch.nn.functional.conv2d:
+            self.shapes.append(tuple(args[1].shape))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("in_ch,out_ch,kernel,padding", [(8, 3, 7, 0), (8, 3, 7, 3), (16, 1, 4, 1), (4, 3, 3, 1),
+                                                         (5, 2, (5, 3), (2, 0)), (6, 4, 7, 0)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_few_outputs_conv_equals_conv(in_ch: int, out_ch: int, kernel, padding, bias: bool, batch: int) -> None:
+    """FewOutputsConv2d: at inference on channels-last fp32 CPU inputs it runs by kernel rows and gives the
+    official convolution's output (float64 reference); with gradients on, or in the official layout, it is the
+    official convolution itself. Keys and printed name stay Conv2d's."""
+    from models.layers import FewOutputsConv2d, use_fast_kernels
+
+    torch.manual_seed(0)
+    official = torch.nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=bias).double()
+    fast = use_fast_kernels(copy.deepcopy(official).float())
+    assert type(fast) is FewOutputsConv2d and repr(fast) == repr(official)
+    assert fast.state_dict().keys() == official.state_dict().keys()
+    x = torch.randn(batch, in_ch, 19, 23, dtype=torch.float64)
+    with torch.no_grad():
+        expected = official(x)
+    x_cl = x.float().contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), _ConvWeights() as seen:
+        actual = fast(x_cl)
+    kh, kw = official.kernel_size
+    assert seen.shapes == [(out_ch * kh, in_ch, 1, kw)]  # the row form ran
+    assert_close(actual, expected, "row form", rtol=1e-5)
+    for x32, grad in ((x_cl, True), (x.float(), False)):  # the official convolution, bit for bit
+        with torch.set_grad_enabled(grad), _ConvWeights() as seen:
+            out = fast(x32)
+        assert seen.shapes == [tuple(official.weight.shape)]
+        assert torch.equal(out, torch.nn.functional.conv2d(x32, fast.weight, fast.bias, 1, fast.padding))
+
+
+@pytest.mark.parametrize("conv", [torch.nn.Conv2d(64, 3, 7, stride=2), torch.nn.Conv2d(64, 3, 7, dilation=2),
+                                  torch.nn.Conv2d(6, 3, 7, groups=3), torch.nn.Conv2d(64, 3, 7, padding="same"),
+                                  torch.nn.Conv2d(64, 3, 7, padding=3, padding_mode="reflect"),
+                                  torch.nn.Conv2d(64, 3, 1), torch.nn.Conv2d(64, 8, 7), torch.nn.Conv2d(3, 64, 7)],
+                         ids=repr)
+def test_few_outputs_conv_only_where_it_applies(conv: torch.nn.Conv2d) -> None:
+    """Strided, dilated, grouped, non-zero-padded, one-row and many-output convolutions stay official."""
+    from models.layers import use_fast_kernels
+
+    assert type(use_fast_kernels(conv)) is torch.nn.Conv2d
