@@ -110,7 +110,8 @@ def official_env(device: str) -> Dict[str, str]:
 
 
 def run_official(config: Config, folder: Path, device: str, warmup: int, iters: int, data_dir: str,
-                 timeout: float, on_iteration: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+                 timeout: float, on_iteration: Optional[Callable[[int], None]] = None,
+                 dataroot: str = "") -> Dict[str, Any]:
     """Time the official code on ``config`` (module doc); the same result fields as bench/worker.py's."""
     from bench.worker import data_root
 
@@ -125,7 +126,7 @@ def run_official(config: Config, folder: Path, device: str, warmup: int, iters: 
     else:
         n_run = warmup + iters
     n_images = max(32, -(-n_run * batch // 32) * 32)
-    dataroot = data_root(Path(data_dir), config.spec, n_images)
+    root = data_root(Path(data_dir), config.spec, n_images, dataroot)
     times: List[float] = []
     waits: List[float] = []
     stamps: List[float] = []
@@ -147,7 +148,7 @@ def run_official(config: Config, folder: Path, device: str, warmup: int, iters: 
             on_iteration(len(stamps) if kind == "train" else int(match.group(1)))
 
     with tempfile.TemporaryDirectory(prefix="img2img_official_") as work:
-        common = ["--dataroot", str(dataroot), "--name", "bench", "--checkpoints_dir", str(Path(work) / "checkpoints")]
+        common = ["--dataroot", str(root), "--name", "bench", "--checkpoints_dir", str(Path(work) / "checkpoints")]
         env = official_env(device)
         if kind == "train":
             cmd = [sys.executable, str(folder / "train.py"), *common, *flags, "--print_freq", "1", "--display_freq",
@@ -170,7 +171,8 @@ def run_official(config: Config, folder: Path, device: str, warmup: int, iters: 
         skip = warmup
     cpu_per = [cpus[i + 1] - cpus[i] for i in range(len(cpus) - 1) if cpus[i + 1] is not None and cpus[i] is not None]
     per_line = [stamps[i + 1] - stamps[i] for i in range(len(stamps) - 1)]
-    return {"label": config.label, "device": device, "s_per_iter": times[skip:], "warmup_s": times[:skip],
+    return {"label": config.label, "device": device, "dataroot": dataroot, "s_per_iter": times[skip:],
+            "warmup_s": times[:skip],
             "data_wait_s": waits[skip:], "images_per_iter": batch,
             "cpu_s_per_iter": cpu_per[max(skip - 1, 0):] if kind == "train" else [],
             "wall_s_per_iter": per_line[max(skip - 1, 0):], "peak_rss_mb": peak[0] or None, "torch_threads": None,

@@ -54,6 +54,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="repetitions of every config, alternating")
     p.add_argument("--data_dir", type=str, default=str(ROOT / "bench" / "out" / "data"),
                    help="where the generated images are cached")
+    p.add_argument("--dataroot", default="", metavar="DIR",
+                   help="real images instead of the generated ones, for every config: a folder of images for test "
+                        "workloads (e.g. a dataset's testA), a dataset root (trainA/trainB, or train/ for pix2pix) "
+                        "for training workloads")
     p.add_argument("--json", type=str, default="", help="write the results here (default: print after the table)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed for one config run")
     p.add_argument("--checkout", action="append", default=[],
@@ -69,6 +73,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--official: " + check_checkout(Path(args.official)))
     if not args.preset and not args.config:
         p.error("give --preset or at least one --config")
+    if args.dataroot and not Path(args.dataroot).is_dir():
+        p.error(f"--dataroot {args.dataroot}: no such folder")
+    if args.dataroot:
+        args.dataroot = str(Path(args.dataroot).resolve())
     for folder in args.checkout:
         if not (Path(folder) / "bench" / "worker.py").is_file():
             p.error(f"--checkout {folder} has no bench/worker.py (a checkout of this project?)")
@@ -94,7 +102,7 @@ def run_worker(config: Config, args: argparse.Namespace, root: Path = ROOT,
     with its output on failure); ``on_iteration(n)`` hears of each finished training iteration (n from 1)."""
     request = {"workload": config.workload, "extra": list(config.extra), "device": args.device,
                "iters": args.iters or config.spec.iters, "warmup": args.warmup, "data_dir": args.data_dir,
-               "progress": on_iteration is not None}
+               "dataroot": getattr(args, "dataroot", ""), "progress": on_iteration is not None}
     cmd = [sys.executable, str(root / "bench" / "worker.py"), json.dumps(request)]
     found: List[Dict[str, Any]] = []
 
@@ -105,6 +113,8 @@ def run_worker(config: Config, args: argparse.Namespace, root: Path = ROOT,
             on_iteration(int(line[len(ITER_MARKER):]))
 
     code, tail = stream(cmd, root, dict(os.environ), args.timeout, on_line)
+    if found and found[0].get("dataroot", "") != request["dataroot"]:
+        raise RuntimeError(f"{root}: its bench/worker.py does not take --dataroot (it would time other images)")
     if found:
         return found[0]
     raise RuntimeError(f"benchmark config '{config.label}' failed (exit {code}):\n{tail}")
@@ -132,7 +142,8 @@ def runners(labels: Sequence[str], args: argparse.Namespace) -> List[Tuple[str, 
             elif label not in [row[0] for row in official]:
                 folder = Path(args.official).resolve()
                 official.append((label, config, lambda c, a, f=folder, **kw: run_official(
-                    c, f, a.device, a.warmup, a.iters or c.spec.iters, a.data_dir, a.timeout, **kw)))
+                    c, f, a.device, a.warmup, a.iters or c.spec.iters, a.data_dir, a.timeout,
+                    dataroot=getattr(a, "dataroot", ""), **kw)))
     return rows + official
 
 

@@ -68,8 +68,11 @@ def cpu_seconds() -> float:
     return total
 
 
-def data_root(base: Path, workload: Workload, n_images: int) -> Path:
-    """Generate (once; cached by parameters) the demo images this workload needs; return its dataroot."""
+def data_root(base: Path, workload: Workload, n_images: int, dataroot: str = "") -> Path:
+    """The workload's dataroot: ``dataroot`` when given (checked: a folder of at least ``n_images`` images for a
+    test workload, the train folders otherwise), else the demo images, generated once and cached by parameters."""
+    if dataroot:
+        return checked_dataroot(Path(dataroot), workload, n_images)
     sys.path.insert(0, str(ROOT / "datasets"))
     from make_demo_dataset import make_demo_dataset
 
@@ -78,6 +81,20 @@ def data_root(base: Path, workload: Workload, n_images: int) -> Path:
     if workload.kind == "test":
         return out / "testA"
     return Path(str(out) + "_pix2pix") if workload.data == "aligned" else out
+
+
+def checked_dataroot(root: Path, workload: Workload, n_images: int) -> Path:
+    """``root`` if it holds what ``workload`` reads (ValueError naming what is missing otherwise)."""
+    from util.image_io import list_image_files
+
+    folders = ["."] if workload.kind == "test" else ["train"] if workload.data == "aligned" else ["trainA", "trainB"]
+    for name in folders:
+        folder = root / name
+        count = len(list_image_files(str(folder))[0]) if folder.is_dir() else 0
+        if count < n_images:
+            raise ValueError(f"--dataroot {root}: {workload.kind} workloads read {n_images} images from "
+                             f"{folder.resolve()}, found {count}")
+    return root
 
 
 def device_flags(device: str) -> List[str]:
@@ -231,13 +248,13 @@ def run(request: Dict[str, Any]) -> Dict[str, Any]:
     iters, warmup = int(request["iters"]), int(request["warmup"])
     batch = int(config.flag_value("--batch_size", "1"))
     n_images = max(32, -(-(warmup + iters) * batch // 32) * 32)
-    dataroot = data_root(Path(request["data_dir"]), config.spec, n_images)
+    dataroot = data_root(Path(request["data_dir"]), config.spec, n_images, request.get("dataroot", ""))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="img2img_bench_") as work:
         extra = {"progress": True} if request.get("progress") and config.spec.kind == "train" else {}
         result = RUNNERS[config.spec.kind](config, dataroot, Path(work), device, warmup, iters, **extra)
-    result.update(label=config.label, device=device, peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads(),
+    result.update(label=config.label, device=device, dataroot=request.get("dataroot", ""), peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads(),
                   peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None)
     return result
 

@@ -196,6 +196,7 @@ for i in range(n):
 """
 FAKE_TEST = """import sys, pathlib
 args = sys.argv[1:]
+pathlib.Path(__file__).with_name("argv.txt").write_text(" ".join(args))
 assert (pathlib.Path(args[args.index("--checkpoints_dir") + 1]) / "bench" / "latest_net_G.pth").is_file()
 for i in range(int(args[args.index("--num_test") + 1])):
     if i % 5 == 0:
@@ -277,6 +278,37 @@ def test_official_test_is_timed_per_block_of_five_images(fake_official: Path, tm
                           str(tmp_path / "data"), 120)
     assert len(result["warmup_s"]) == 1 and len(result["s_per_iter"]) == 2  # ceil(5/5) + ceil(7/5) blocks
     assert all(t >= 0 for t in result["s_per_iter"]) and result["images_per_iter"] == 1
+
+
+def test_dataroot_gives_ours_and_the_official_the_same_real_images(fake_official: Path, tmp_path: Path) -> None:
+    """--dataroot DIR: both codes read DIR instead of the generated images; a folder too small, or one without
+    the training folders, is refused by name."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.official import run_official
+    from bench.worker import checked_dataroot, run
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(photos / f"p{i:02d}.jpg")
+    result = run({"workload": "tiny_test", "extra": [], "device": "cpu", "iters": 2, "warmup": 0,
+                  "data_dir": str(tmp_path / "data"), "dataroot": str(photos)})
+    assert result["dataroot"] == str(photos) and len(result["s_per_iter"]) == 2
+    assert not (tmp_path / "data").exists()  # nothing generated
+    official = run_official(parse_config("tiny_test"), fake_official, "cpu", 0, 2, str(tmp_path / "data"), 120,
+                            dataroot=str(photos))
+    argv = (fake_official / "argv.txt").read_text().split()
+    assert argv[argv.index("--dataroot") + 1] == str(photos) and official["dataroot"] == str(photos)
+    with pytest.raises(ValueError, match="read 64 images from .*photos, found 32"):
+        checked_dataroot(photos, WORKLOADS["tiny_test"], 64)
+    with pytest.raises(ValueError, match="trainA, found 0"):
+        checked_dataroot(photos, WORKLOADS["tiny_cycle_gan"], 2)
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--config", "tiny_test", "--dataroot",
+                          str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert bad.returncode == 2 and "--dataroot" in bad.stderr and "no such folder" in bad.stderr
 
 
 def test_official_flags_it_lacks_are_named(fake_official: Path, tmp_path: Path) -> None:
@@ -361,6 +393,7 @@ def test_roofline_reports_rates_and_conv_share(tmp_path: Path) -> None:
     for r in figures.values():
         assert r["forward_gflop"] > 0 and r["forward_gflops"] > 0 and 0 < r["conv_share"] <= 1
         assert abs(r["matmul_gflop"] - 2 * 2048 ** 3 / 1e9) < 1e-6  # the counter counts a multiply-add as 2
+        assert r["last_conv_fast_s"] > 0 and r["last_conv_fast_gflop"] >= r["last_conv_gflop"] > 0
     assert "| fp32 |" in res.stdout and "| bf16 |" in res.stdout
 
 
