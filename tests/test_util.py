@@ -80,6 +80,18 @@ def test_save_image_format_from_extension(tmp_path) -> None:
         assert im.format == "JPEG"
 
 
+@pytest.mark.parametrize("name", ["a.png", "a.PNG", "a.unknown"])
+def test_save_image_png_is_lossless_at_its_fast_level(tmp_path, name) -> None:
+    """PNGs (also for an unknown extension) keep every pixel, written at the fast zlib level."""
+    arr = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    util.save_image(arr, tmp_path / name)
+    with Image.open(tmp_path / name) as im:
+        assert im.format == "PNG" and np.array_equal(np.asarray(im), arr)
+    plain = io.BytesIO()
+    Image.fromarray(arr).save(plain, format="PNG", compress_level=util.PNG_COMPRESS_LEVEL)
+    assert (tmp_path / name).read_bytes() == plain.getvalue()
+
+
 def test_mkdirs_accepts_one_path_or_a_list(tmp_path) -> None:
     """mkdirs creates single paths and lists, nested and existing."""
     util.mkdirs(str(tmp_path / "a" / "b"))
