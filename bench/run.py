@@ -1,8 +1,8 @@
 """Benchmark training and test configurations: s/iter, images/s and peak memory, with ratios.
 
 Each config runs in a fresh process (bench/worker.py) for ``--warmup`` untimed and ``--iters`` timed iterations
-on generated demo images (datasets/make_demo_dataset.py, cached under ``--data_dir``), with data loading
-included. ``--rounds`` repeats every config, alternating them (the order rotates every round) so that machine
+on generated demo images (datasets/make_demo_dataset.py, cached under ``--data_dir``; ``--dataroot DIR``: real
+images), with data loading included. ``--rounds`` repeats every config, alternating them (the order rotates every round) so that machine
 noise hits all alike; the median is the median of the rounds' medians (robust to one disturbed round), min and
 max span every timed iteration. Results: a markdown table on stdout (ratios against each workload's first config
 and against the official figures) and JSON (``--json``).
