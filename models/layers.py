@@ -12,7 +12,7 @@ checkpoints stay official:
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -56,40 +56,49 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------- narrow convolutions
-FEW_OUTPUTS_ROWS = 32  # out_channels * kernel height up to which the row form is used (bench/roofline.py)
+# out_channels * kernel height up to which the row form is used: beyond it the row convolution's own outputs
+# fill the vector lanes and the shifted sums cost more than they save (bench/narrow_conv.py)
+FEW_OUTPUTS_ROWS = 32
 
 
 class FewOutputsConv2d(nn.Conv2d):
-    """Conv2d to a few output channels, computed at inference on channels-last fp32 CPU inputs as one convolution
-    with a (1, kw) kernel and ``out_channels * kh`` outputs (one per output channel and kernel row), followed by
-    the sum of its ``kh`` row results, each shifted down by its row.
+    """Conv2d to a few output channels, computed at inference on fp32 CPU inputs as one convolution with a (1, kw)
+    kernel and ``out_channels * kh`` outputs (one per output channel and kernel row), followed by the sum of its
+    ``kh`` row results, each shifted down by its row.
 
     The same function summed in another order (fp32 rounding). The CPU's convolution kernels fill their vector
     lanes with output channels, so a convolution to 3 channels runs as slowly as one to 16; the row form gives
-    them ``3 * kh`` channels of a ``kh`` times smaller kernel. Training (gradients on), other devices, dtypes and
-    layouts run the official ``Conv2d``. Parameters, state_dict keys and the printed name stay those of Conv2d.
+    them ``3 * kh`` channels of a ``kh`` times smaller kernel. Training (gradients on), other devices and dtypes
+    (``--amp``) run the official ``Conv2d``. Parameters, state_dict keys and the printed name stay those of Conv2d.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution; by kernel rows where that is faster (see the class docstring)."""
         if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 \
-                or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu") \
-                or not _is_channels_last(x):
+                or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
             return super().forward(x)
-        out_ch, in_ch, kh, kw = self.weight.shape
-        # rows[ky * out + o, i, 0, kx] = weight[o, i, ky, kx]
-        rows = self.weight.permute(2, 0, 1, 3).reshape(kh * out_ch, in_ch, 1, kw)
-        z = F.conv2d(x, rows.contiguous(memory_format=torch.channels_last), None, 1, self.padding)
-        height = z.shape[2] - kh + 1
-        out = z[:, :out_ch, :height]
-        out = out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out.clone()
-        for ky in range(1, kh):
-            out += z[:, ky * out_ch:(ky + 1) * out_ch, ky:ky + height]
-        return out
+        return conv2d_by_rows(x, self.weight, self.bias, self.padding)
 
     def _get_name(self) -> str:
         """Print as the official layer."""
         return "Conv2d"
+
+
+def conv2d_by_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                   padding: Tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, 1, padding)`` as one (1, kw) convolution with ``out * kh`` outputs and the sum of
+    its kh row results, each shifted by its row (``FewOutputsConv2d``); the weights keep ``x``'s memory layout."""
+    out_ch, in_ch, kh, kw = weight.shape
+    # rows[ky * out + o, i, 0, kx] = weight[o, i, ky, kx]
+    rows = weight.permute(2, 0, 1, 3).reshape(kh * out_ch, in_ch, 1, kw)
+    layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+    z = F.conv2d(x, rows.contiguous(memory_format=layout), None, 1, padding)
+    height = z.shape[2] - kh + 1
+    out = z[:, :out_ch, :height]
+    out = out + bias.view(1, -1, 1, 1) if bias is not None else out.clone()
+    for ky in range(1, kh):
+        out += z[:, ky * out_ch:(ky + 1) * out_ch, ky:ky + height]
+    return out
 
 
 def _few_outputs(conv: nn.Conv2d) -> bool:

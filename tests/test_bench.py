@@ -405,3 +405,14 @@ def test_norm_kernels_times_every_kernel_in_both_layouts(capsys) -> None:
     assert [(r["dtype"], r["layout"]) for r in rows] == [("bf16", "nchw"), ("bf16", "channels_last")]
     assert all(r[name] > 0 for r in rows for name in norm_kernels.KERNELS)
     assert capsys.readouterr().out.count("| 2,4,6,6 | bf16 |") == 2
+
+
+def test_narrow_conv_times_both_forms_in_both_layouts(capsys) -> None:
+    """bench/narrow_conv.py: one row per convolution and layout, both forms timed (and checked to agree)."""
+    from bench import narrow_conv
+
+    rows = narrow_conv.main(["--conv", "4,3,7,0,12", "--conv", "6,1,4,1,9", "--repeats", "1", "--rounds", "1"])
+    assert [(r["conv"], r["layout"]) for r in rows] == [("4,3,7,0,12", "nchw"), ("4,3,7,0,12", "channels_last"),
+                                                       ("6,1,4,1,9", "nchw"), ("6,1,4,1,9", "channels_last")]
+    assert all(r["nn.Conv2d"] > 0 and r["by rows"] > 0 for r in rows)
+    assert capsys.readouterr().out.count("| 4,3,7,0,12 | 21 |") == 2

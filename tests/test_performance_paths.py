@@ -467,9 +467,9 @@ class _ConvWeights(torch.overrides.TorchFunctionMode):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batch", [1, 2])
 def test_few_outputs_conv_equals_conv(in_ch: int, out_ch: int, kernel, padding, bias: bool, batch: int) -> None:
-    """FewOutputsConv2d: at inference on channels-last fp32 CPU inputs it runs by kernel rows and gives the
-    official convolution's output (float64 reference); with gradients on, or in the official layout, it is the
-    official convolution itself. Keys and printed name stay Conv2d's."""
+    """FewOutputsConv2d: at inference on fp32 CPU inputs (both layouts) it runs by kernel rows and gives the
+    official convolution's output (float64 reference), the layout kept; with gradients on, or under autocast, it is
+    the official convolution itself. Keys and printed name stay Conv2d's."""
     from models.layers import FewOutputsConv2d, use_fast_kernels
 
     torch.manual_seed(0)
@@ -480,17 +480,21 @@ def test_few_outputs_conv_equals_conv(in_ch: int, out_ch: int, kernel, padding, 
     x = torch.randn(batch, in_ch, 19, 23, dtype=torch.float64)
     with torch.no_grad():
         expected = official(x)
-    x_cl = x.float().contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), _ConvWeights() as seen:
-        actual = fast(x_cl)
     kh, kw = official.kernel_size
-    assert seen.shapes == [(out_ch * kh, in_ch, 1, kw)]  # the row form ran
-    assert_close(actual, expected, "row form", rtol=1e-5)
-    for x32, grad in ((x_cl, True), (x.float(), False)):  # the official convolution, bit for bit
-        with torch.set_grad_enabled(grad), _ConvWeights() as seen:
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x32 = x.float().contiguous(memory_format=fmt)
+        with torch.inference_mode(), _ConvWeights() as seen:
+            actual = fast(x32)
+        assert seen.shapes == [(out_ch * kh, in_ch, 1, kw)]  # the row form ran
+        assert_close(actual, expected, f"row form, {fmt}", rtol=1e-5)
+        assert actual.is_contiguous(memory_format=fmt) or min(actual.shape[1:]) == 1
+        with _ConvWeights() as seen:  # gradients on: the official convolution, bit for bit
             out = fast(x32)
         assert seen.shapes == [tuple(official.weight.shape)]
         assert torch.equal(out, torch.nn.functional.conv2d(x32, fast.weight, fast.bias, 1, fast.padding))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16), _ConvWeights() as seen:
+        fast(x.float())
+    assert seen.shapes == [tuple(official.weight.shape)]
 
 
 @pytest.mark.parametrize("conv", [torch.nn.Conv2d(64, 3, 7, stride=2), torch.nn.Conv2d(64, 3, 7, dilation=2),
