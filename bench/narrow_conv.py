@@ -1,14 +1,16 @@
 """Convolutions to a few output channels on the CPU: ``nn.Conv2d`` against the row form ``FewOutputsConv2d`` runs.
 
 The CPU's convolution kernels fill their vector lanes with output channels, so a convolution to 3 channels costs
-about as much as one to 16. ``FewOutputsConv2d`` (models/layers.py) computes such a convolution at inference as
-one (1, kw) convolution with ``out * kh`` outputs plus kh shifted sums (``conv2d_by_rows``). This times both, in
-inference mode, fp32, NCHW and channels-last, on the shapes where the generators and discriminators have such a
-convolution, and on two shapes past the ``out * kh`` threshold. One table of medians (min–max) in milliseconds;
+about as much as one to 16. ``FewOutputsConv2d`` (models/layers.py) computes such a convolution as one (1, kw)
+convolution with ``out * kh`` outputs plus kh shifted sums (``conv2d_by_rows``). This times both, NCHW and
+channels-last, on the shapes where the generators and discriminators have such a convolution and on two shapes
+past the ``out * kh`` threshold: at inference in fp32 (the default), or under bf16 autocast as ``--amp bf16`` runs
+it (``--dtype bf16``), forward only or forward and backward as training runs it (``--grad``). One table of medians (min–max) in milliseconds;
 the two alternate within each round. docs/performance.md quotes it.
 
 Example:
     python bench/narrow_conv.py
+    python bench/narrow_conv.py --dtype bf16 --grad
     python bench/narrow_conv.py --conv 64,3,7,0,262 --repeats 21
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models.layers import FEW_OUTPUTS_ROWS, conv2d_by_rows  # noqa: E402
+from models.layers import FEW_OUTPUTS_MIN_KERNEL_BF16, FEW_OUTPUTS_ROWS, conv2d_by_rows  # noqa: E402
 from util.threads import limit_torch_threads  # noqa: E402
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -44,6 +46,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--conv", action="append", help="in,out,kernel,padding,side (repeatable; default: see above)")
     p.add_argument("--repeats", type=int, default=9, help="timed calls per form and round")
     p.add_argument("--rounds", type=int, default=3, help="rounds, the two forms alternating")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="fp32, or bf16 autocast with fp32 weights (as --amp bf16 runs it)")
+    p.add_argument("--grad", action="store_true",
+                   help="time forward and backward (training), not the forward alone (inference)")
     return p.parse_args(argv)
 
 
@@ -55,27 +61,44 @@ def conv_of(text: str) -> Tuple[int, ...]:
     return values
 
 
-def measure(spec: Tuple[int, ...], layout: torch.memory_format, repeats: int,
-            rounds: int) -> Dict[str, List[float]]:
-    """Seconds per call of both forms on one input, alternating within each round; checks they agree."""
+def measure(spec: Tuple[int, ...], layout: torch.memory_format, repeats: int, rounds: int,
+            bf16: bool = False, grad: bool = False) -> Dict[str, List[float]]:
+    """Seconds per call of both forms on one input, alternating within each round; checks they agree (the output,
+    and with ``grad`` the gradients of input and weight)."""
     in_ch, out_ch, kernel, padding, side = spec
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, in_ch, side, side, generator=gen).contiguous(memory_format=layout)
     w = (torch.randn(out_ch, in_ch, kernel, kernel, generator=gen) / (in_ch * kernel * kernel) ** 0.5)
-    w = w.contiguous(memory_format=layout)
-    b = torch.randn(out_ch, generator=gen)
-    forms: Dict[str, Callable[[], torch.Tensor]] = {
+    w = w.contiguous(memory_format=layout).requires_grad_(grad)
+    b = torch.randn(out_ch, generator=gen).requires_grad_(grad)
+    x = x.bfloat16() if bf16 else x  # autocast's conv input: the bf16 output of the layers before
+    x.requires_grad_(grad)
+    convs: Dict[str, Callable[[], torch.Tensor]] = {
         "nn.Conv2d": lambda: F.conv2d(x, w, b, 1, padding),
         "by rows": lambda: conv2d_by_rows(x, w, b, (padding, padding))}
-    times: Dict[str, List[float]] = {name: [] for name in forms}
-    with torch.inference_mode():
-        torch.testing.assert_close(forms["by rows"](), forms["nn.Conv2d"](), rtol=1e-4, atol=1e-4)
+    out_grad = torch.randn(1, out_ch, side + 2 * padding - kernel + 1, side + 2 * padding - kernel + 1,
+                           generator=gen)
+
+    def run(conv: Callable[[], torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = conv()
+        if not grad:
+            return (y,)
+        x.grad = w.grad = b.grad = None
+        y.backward(out_grad.to(y.dtype))
+        return y, x.grad, w.grad
+
+    tol = 3e-2 if bf16 else 1e-4
+    times: Dict[str, List[float]] = {name: [] for name in convs}
+    with torch.inference_mode(not grad):
+        for got, want in zip(run(convs["by rows"]), run(convs["nn.Conv2d"])):
+            torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
         for _ in range(rounds):
-            for name, form in forms.items():
-                form()  # warm-up
+            for name, conv in convs.items():
+                run(conv)  # warm-up
                 for _ in range(repeats):
                     start = time.perf_counter()
-                    form()
+                    run(conv)
                     times[name].append(time.perf_counter() - start)
     return times
 
@@ -85,14 +108,17 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     args = parse_args(argv)
     limit_torch_threads()
     rows = []
-    print(f"fp32, batch 1, inference, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"FewOutputsConv2d takes out x kernel <= {FEW_OUTPUTS_ROWS}, channels-last inputs\n")
+    what = "bf16 autocast" if args.dtype == "bf16" else "fp32"
+    print(f"{what}, batch 1, {'forward + backward' if args.grad else 'inference'}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"FewOutputsConv2d takes out x kernel <= {FEW_OUTPUTS_ROWS}, under bf16 autocast kernels of "
+          f"{FEW_OUTPUTS_MIN_KERNEL_BF16} rows or more\n")
     print("| in, out, kernel, padding, side | out x kernel | layout | nn.Conv2d ms | by rows ms | speed-up |")
     print("|---|---|---|---|---|---|")
     for text in args.conv or DEFAULT_CONVS:
         spec = conv_of(text)
         for layout_name, layout in LAYOUTS.items():
-            times = measure(spec, layout, args.repeats, args.rounds)
+            times = measure(spec, layout, args.repeats, args.rounds, args.dtype == "bf16", args.grad)
             conv, rows_ = (statistics.median(times[k]) for k in ("nn.Conv2d", "by rows"))
             cells = [f"{1e3 * statistics.median(t):.2f} ({1e3 * min(t):.2f}–{1e3 * max(t):.2f})"
                      for t in times.values()]

@@ -5,7 +5,7 @@ checkpoints stay official:
 
 * ``FastInstanceNorm2d``: the instance norm computed by other kernels (always on).
 * ``FewOutputsConv2d``: a convolution to a few channels (a ResNet's last 7x7 to RGB) computed by other kernels at
-  inference (always on; it changes nothing where it does not apply).
+  inference, and in ``--amp bf16`` training (always on; it changes nothing where it does not apply).
 * ``ReflectionPad2dKeepDtype`` / ``ReplicationPad2dKeepDtype``: padding that keeps bf16/fp16 activations under
   ``--amp`` instead of upcasting them (and, for reflection on the CPU, a faster backward).
 * ``CPUSyncBatchNorm``: ``--norm syncbatch`` for CPU processes under torchrun (gloo).
@@ -59,25 +59,38 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 # out_channels * kernel height up to which the row form is used: beyond it the row convolution's own outputs
 # fill the vector lanes and the shifted sums cost more than they save (bench/narrow_conv.py)
 FEW_OUTPUTS_ROWS = 32
+# under bf16 autocast, the smallest kernel with which it pays: the bf16 kernels run 3x3 and 4x4 convolutions to a
+# few channels (PatchGAN's last 4x4 to 1) well enough that the row form is slower there, 5x5 and 7x7 ones not
+FEW_OUTPUTS_MIN_KERNEL_BF16 = 5
 
 
 class FewOutputsConv2d(nn.Conv2d):
-    """Conv2d to a few output channels, computed at inference on fp32 CPU inputs as one convolution with a (1, kw)
-    kernel and ``out_channels * kh`` outputs (one per output channel and kernel row), followed by the sum of its
-    ``kh`` row results, each shifted down by its row.
+    """Conv2d to a few output channels, computed on the CPU as one convolution with a (1, kw) kernel and
+    ``out_channels * kh`` outputs (one per output channel and kernel row), followed by the sum of its ``kh`` row
+    results, each shifted down by its row: at inference in fp32, and under bf16 autocast (``--amp bf16``) in
+    training and inference for kernels of 5 rows or more.
 
-    The same function summed in another order (fp32 rounding). The CPU's convolution kernels fill their vector
-    lanes with output channels, so a convolution to 3 channels runs as slowly as one to 16; the row form gives
-    them ``3 * kh`` channels of a ``kh`` times smaller kernel. Training (gradients on), other devices and dtypes
-    (``--amp``) run the official ``Conv2d``. Parameters, state_dict keys and the printed name stay those of Conv2d.
+    The same function summed in another order (fp32 rounding; under bf16 autocast the row results are bf16, summed
+    in fp32). The CPU's convolution kernels fill their vector lanes with output channels, so a convolution to 3
+    channels runs as slowly as one to 16; the row form gives them ``3 * kh`` channels of a ``kh`` times smaller
+    kernel. fp32 training keeps the official ``Conv2d`` (its numerics exactly), and so do other devices and dtypes.
+    Parameters, state_dict keys and the printed name stay those of Conv2d.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The convolution; by kernel rows where that is faster (see the class docstring)."""
-        if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 \
-                or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
-            return super().forward(x)
-        return conv2d_by_rows(x, self.weight, self.bias, self.padding)
+        if self._by_rows(x):
+            return conv2d_by_rows(x, self.weight, self.bias, self.padding)
+        return super().forward(x)
+
+    def _by_rows(self, x: torch.Tensor) -> bool:
+        if x.device.type != "cpu" or x.dim() != 4 or self.weight.dtype != torch.float32:
+            return False
+        if torch.is_autocast_enabled("cpu"):
+            # faster in forward and backward alike (bench/narrow_conv.py --dtype bf16 [--grad])
+            return (torch.get_autocast_dtype("cpu") == torch.bfloat16
+                    and self.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16)
+        return not torch.is_grad_enabled() and x.dtype == torch.float32
 
     def _get_name(self) -> str:
         """Print as the official layer."""
@@ -94,11 +107,13 @@ def conv2d_by_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
     z = F.conv2d(x, rows.contiguous(memory_format=layout), None, 1, padding)
     height = z.shape[2] - kh + 1
-    out = z[:, :out_ch, :height]
-    out = out + bias.view(1, -1, 1, 1) if bias is not None else out.clone()
+    # half-precision row results (bf16 autocast) are summed in fp32 and rounded once, as a convolution does
+    acc = torch.float32 if z.dtype in (torch.bfloat16, torch.float16) else z.dtype
+    out = z[:, :out_ch, :height].to(acc)
+    out = out + bias.view(1, -1, 1, 1).to(acc) if bias is not None else out.clone()
     for ky in range(1, kh):
         out += z[:, ky * out_ch:(ky + 1) * out_ch, ky:ky + height]
-    return out
+    return out.to(z.dtype)
 
 
 def _few_outputs(conv: nn.Conv2d) -> bool:

@@ -468,8 +468,8 @@ class _ConvWeights(torch.overrides.TorchFunctionMode):
 @pytest.mark.parametrize("batch", [1, 2])
 def test_few_outputs_conv_equals_conv(in_ch: int, out_ch: int, kernel, padding, bias: bool, batch: int) -> None:
     """FewOutputsConv2d: at inference on fp32 CPU inputs (both layouts) it runs by kernel rows and gives the
-    official convolution's output (float64 reference), the layout kept; with gradients on, or under autocast, it is
-    the official convolution itself. Keys and printed name stay Conv2d's."""
+    official convolution's output (float64 reference), the layout kept; with gradients on (fp32 training) it is the
+    official convolution itself. Keys and printed name stay Conv2d's."""
     from models.layers import FewOutputsConv2d, use_fast_kernels
 
     torch.manual_seed(0)
@@ -492,9 +492,54 @@ def test_few_outputs_conv_equals_conv(in_ch: int, out_ch: int, kernel, padding, 
             out = fast(x32)
         assert seen.shapes == [tuple(official.weight.shape)]
         assert torch.equal(out, torch.nn.functional.conv2d(x32, fast.weight, fast.bias, 1, fast.padding))
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16), _ConvWeights() as seen:
-        fast(x.float())
-    assert seen.shapes == [tuple(official.weight.shape)]
+
+
+@pytest.mark.parametrize("in_ch,out_ch,kernel,padding", [(8, 3, 7, 0), (8, 3, 7, 3), (16, 1, 4, 1), (4, 3, 3, 1),
+                                                         (5, 2, (5, 3), (2, 0)), (6, 4, 7, 0)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_few_outputs_conv_under_bf16_autocast(in_ch: int, out_ch: int, kernel, padding, bias: bool,
+                                              batch: int) -> None:
+    """Under bf16 autocast (``--amp bf16``), in training and at inference, kernels of 5 rows or more run by rows:
+    a bf16 output like the official layer's, and output and gradients as close to the float64 values as the
+    official layer's under autocast (both layouts); smaller kernels run the official layer itself."""
+    from models.layers import FEW_OUTPUTS_MIN_KERNEL_BF16, use_fast_kernels
+
+    torch.manual_seed(0)
+    official = torch.nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=bias)
+    fast = use_fast_kernels(copy.deepcopy(official))
+    reference = copy.deepcopy(official).double()
+    x = torch.randn(batch, in_ch, 19, 23)
+    x64 = x.double().requires_grad_(True)
+    expected = reference(x64)
+    out_grad = torch.randn_like(expected)
+    expected.backward(out_grad)
+    by_rows = official.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16
+
+    def run(conv: torch.nn.Conv2d, x_in: torch.Tensor) -> tuple:
+        x_in = x_in.clone().requires_grad_(True)
+        conv.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16), _ConvWeights() as seen:
+            y = conv(x_in)
+        y.backward(out_grad.to(y.dtype))
+        return seen.shapes, y, x_in.grad, conv.weight.grad
+
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x_in = x.bfloat16().contiguous(memory_format=fmt)  # the bf16 activations of the layers before
+        shapes, y, x_grad, w_grad = run(fast, x_in)
+        kh, kw = official.kernel_size
+        assert shapes == ([(out_ch * kh, in_ch, 1, kw)] if by_rows else [tuple(official.weight.shape)])
+        _, y_off, x_grad_off, w_grad_off = run(official, x_in)
+        assert y.dtype == y_off.dtype == torch.bfloat16
+        for name, got, official_got, want in (("output", y, y_off, expected), ("input gradient", x_grad, x_grad_off,
+                                               x64.grad), ("weight gradient", w_grad, w_grad_off, reference.weight.grad)):
+            error = (got.double() - want).abs().max().item()
+            official_error = (official_got.double() - want).abs().max().item()
+            # the row form rounds each row's partial result to bf16: allow twice the official layer's error
+            assert error <= 2 * official_error + 1e-6, f"{name}, {fmt}: {error:.3g} vs official {official_error:.3g}"
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16), _ConvWeights() as seen:
+            fast(x_in)
+        assert seen.shapes == shapes
 
 
 @pytest.mark.parametrize("conv", [torch.nn.Conv2d(64, 3, 7, stride=2), torch.nn.Conv2d(64, 3, 7, dilation=2),
