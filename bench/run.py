@@ -73,9 +73,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         p.error("--official: " + check_checkout(Path(args.official)))
     if not args.preset and not args.config:
         p.error("give --preset or at least one --config")
-    if args.dataroot and not Path(args.dataroot).is_dir():
-        p.error(f"--dataroot {args.dataroot}: no such folder")
     if args.dataroot:
+        if not Path(args.dataroot).is_dir():
+            p.error(f"--dataroot {args.dataroot}: no such folder")
         args.dataroot = str(Path(args.dataroot).resolve())
     for folder in args.checkout:
         if not (Path(folder) / "bench" / "worker.py").is_file():

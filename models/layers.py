@@ -109,8 +109,9 @@ def conv2d_by_rows(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.T
     height = z.shape[2] - kh + 1
     # half-precision row results (bf16 autocast) are summed in fp32 and rounded once, as a convolution does
     acc = torch.float32 if z.dtype in (torch.bfloat16, torch.float16) else z.dtype
-    out = z[:, :out_ch, :height].to(acc)
-    out = out + bias.view(1, -1, 1, 1).to(acc) if bias is not None else out.clone()
+    out = z[:, :out_ch, :height].to(acc, copy=True)
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1)
     for ky in range(1, kh):
         out += z[:, ky * out_ch:(ky + 1) * out_ch, ky:ky + height]
     return out.to(z.dtype)
