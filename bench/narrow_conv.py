@@ -30,6 +30,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from models.layers import FEW_OUTPUTS_MIN_KERNEL_BF16, FEW_OUTPUTS_ROWS, conv2d_by_rows  # noqa: E402
+from util.amp import has_amx_bf16  # noqa: E402
 from util.threads import limit_torch_threads  # noqa: E402
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -112,7 +113,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict[str, object]]:
     print(f"{what}, batch 1, {'forward + backward' if args.grad else 'inference'}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"FewOutputsConv2d takes out x kernel <= {FEW_OUTPUTS_ROWS}, under bf16 autocast kernels of "
-          f"{FEW_OUTPUTS_MIN_KERNEL_BF16} rows or more\n")
+          f"{FEW_OUTPUTS_MIN_KERNEL_BF16} rows or more on CPUs without AMX (this CPU: "
+          f"{'AMX' if has_amx_bf16() else 'no AMX'})\n")
     print("| in, out, kernel, padding, side | out x kernel | layout | nn.Conv2d ms | by rows ms | speed-up |")
     print("|---|---|---|---|---|---|")
     for text in args.conv or DEFAULT_CONVS:

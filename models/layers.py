@@ -5,7 +5,7 @@ checkpoints stay official:
 
 * ``FastInstanceNorm2d``: the instance norm computed by other kernels (always on).
 * ``FewOutputsConv2d``: a convolution to a few channels (a ResNet's last 7x7 to RGB) computed by other kernels at
-  inference, and in ``--amp bf16`` training (always on; it changes nothing where it does not apply).
+  inference, and in ``--amp bf16`` training without AMX (always on; it changes nothing where it does not apply).
 * ``ReflectionPad2dKeepDtype`` / ``ReplicationPad2dKeepDtype``: padding that keeps bf16/fp16 activations under
   ``--amp`` instead of upcasting them (and, for reflection on the CPU, a faster backward).
 * ``CPUSyncBatchNorm``: ``--norm syncbatch`` for CPU processes under torchrun (gloo).
@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+from util.amp import has_amx_bf16
 
 
 # ---------------------------------------------------------------------------------------------------- instance norm
@@ -60,7 +62,9 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 # fill the vector lanes and the shifted sums cost more than they save (bench/narrow_conv.py)
 FEW_OUTPUTS_ROWS = 32
 # under bf16 autocast, the smallest kernel with which it pays: the bf16 kernels run 3x3 and 4x4 convolutions to a
-# few channels (PatchGAN's last 4x4 to 1) well enough that the row form is slower there, 5x5 and 7x7 ones not
+# few channels (PatchGAN's last 4x4 to 1) well enough that the row form is slower there, 5x5 and 7x7 ones not.
+# On CPUs with AMX tiles it does not pay under bf16 at all: oneDNN's tile kernels run the official layer faster at
+# inference, and in training at the demo's 64 px (bench/narrow_conv.py --dtype bf16 [--grad])
 FEW_OUTPUTS_MIN_KERNEL_BF16 = 5
 
 
@@ -68,7 +72,7 @@ class FewOutputsConv2d(nn.Conv2d):
     """Conv2d to a few output channels, computed on the CPU as one convolution with a (1, kw) kernel and
     ``out_channels * kh`` outputs (one per output channel and kernel row), followed by the sum of its ``kh`` row
     results, each shifted down by its row: at inference in fp32, and under bf16 autocast (``--amp bf16``) in
-    training and inference for kernels of 5 rows or more.
+    training and inference for kernels of 5 rows or more on CPUs without AMX tiles.
 
     The same function summed in another order (fp32 rounding; under bf16 autocast the row results are bf16, summed
     in fp32). The CPU's convolution kernels fill their vector lanes with output channels, so a convolution to 3
@@ -89,7 +93,7 @@ class FewOutputsConv2d(nn.Conv2d):
         if torch.is_autocast_enabled("cpu"):
             # faster in forward and backward alike (bench/narrow_conv.py --dtype bf16 [--grad])
             return (torch.get_autocast_dtype("cpu") == torch.bfloat16
-                    and self.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16)
+                    and self.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16 and not has_amx_bf16())
         return not torch.is_grad_enabled() and x.dtype == torch.float32
 
     def _get_name(self) -> str:

@@ -498,13 +498,17 @@ def test_few_outputs_conv_equals_conv(in_ch: int, out_ch: int, kernel, padding, 
                                                          (5, 2, (5, 3), (2, 0)), (6, 4, 7, 0)])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("amx", [False, True], ids=["no_amx", "amx"])
 def test_few_outputs_conv_under_bf16_autocast(in_ch: int, out_ch: int, kernel, padding, bias: bool,
-                                              batch: int) -> None:
-    """Under bf16 autocast (``--amp bf16``), in training and at inference, kernels of 5 rows or more run by rows:
-    a bf16 output like the official layer's, and output and gradients as close to the float64 values as the
-    official layer's under autocast (both layouts); smaller kernels run the official layer itself."""
+                                              batch: int, amx: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under bf16 autocast (``--amp bf16``), in training and at inference, kernels of 5 rows or more run by rows
+    on a CPU without AMX tiles: a bf16 output like the official layer's, and output and gradients as close to the
+    float64 values as the official layer's under autocast (both layouts); smaller kernels, and every kernel on a
+    CPU with AMX, run the official layer itself."""
+    import models.layers
     from models.layers import FEW_OUTPUTS_MIN_KERNEL_BF16, use_fast_kernels
 
+    monkeypatch.setattr(models.layers, "has_amx_bf16", lambda: amx)  # whatever this machine's CPU is
     torch.manual_seed(0)
     official = torch.nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=bias)
     fast = use_fast_kernels(copy.deepcopy(official))
@@ -514,7 +518,7 @@ def test_few_outputs_conv_under_bf16_autocast(in_ch: int, out_ch: int, kernel, p
     expected = reference(x64)
     out_grad = torch.randn_like(expected)
     expected.backward(out_grad)
-    by_rows = official.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16
+    by_rows = official.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16 and not amx
 
     def run(conv: torch.nn.Conv2d, x_in: torch.Tensor) -> tuple:
         x_in = x_in.clone().requires_grad_(True)

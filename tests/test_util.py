@@ -502,3 +502,21 @@ def test_progress_leaves_unconfigured_logging_alone(monkeypatch) -> None:
         seen.append(list(root.handlers))
         bar.update(2)
     assert seen == [[]] and "lib: 100%" in screen.getvalue()
+
+
+@pytest.mark.parametrize("text,amx", [
+    ("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\nflags\t\t: fpu\n", True),
+    ("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n", False),
+    ("processor\t: 0\nFeatures\t: fp asimd bf16\n", False),  # ARM
+    ("", False),
+])
+def test_cpu_flags_from_cpuinfo(tmp_path: Path, text: str, amx: bool) -> None:
+    """The first processor's flags are read (x86 ``flags``, ARM ``Features``); AMX is seen from them."""
+    from util.amp import cpu_flags
+
+    path = tmp_path / "cpuinfo"
+    path.write_text(text)
+    flags = cpu_flags(str(path))
+    assert ("amx_bf16" in flags) is amx
+    assert ("fpu" in flags) is text.startswith("processor\t: 0\nflags")
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()

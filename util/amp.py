@@ -7,7 +7,8 @@ CPU or a GPU (same exponent range as fp32, so no loss scaling). ``fp16`` is CUDA
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager, Optional
+from functools import lru_cache
+from typing import Any, ContextManager, FrozenSet, Optional
 
 import torch
 
@@ -64,3 +65,23 @@ def make_grad_scaler(mode: str, device: torch.device) -> Optional[torch.amp.Grad
     if mode == "fp16" and torch.device(device).type == "cuda":
         return torch.amp.GradScaler("cuda")
     return None
+
+
+@lru_cache(maxsize=None)
+def cpu_flags(path: str = "/proc/cpuinfo") -> FrozenSet[str]:
+    """The feature flags of the first processor listed in ``path`` (Linux; empty where it cannot be read)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):  # x86, ARM
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def has_amx_bf16() -> bool:
+    """Whether the CPU has AMX tiles for bf16 (Intel Sapphire Rapids and later), which oneDNN's bf16 kernels use;
+    PyTorch's public interface does not say (``torch.backends.cpu.get_cpu_capability()`` stops at AVX512)."""
+    return "amx_bf16" in cpu_flags()
