@@ -466,8 +466,12 @@ def test_nan_skip_leaves_the_step_out_and_goes_on(model: str, demo_root: Path, t
 
 def test_resume_with_another_memory_layout(demo_root: Path, tmp_path: Path) -> None:
     """A run saved with ``--channels_last off`` and resumed with it on continues as it would have
-    with it off: the same weights to float rounding. Adam's moments were saved in the other layout; used as they
-    are, the fused kernel would pair them with the wrong weights (models/optimizers.py ``match_state_layout``)."""
+    with it off: the same weights to float rounding after the first resumed step. Adam's moments were saved in the
+    other layout; used as they are, the fused kernel would pair them with the wrong weights (models/optimizers.py
+    ``match_state_layout``): errors of the size of a step (1e-5 to 1e-4 here, against 1e-8 when paired right).
+
+    One step, not the whole epoch: the two layouts' convolution kernels round differently on some CPUs (an Intel
+    Xeon with AMX, not an AMD EPYC), and a few Adam steps of a GAN amplify that to 1e-4."""
     ckpt = tmp_path / "ck"
     no_dropout = ["--no_dropout", "True"]  # dropout masks follow the memory layout: other (valid) draws
     run_train(train_flags("cycle_gan", "first", ckpt, demo_root, "--save_by_iter", "--save_latest_freq", "4",
@@ -476,8 +480,8 @@ def test_resume_with_another_memory_layout(demo_root: Path, tmp_path: Path) -> N
     for layout in ("off", "on"):
         copy_checkpoint(ckpt / "first", ckpt / layout, "iter_4")
         run_train(train_flags("cycle_gan", layout, ckpt, demo_root, "--continue_train", "--load_iter", "4",
-                              "--save_latest_freq", "1000", "--channels_last", layout, *no_dropout))
-        ends[layout] = load_dir(ckpt / layout)
+                              "--save_by_iter", "--save_latest_freq", "1", "--channels_last", layout, *no_dropout))
+        ends[layout] = load_dir(ckpt / layout, "iter_5")
     moved = 0.0
     for net in ("G_A", "G_B", "D_A", "D_B"):
         start = torch.load(ckpt / "first" / f"iter_4_net_{net}.pth", weights_only=True)
@@ -485,4 +489,4 @@ def test_resume_with_another_memory_layout(demo_root: Path, tmp_path: Path) -> N
             if key.endswith("weight") and value.dim() == 4:  # conv weights: biases before a norm only drift
                 torch.testing.assert_close(ends["on"][net][key], value, rtol=0, atol=1e-6, msg=f"{net}.{key}")
                 moved = max(moved, float((value - start[key]).abs().max()))
-    assert moved > 1e-4  # the resumed epoch did train
+    assert moved > 1e-5  # the resumed step did train (an Adam step moves weights by up to --lr, 2e-4)
