@@ -91,7 +91,7 @@ class FewOutputsConv2d(nn.Conv2d):
         if x.device.type != "cpu" or x.dim() != 4 or self.weight.dtype != torch.float32:
             return False
         if torch.is_autocast_enabled("cpu"):
-            # faster in forward and backward alike (bench/narrow_conv.py --dtype bf16 [--grad])
+            # without AMX, faster in forward and backward alike (bench/narrow_conv.py --dtype bf16 [--grad])
             return (torch.get_autocast_dtype("cpu") == torch.bfloat16
                     and self.kernel_size[0] >= FEW_OUTPUTS_MIN_KERNEL_BF16 and not has_amx_bf16())
         return not torch.is_grad_enabled() and x.dtype == torch.float32
